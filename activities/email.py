@@ -1,0 +1,105 @@
+"""The email step: render, send once, record the outcome."""
+
+import logging
+
+import aiosmtplib
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.email_message import Sender, build_message, message_id_for
+from activities.message_context import checkout_context
+from activities.rendering import TemplateRenderer
+from activities.smtp_pool import SmtpPool
+from domain.activity import Activity, ActivityType, NotSentReason
+from domain.checkout import CheckoutStatus
+from domain.steps import PERMANENT_EMAIL_FAILURE, SEND_EMAIL, EmailStepRequest
+from store.sql import SendClaim, SqlStore
+
+logger = logging.getLogger(__name__)
+
+
+class EmailActivities:
+    def __init__(
+        self, store: SqlStore, pool: SmtpPool, renderer: TemplateRenderer, sender: Sender,
+        shop_name: str,
+    ) -> None:
+        self._store = store
+        self._pool = pool
+        self._renderer = renderer
+        self._sender = sender
+        self._shop_name = shop_name
+
+    @activity.defn(name=SEND_EMAIL)
+    async def send_recovery_email(self, request: EmailStepRequest) -> Activity:
+        checkout = await self._store.get(request.checkout_id, with_activities=False)
+        if checkout is None:
+            raise ApplicationError(
+                f"checkout {request.checkout_id} is not in the store",
+                "checkout_missing_from_store",
+                type=PERMANENT_EMAIL_FAILURE,
+                non_retryable=True,
+            )
+        # Checked right before sending: a buyer who bought meanwhile gets no reminder.
+        if checkout.status is CheckoutStatus.RECOVERED:
+            return await self._not_sent(request, NotSentReason.RECOVERED)
+        email = checkout.buyer_info.email
+        if not email:
+            return await self._not_sent(request, NotSentReason.NO_EMAIL)
+
+        message_id = message_id_for(request.key, self._sender.domain)
+        claim = await self._store.claim_send(request.key, request.checkout_id, message_id, request.at)
+        if claim is SendClaim.ALREADY_SENT:
+            return await self._sent(request)
+        if claim is SendClaim.IN_DOUBT:
+            # An earlier attempt died between claiming and confirming; it may have delivered.
+            # Never twice beats maybe once more, so the step ends here.
+            logger.warning("Step %s of %s: earlier send unconfirmed, not resending",
+                           request.step_index + 1, request.checkout_id)
+            return await self._not_sent(request, NotSentReason.DELIVERY_UNCONFIRMED)
+
+        context = checkout_context(checkout, self._shop_name)
+        rendered = self._renderer.render_email(request.step.template, checkout.buyer_language, context)
+        message = build_message(
+            rendered,
+            sender=self._sender,
+            to_address=email,
+            to_name=context["buyer_name"] if isinstance(context["buyer_name"], str) else None,
+            message_id=message_id,
+            sent_at=request.at,
+        )
+        try:
+            await self._pool.send(message)
+        except aiosmtplib.SMTPRecipientsRefused as err:
+            await self._store.release_send(request.key)
+            codes = {r.code for r in err.recipients}
+            if any(code >= 500 for code in codes):
+                raise _permanent(NotSentReason.INVALID_ADDRESS, f"recipient refused {codes}") from err
+            raise
+        except aiosmtplib.SMTPResponseException as err:
+            await self._store.release_send(request.key)
+            if err.code >= 500:
+                raise _permanent(NotSentReason.SMTP_REJECTED, f"SMTP {err.code}") from err
+            raise
+        except BaseException:
+            # Connection trouble or 4xx: the claim goes back and Temporal retries with backoff.
+            await self._store.release_send(request.key)
+            raise
+        return await self._sent(request)
+
+    async def _sent(self, request: EmailStepRequest) -> Activity:
+        entry = _entry(request, ActivityType.EMAIL_SENT)
+        await self._store.confirm_send(request.key, request.checkout_id, entry)
+        return entry
+
+    async def _not_sent(self, request: EmailStepRequest, reason: NotSentReason) -> Activity:
+        entry = _entry(request, ActivityType.EMAIL_NOT_SENT, reason)
+        await self._store.record_activity(request.checkout_id, request.key, entry)
+        return entry
+
+
+def _entry(request: EmailStepRequest, kind: ActivityType, reason: str | None = None) -> Activity:
+    return Activity(type=kind, created_date=request.at, step=request.step_index + 1, reason=reason)
+
+
+def _permanent(reason: NotSentReason, message: str) -> ApplicationError:
+    return ApplicationError(message, str(reason), type=PERMANENT_EMAIL_FAILURE, non_retryable=True)

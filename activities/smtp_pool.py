@@ -1,0 +1,101 @@
+"""A small pool of persistent SMTP connections, shared by every email activity of a worker.
+
+Opening a connection (and TLS) costs more than sending a recovery email over it, so connections are
+kept and reused. A connection that failed in any way is dropped rather than trusted again.
+"""
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from email.message import EmailMessage
+from enum import StrEnum
+
+import aiosmtplib
+
+logger = logging.getLogger(__name__)
+
+# A connection idle for longer than this is probed with NOOP before use: servers drop idle
+# clients, and finding that out at MAIL FROM would cost the step an activity retry.
+_PROBE_AFTER_IDLE_SECONDS = 20.0
+
+
+class SmtpSecurity(StrEnum):
+    NONE = "none"
+    STARTTLS = "starttls"
+    TLS = "tls"
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str
+    port: int
+    security: SmtpSecurity = SmtpSecurity.NONE
+    username: str | None = None
+    password: str | None = None
+    timeout_seconds: float = 30.0
+    pool_size: int = 4
+
+    def __repr__(self) -> str:  # keeps the password out of logs and tracebacks
+        return f"SmtpConfig(host={self.host!r}, port={self.port}, security={self.security})"
+
+
+@dataclass
+class _Idle:
+    client: aiosmtplib.SMTP
+    since: float
+
+
+class SmtpPool:
+    def __init__(self, config: SmtpConfig) -> None:
+        self._config = config
+        self._slots = asyncio.Semaphore(config.pool_size)
+        self._idle: list[_Idle] = []
+
+    async def send(self, message: EmailMessage) -> None:
+        """Send over a pooled connection; any SMTP or network error propagates to the caller."""
+        async with self._slots:
+            client = await self._acquire()
+            try:
+                await client.send_message(message)
+            except BaseException:
+                client.close()
+                raise
+            self._idle.append(_Idle(client, time.monotonic()))
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for entry in idle:
+            try:
+                await entry.client.quit()
+            except aiosmtplib.SMTPException:
+                entry.client.close()
+
+    async def _acquire(self) -> aiosmtplib.SMTP:
+        while self._idle:
+            entry = self._idle.pop()
+            if not entry.client.is_connected:
+                continue
+            if time.monotonic() - entry.since < _PROBE_AFTER_IDLE_SECONDS:
+                return entry.client
+            try:
+                await entry.client.noop()
+                return entry.client
+            except aiosmtplib.SMTPException:
+                entry.client.close()
+        return await self._connect()
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        cfg = self._config
+        client = aiosmtplib.SMTP(
+            hostname=cfg.host,
+            port=cfg.port,
+            username=cfg.username,
+            password=cfg.password,
+            timeout=cfg.timeout_seconds,
+            use_tls=cfg.security is SmtpSecurity.TLS,
+            start_tls=True if cfg.security is SmtpSecurity.STARTTLS else False,
+        )
+        await client.connect()
+        logger.debug("Opened SMTP connection to %s:%s", cfg.host, cfg.port)
+        return client

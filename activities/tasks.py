@@ -1,0 +1,47 @@
+"""The task step: a to-do for shop staff, kept in the store."""
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.message_context import checkout_context
+from activities.rendering import TemplateRenderer
+from domain.activity import Activity, ActivityType
+from domain.steps import CREATE_TASK, TaskStepRequest
+from domain.task import StaffTask
+from store.sql import SqlStore
+
+
+class TaskActivities:
+    def __init__(
+        self, store: SqlStore, renderer: TemplateRenderer, shop_name: str, workflow_link: str
+    ) -> None:
+        """`workflow_link` is a format string with `{workflow_id}`: where staff see the flow."""
+        self._store = store
+        self._renderer = renderer
+        self._shop_name = shop_name
+        self._workflow_link = workflow_link
+
+    @activity.defn(name=CREATE_TASK)
+    async def create_staff_task(self, request: TaskStepRequest) -> Activity:
+        checkout = await self._store.get(request.checkout_id, with_activities=False)
+        if checkout is None:
+            raise ApplicationError(f"checkout {request.checkout_id} is not in the store",
+                                   non_retryable=True)
+        context = checkout_context(checkout, self._shop_name)
+        # Tasks are read by staff, so they use the shop's language rather than the buyer's.
+        title = self._renderer.render_line(
+            "task", request.step.template, self._renderer.default_language, context
+        )
+        task = StaffTask(
+            checkout_id=request.checkout_id,
+            title=title,
+            assignee=request.step.assignee,
+            due_date=request.at + request.step.due_in,
+            link=self._workflow_link.format(workflow_id=request.workflow_id),
+            created_date=request.at,
+        )
+        entry = Activity(
+            type=ActivityType.TASK_CREATED, created_date=request.at, step=request.step_index + 1
+        )
+        await self._store.create_task(request.key, task, entry)
+        return entry

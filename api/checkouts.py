@@ -1,0 +1,146 @@
+"""What services and operators do with abandoned checkouts: report, update, recover, cancel, read.
+
+Each operation writes the store first and then tells the workflow, so an email activity that
+re-checks the store just before sending already sees a recovery that is still on its way to the flow.
+"""
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain.checkout import AbandonedCheckout, CheckoutStatus
+from domain.flow import RecoveredSignal, RecoveryInput, workflow_id_for
+from domain.policy import RecoveryPolicy
+from store.sql import SqlStore
+
+logger = logging.getLogger(__name__)
+
+# A fixed namespace for deriving ids: the same shop checkout always maps to the same abandoned
+# checkout id, so a repeated report can never start a second flow.
+_ID_NAMESPACE = uuid.UUID("6f1c1c9e-4b9f-4d61-9a53-2c1e0f3b7a10")
+WORKFLOW_NAME = "AbandonedCheckoutWorkflow"
+
+
+class CheckoutNotFoundError(LookupError):
+    def __init__(self, checkout_id: str) -> None:
+        super().__init__(f"no abandoned checkout with id {checkout_id!r}")
+        self.checkout_id = checkout_id
+
+
+@dataclass(frozen=True)
+class ReportOutcome:
+    checkout_id: str
+    workflow_id: str
+    new: bool
+    """False when the checkout had been reported before."""
+
+
+def derive_checkout_id(checkout: AbandonedCheckout) -> str:
+    if checkout.id:
+        return checkout.id
+    source = f"checkout:{checkout.checkout_id}" if checkout.checkout_id else f"cart:{checkout.cart_id}"
+    return str(uuid.uuid5(_ID_NAMESPACE, source))
+
+
+class CheckoutService:
+    def __init__(self, client: Client, store: SqlStore, task_queue: str) -> None:
+        self._client = client
+        self._store = store
+        self._task_queue = task_queue
+
+    async def report(
+        self, checkout: AbandonedCheckout, policy: RecoveryPolicy, now: datetime | None = None
+    ) -> ReportOutcome:
+        """Record an abandoned checkout and start its flow; reporting it again changes nothing."""
+        now = now or datetime.now(UTC)
+        checkout_id = derive_checkout_id(checkout)
+        checkout = checkout.model_copy(
+            update={
+                "id": checkout_id,
+                "created_date": checkout.created_date or now,
+                "updated_date": checkout.updated_date or now,
+                "status": CheckoutStatus.ABANDONED,
+                "activities": [],
+            }
+        )
+        assert checkout.created_date is not None
+        reported_at = await self._store.save_reported(checkout, now)
+        flow = RecoveryInput(
+            checkout=checkout,
+            policy=policy,
+            abandoned_at=checkout.created_date,
+            reported_at=reported_at,
+        )
+        workflow_id = workflow_id_for(checkout_id)
+        new = reported_at == now
+        try:
+            await self._client.start_workflow(
+                WORKFLOW_NAME,
+                flow,
+                id=workflow_id,
+                task_queue=self._task_queue,
+                # Running: attach to it. Closed: refuse. Either way one flow per checkout, ever.
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+        except WorkflowAlreadyStartedError:
+            # Its flow has closed already: the checkout keeps its one and only flow.
+            new = False
+        return ReportOutcome(checkout_id, workflow_id, new=new)
+
+    async def update(self, checkout: AbandonedCheckout, now: datetime | None = None) -> str:
+        """Replace what later steps show (items, prices, address) for a checkout still abandoned."""
+        now = now or datetime.now(UTC)
+        checkout_id = derive_checkout_id(checkout)
+        snapshot = checkout.model_copy(update={"id": checkout_id, "updated_date": now})
+        if not await self._store.update_snapshot(snapshot, now):
+            await self._require(checkout_id)
+            return checkout_id  # recovered already: nothing more will be sent
+        await self._signal(checkout_id, "checkout_updated", snapshot)
+        return checkout_id
+
+    async def recover(
+        self, checkout_id: str, order_id: str | None = None, recovered_at: datetime | None = None
+    ) -> AbandonedCheckout:
+        """Mark the checkout recovered and stop its flow; calling it twice is harmless."""
+        recovered_at = recovered_at or datetime.now(UTC)
+        if await self._store.mark_recovered(checkout_id, recovered_at, order_id):
+            signal = RecoveredSignal(order_id=order_id, recovered_at=recovered_at)
+            await self._signal(checkout_id, "recovered", signal)
+        return await self._require(checkout_id)
+
+    async def cancel(self, checkout_id: str) -> None:
+        """Stop a flow without marking the checkout recovered (no further steps run)."""
+        await self._require(checkout_id)
+        await self._signal(checkout_id, "cancel", None)
+
+    async def get(self, checkout_id: str) -> AbandonedCheckout:
+        return await self._require(checkout_id)
+
+    def handle(self, checkout_id: str) -> WorkflowHandle[object, object]:
+        return self._client.get_workflow_handle(workflow_id_for(checkout_id))
+
+    async def _require(self, checkout_id: str) -> AbandonedCheckout:
+        found = await self._store.get(checkout_id)
+        if found is None:
+            raise CheckoutNotFoundError(checkout_id)
+        return found
+
+    async def _signal(self, checkout_id: str, name: str, arg: object) -> None:
+        handle = self.handle(checkout_id)
+        try:
+            if arg is None:
+                await handle.signal(name)
+            else:
+                await handle.signal(name, arg)
+        except RPCError as err:
+            # A closed flow takes no signals; the store already holds the change.
+            if err.status is not RPCStatusCode.NOT_FOUND:
+                raise
+            logger.info("Flow of %s already closed; %s kept in the store only", checkout_id, name)

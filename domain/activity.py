@@ -1,0 +1,35 @@
+"""Activity entries: the per-checkout log of what the engine did, as the reference API shows it."""
+
+from enum import StrEnum
+
+from pydantic import AwareDatetime
+
+from domain.base import CamelModel
+
+
+class ActivityType(StrEnum):
+    SCHEDULED = "SCHEDULED"
+    EMAIL_SENT = "EMAIL_SENT"
+    EMAIL_NOT_SENT = "EMAIL_NOT_SENT"
+    NOTIFICATION_SENT = "NOTIFICATION_SENT"
+    TASK_CREATED = "TASK_CREATED"
+
+
+class NotSentReason(StrEnum):
+    """Why an email step did not send (our extension of the reference's EMAIL_NOT_SENT)."""
+
+    RECOVERED = "recovered"
+    NO_EMAIL = "no_email"
+    INVALID_ADDRESS = "invalid_address"
+    SMTP_REJECTED = "smtp_rejected"
+    SMTP_UNAVAILABLE = "smtp_unavailable"
+    DELIVERY_UNCONFIRMED = "delivery_unconfirmed"
+
+
+class Activity(CamelModel):
+    """One entry; `step` and `reason` are our extended view, absent from the reference."""
+
+    type: ActivityType
+    created_date: AwareDatetime
+    step: int | None = None
+    reason: str | None = None

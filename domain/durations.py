@@ -1,0 +1,31 @@
+"""Human durations as written in policy files: "90s", "1h", "1h30m", "3d", "2w"."""
+
+import re
+from datetime import timedelta
+
+_UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_PART = re.compile(r"(\d+)\s*([wdhms])")
+_WHOLE = re.compile(r"^(\s*\d+\s*[wdhms])+\s*$")
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse a duration; raise ValueError with the accepted forms when the text is not one."""
+    if not _WHOLE.match(text):
+        raise ValueError(
+            f"{text!r} is not a duration; write it like '90s', '15m', '1h30m', '3d' or '2w'"
+        )
+    seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(text))
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest policy-file spelling of a duration (the inverse of parse_duration)."""
+    seconds = int(value.total_seconds())
+    if seconds == 0:
+        return "0s"
+    parts = []
+    for unit, size in _UNIT_SECONDS.items():
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)

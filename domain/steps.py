@@ -1,0 +1,58 @@
+"""The contracts between the workflow and its activities: small models, names fixed here.
+
+The workflow calls activities by these names so that it never imports activity code (which pulls in
+SMTP, HTTP and database libraries that have no place in a deterministic sandbox).
+"""
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from domain.activity import Activity
+from domain.policy import EmailStep, NotificationStep, TaskStep
+
+SEND_EMAIL = "send_recovery_email"
+SEND_NOTIFICATION = "send_staff_notification"
+CREATE_TASK = "create_staff_task"
+RECORD_ACTIVITY = "record_activity"
+RECORD_RECOVERY = "record_recovery"
+
+# Failure types an email activity raises as non-retryable; the workflow turns them into an
+# EMAIL_NOT_SENT entry carrying the reason given in the error's details.
+PERMANENT_EMAIL_FAILURE = "PermanentEmailFailure"
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StepRequest(_Contract):
+    checkout_id: str
+    workflow_id: str
+    step_index: int
+    key: str
+    """Idempotency key of the step: the same on every retry."""
+    at: AwareDatetime
+    """The flow's clock when the step ran; the activity entry carries this time."""
+
+
+class EmailStepRequest(StepRequest):
+    step: EmailStep
+
+
+class NotificationStepRequest(StepRequest):
+    step: NotificationStep
+
+
+class TaskStepRequest(StepRequest):
+    step: TaskStep
+
+
+class RecordActivityRequest(_Contract):
+    checkout_id: str
+    key: str
+    entry: Activity
+
+
+class RecordRecoveryRequest(_Contract):
+    checkout_id: str
+    recovered_at: AwareDatetime
+    order_id: str | None = None

