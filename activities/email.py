@@ -20,7 +20,11 @@ logger = logging.getLogger(__name__)
 
 class EmailActivities:
     def __init__(
-        self, store: SqlStore, pool: SmtpPool, renderer: TemplateRenderer, sender: Sender,
+        self,
+        store: SqlStore,
+        pool: SmtpPool,
+        renderer: TemplateRenderer,
+        sender: Sender,
         shop_name: str,
     ) -> None:
         self._store = store
@@ -47,18 +51,25 @@ class EmailActivities:
             return await self._not_sent(request, NotSentReason.NO_EMAIL)
 
         message_id = message_id_for(request.key, self._sender.domain)
-        claim = await self._store.claim_send(request.key, request.checkout_id, message_id, request.at)
+        claim = await self._store.claim_send(
+            request.key, request.checkout_id, message_id, request.at
+        )
         if claim is SendClaim.ALREADY_SENT:
             return await self._sent(request)
         if claim is SendClaim.IN_DOUBT:
             # An earlier attempt died between claiming and confirming; it may have delivered.
             # Never twice beats maybe once more, so the step ends here.
-            logger.warning("Step %s of %s: earlier send unconfirmed, not resending",
-                           request.step_index + 1, request.checkout_id)
+            logger.warning(
+                "Step %s of %s: earlier send unconfirmed, not resending",
+                request.step_index + 1,
+                request.checkout_id,
+            )
             return await self._not_sent(request, NotSentReason.DELIVERY_UNCONFIRMED)
 
         context = checkout_context(checkout, self._shop_name)
-        rendered = self._renderer.render_email(request.step.template, checkout.buyer_language, context)
+        rendered = self._renderer.render_email(
+            request.step.template, checkout.buyer_language, context
+        )
         message = build_message(
             rendered,
             sender=self._sender,
@@ -73,7 +84,9 @@ class EmailActivities:
             await self._store.release_send(request.key)
             codes = {r.code for r in err.recipients}
             if any(code >= 500 for code in codes):
-                raise _permanent(NotSentReason.INVALID_ADDRESS, f"recipient refused {codes}") from err
+                raise _permanent(
+                    NotSentReason.INVALID_ADDRESS, f"recipient refused {codes}"
+                ) from err
             raise
         except aiosmtplib.SMTPResponseException as err:
             await self._store.release_send(request.key)

@@ -23,8 +23,12 @@ _RETRYABLE_CLIENT_ERRORS = {408, 409, 425, 429}
 
 class NotificationActivities:
     def __init__(
-        self, store: SqlStore, http: httpx.AsyncClient, renderer: TemplateRenderer,
-        shop_name: str, signing_secret: str | None,
+        self,
+        store: SqlStore,
+        http: httpx.AsyncClient,
+        renderer: TemplateRenderer,
+        shop_name: str,
+        signing_secret: str | None,
     ) -> None:
         self._store = store
         self._http = http
@@ -36,8 +40,9 @@ class NotificationActivities:
     async def send_staff_notification(self, request: NotificationStepRequest) -> Activity:
         checkout = await self._store.get(request.checkout_id, with_activities=False)
         if checkout is None:
-            raise ApplicationError(f"checkout {request.checkout_id} is not in the store",
-                                   non_retryable=True)
+            raise ApplicationError(
+                f"checkout {request.checkout_id} is not in the store", non_retryable=True
+            )
         context = checkout_context(checkout, self._shop_name)
         text = self._renderer.render_line(
             "notification", request.step.template, checkout.buyer_language, context
@@ -64,14 +69,18 @@ class NotificationActivities:
             headers[SIGNATURE_HEADER] = sign_body(self._signing_secret, body)
         response = await self._http.post(request.step.url, content=body, headers=headers)
         if response.status_code >= 400:
-            retryable = response.status_code >= 500 or response.status_code in _RETRYABLE_CLIENT_ERRORS
+            retryable = (
+                response.status_code >= 500 or response.status_code in _RETRYABLE_CLIENT_ERRORS
+            )
             raise ApplicationError(
                 f"notification endpoint answered {response.status_code}",
                 type="NotificationRejected",
                 non_retryable=not retryable,
             )
         entry = Activity(
-            type=ActivityType.NOTIFICATION_SENT, created_date=request.at, step=request.step_index + 1
+            type=ActivityType.NOTIFICATION_SENT,
+            created_date=request.at,
+            step=request.step_index + 1,
         )
         await self._store.record_activity(request.checkout_id, request.key, entry)
         return entry

@@ -2,7 +2,12 @@
 
 from temporalio import activity
 
-from domain.steps import RECORD_ACTIVITY, RECORD_RECOVERY, RecordActivityRequest, RecordRecoveryRequest
+from domain.steps import (
+    RECORD_ACTIVITY,
+    RECORD_RECOVERY,
+    RecordActivityRequest,
+    RecordRecoveryRequest,
+)
 from store.sql import SqlStore
 
 
@@ -16,4 +21,6 @@ class RecordActivities:
 
     @activity.defn(name=RECORD_RECOVERY)
     async def record_recovery(self, request: RecordRecoveryRequest) -> None:
-        await self._store.mark_recovered(request.checkout_id, request.recovered_at, request.order_id)
+        await self._store.mark_recovered(
+            request.checkout_id, request.recovered_at, request.order_id
+        )

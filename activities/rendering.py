@@ -49,7 +49,9 @@ class TemplateRenderer:
         folder = self._directory / kind / name / self._default_language
         return [part for part in PARTS_BY_KIND[kind] if not (folder / part).is_file()]
 
-    def render(self, kind: str, name: str, part: str, language: str, context: dict[str, object]) -> str:
+    def render(
+        self, kind: str, name: str, part: str, language: str, context: dict[str, object]
+    ) -> str:
         for lang in dict.fromkeys((language, self._default_language)):
             try:
                 template = self._env.get_template(f"{kind}/{name}/{lang}/{part}")

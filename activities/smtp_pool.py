@@ -94,7 +94,7 @@ class SmtpPool:
             password=cfg.password,
             timeout=cfg.timeout_seconds,
             use_tls=cfg.security is SmtpSecurity.TLS,
-            start_tls=True if cfg.security is SmtpSecurity.STARTTLS else False,
+            start_tls=cfg.security is SmtpSecurity.STARTTLS,
         )
         await client.connect()
         logger.debug("Opened SMTP connection to %s:%s", cfg.host, cfg.port)

@@ -25,8 +25,9 @@ class TaskActivities:
     async def create_staff_task(self, request: TaskStepRequest) -> Activity:
         checkout = await self._store.get(request.checkout_id, with_activities=False)
         if checkout is None:
-            raise ApplicationError(f"checkout {request.checkout_id} is not in the store",
-                                   non_retryable=True)
+            raise ApplicationError(
+                f"checkout {request.checkout_id} is not in the store", non_retryable=True
+            )
         context = checkout_context(checkout, self._shop_name)
         # Tasks are read by staff, so they use the shop's language rather than the buyer's.
         title = self._renderer.render_line(

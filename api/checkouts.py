@@ -1,7 +1,7 @@
-"""What services and operators do with abandoned checkouts: report, update, recover, cancel, read.
+"""What services and operators do with checkouts: report, update, recover, cancel, read.
 
 Each operation writes the store first and then tells the workflow, so an email activity that
-re-checks the store just before sending already sees a recovery that is still on its way to the flow.
+re-checks the store just before sending already sees a recovery still on its way to the flow.
 """
 
 import logging
@@ -44,7 +44,9 @@ class ReportOutcome:
 def derive_checkout_id(checkout: AbandonedCheckout) -> str:
     if checkout.id:
         return checkout.id
-    source = f"checkout:{checkout.checkout_id}" if checkout.checkout_id else f"cart:{checkout.cart_id}"
+    source = (
+        f"checkout:{checkout.checkout_id}" if checkout.checkout_id else f"cart:{checkout.cart_id}"
+    )
     return str(uuid.uuid5(_ID_NAMESPACE, source))
 
 

@@ -10,7 +10,14 @@ from enum import StrEnum
 from typing import Annotated, Self
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, AwareDatetime, EmailStr, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    EmailStr,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from domain.activity import Activity
 from domain.base import CamelModel

@@ -33,7 +33,9 @@ def describe_validation_error(
     lines = []
     for problem in err.errors(include_url=False, include_input=False):
         # Pydantic puts the union member's tag into the location; it says nothing to a user.
-        loc = tuple(p for p in problem["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        loc = tuple(
+            p for p in problem["loc"] if not (isinstance(p, str) and p.startswith("function-"))
+        )
         message = problem["msg"]
         if message.startswith("Value error, "):
             message = message.removeprefix("Value error, ")

@@ -1,4 +1,4 @@
-"""The store's tables. Kept in SQLAlchemy Core so that SQLite and PostgreSQL share one definition."""
+"""The store's tables, in SQLAlchemy Core so that SQLite and PostgreSQL share one definition."""
 
 from datetime import UTC, datetime
 from typing import Any

@@ -166,7 +166,9 @@ class SqlStore:
 
     async def status_of(self, checkout_id: str) -> CheckoutStatus | None:
         async with self._engine.connect() as conn:
-            value = await conn.scalar(select(checkouts.c.status).where(checkouts.c.id == checkout_id))
+            value = await conn.scalar(
+                select(checkouts.c.status).where(checkouts.c.id == checkout_id)
+            )
         return None if value is None else CheckoutStatus(value)
 
     # --- activity entries --------------------------------------------------------------------
@@ -177,11 +179,16 @@ class SqlStore:
 
     # --- the sent log: at most one email per idempotency key -----------------------------------
 
-    async def claim_send(self, key: str, checkout_id: str, message_id: str, at: datetime) -> SendClaim:
+    async def claim_send(
+        self, key: str, checkout_id: str, message_id: str, at: datetime
+    ) -> SendClaim:
         async with self._engine.begin() as conn:
             inserted = await conn.execute(
                 self._insert_ignore(sent_log).values(
-                    key=key, checkout_id=checkout_id, message_id=message_id, state="sending",
+                    key=key,
+                    checkout_id=checkout_id,
+                    message_id=message_id,
+                    state="sending",
                     created_at=at,
                 )
             )
@@ -229,8 +236,13 @@ class SqlStore:
             rows = (await conn.execute(query)).all()
         return [
             StaffTask(
-                id=r.id, checkout_id=r.checkout_id, title=r.title, assignee=r.assignee,
-                due_date=r.due_date, link=r.link, status=TaskStatus(r.status),
+                id=r.id,
+                checkout_id=r.checkout_id,
+                title=r.title,
+                assignee=r.assignee,
+                due_date=r.due_date,
+                link=r.link,
+                status=TaskStatus(r.status),
                 created_date=r.created_date,
             )
             for r in rows
@@ -272,4 +284,3 @@ def _snapshot_json(checkout: AbandonedCheckout) -> str:
         exclude_none=True,
         exclude={"status", "checkout_recovered_date", "order_id", "activities"},
     )
-

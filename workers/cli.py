@@ -98,7 +98,8 @@ def _print_banner(settings: Settings, folder: Path) -> None:
     typer.echo(
         "\nCheckout recovery dev stack is running (Ctrl-C stops it)\n"
         f"  Temporal Web UI   {settings.temporal_ui_url}\n"
-        f"  Temporal address  {settings.temporal_address} (namespace {settings.temporal_namespace})\n"
+        f"  Temporal address  {settings.temporal_address}"
+        f" (namespace {settings.temporal_namespace})\n"
         f"  SMTP server       {settings.smtp_host}:{settings.smtp_port}\n"
         f"  Received mail     {folder.resolve()}  (list it: checkout-recovery mail)\n"
         f"  Store             {settings.store_url}\n"
@@ -128,7 +129,9 @@ def worker(policy: PolicyOption = None) -> None:
 
 @app.command()
 def start(
-    file: Annotated[str, typer.Argument(help="JSON file of the abandoned checkout, or - for stdin.")],
+    file: Annotated[
+        str, typer.Argument(help="JSON file of the abandoned checkout, or - for stdin.")
+    ],
     policy: PolicyOption = None,
 ) -> None:
     """Report an abandoned checkout and start its recovery flow; prints its id."""
@@ -164,7 +167,9 @@ def update(
 @app.command()
 def recover(
     checkout_id: Annotated[str, typer.Argument(metavar="ID")],
-    order_id: Annotated[str | None, typer.Option("--order-id", help="The order that recovered it.")] = None,
+    order_id: Annotated[
+        str | None, typer.Option("--order-id", help="The order that recovered it.")
+    ] = None,
 ) -> None:
     """Mark a checkout recovered: its flow stops and no further step runs."""
     settings = _settings()
@@ -216,7 +221,9 @@ def mail(
         typer.echo(f"no mail in {folder.resolve()}")
     for item in received:
         m = item.message
-        typer.echo(f"{m['Date']}  to {m['To']}\n    {m['Subject']}\n    {folder / 'new' / item.key}")
+        typer.echo(
+            f"{m['Date']}  to {m['To']}\n    {m['Subject']}\n    {folder / 'new' / item.key}"
+        )
 
 
 def _load_policy_or_fail(name: str) -> RecoveryPolicy:

@@ -1,10 +1,9 @@
-"""`checkout-recovery dev`: Temporal dev server, embedded SMTP server, store and worker in one go."""
+"""`checkout-recovery dev`: Temporal dev server, embedded SMTP server, store and worker."""
 
 import asyncio
 import contextlib
 import logging
 import shutil
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -42,39 +41,49 @@ def _ui_port(ui_url: str) -> int:
 
 @contextlib.asynccontextmanager
 async def temporal_dev_server(settings: Settings) -> AsyncIterator[Client]:
-    """Start `temporal server start-dev` with a SQLite file under the data folder; yield a client."""
+    """Start `temporal server start-dev` on a SQLite file in the data folder; yield a client."""
     host, port = _host_port(settings.temporal_address)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.data_dir / "temporal-server.log"
     command = [
-        str(temporal_cli()), "server", "start-dev",
-        "--ip", "127.0.0.1" if host == "localhost" else host,
-        "--port", str(port),
-        "--ui-port", str(_ui_port(settings.temporal_ui_url)),
-        "--db-filename", str(settings.data_dir / "temporal.db"),
-        "--namespace", settings.temporal_namespace,
-        "--log-level", "warn",
+        str(temporal_cli()),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1" if host == "localhost" else host,
+        "--port",
+        str(port),
+        "--ui-port",
+        str(_ui_port(settings.temporal_ui_url)),
+        "--db-filename",
+        str(settings.data_dir / "temporal.db"),
+        "--namespace",
+        settings.temporal_namespace,
+        "--log-level",
+        "warn",
         "--ui-disable-news-fetch",
     ]
     with log_path.open("ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        process = await asyncio.create_subprocess_exec(
+            *command, stdout=log, stderr=asyncio.subprocess.STDOUT
+        )
     try:
         client = await _wait_for_server(settings, process, log_path)
         yield client
     finally:
         process.terminate()
         try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
+            await asyncio.wait_for(process.wait(), timeout=15)
+        except TimeoutError:
             process.kill()
 
 
 async def _wait_for_server(
-    settings: Settings, process: subprocess.Popen[bytes], log_path: Path
+    settings: Settings, process: asyncio.subprocess.Process, log_path: Path
 ) -> Client:
     deadline = asyncio.get_running_loop().time() + _STARTUP_SECONDS
     while True:
-        if process.poll() is not None:
+        if process.returncode is not None:
             raise RuntimeError(f"the Temporal dev server exited; see {log_path}")
         try:
             client = await connect(settings)

@@ -54,9 +54,8 @@ def read_mailbox(folder: Path) -> list[ReceivedMail]:
         return []
     box = mailbox.Maildir(folder, create=False)
     found = []
-    for key in box.keys():
-        with box.get_file(key) as handle:
-            parsed = message_from_bytes(handle.read(), policy=policy.default)
+    for key, stored in box.iteritems():
+        parsed = message_from_bytes(stored.as_bytes(), policy=policy.default)
         assert isinstance(parsed, EmailMessage)
         found.append(ReceivedMail(key, parsed))
     return sorted(found, key=lambda mail: mail.key)

@@ -1,7 +1,8 @@
 """All configuration, read once from the environment into one typed object.
 
 Our own settings use the CHECKOUT_RECOVERY_ prefix; the Temporal connection uses Temporal's own
-variable names so the same worker runs against a dev server, a self-hosted cluster or Temporal Cloud.
+variable names, so the same worker runs against a dev server, a self-hosted cluster or Temporal
+Cloud.
 """
 
 from pathlib import Path
@@ -89,7 +90,9 @@ class Settings(BaseSettings):
         if any(files) or self.temporal_tls_server_name:
             cert, key, ca = (path.read_bytes() if path else None for path in files)
             return TLSConfig(
-                client_cert=cert, client_private_key=key, server_root_ca_cert=ca,
+                client_cert=cert,
+                client_private_key=key,
+                server_root_ca_cert=ca,
                 domain=self.temporal_tls_server_name,
             )
         if self.temporal_tls is not None:

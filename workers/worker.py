@@ -30,7 +30,9 @@ WORKFLOWS = [AbandonedCheckoutWorkflow]
 # Our pure domain models (and the e-mail syntax checker they load lazily) are imported once,
 # outside the sandbox, instead of per workflow run.
 SANDBOX_RUNNER = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules("domain", "email_validator", "idna")
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        "domain", "email_validator", "idna"
+    )
 )
 
 
@@ -47,7 +49,10 @@ async def open_worker(client: Client, settings: Settings, store: SqlStore) -> As
             store, pool, renderer, Sender(settings.mail_from), settings.shop_name
         )
         notification = NotificationActivities(
-            store, http, renderer, settings.shop_name,
+            store,
+            http,
+            renderer,
+            settings.shop_name,
             secret.get_secret_value() if secret else None,
         )
         tasks = TaskActivities(store, renderer, settings.shop_name, settings.workflow_link)

@@ -6,6 +6,7 @@ possible. Signal handlers only change state; the main loop reacts to it.
 """
 
 import asyncio
+import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -16,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.activity import Activity, ActivityType, NotSentReason
     from domain.checkout import AbandonedCheckout, CheckoutStatus
     from domain.flow import RecoveredSignal, RecoveryInput, RecoveryResult, step_key
-    from domain.policy import EmailStep, NotificationStep, Step, TaskStep
+    from domain.policy import EmailStep, NotificationStep, Step
     from domain.steps import (
         CREATE_TASK,
         PERMANENT_EMAIL_FAILURE,
@@ -120,10 +121,8 @@ class AbandonedCheckoutWorkflow:
         """Sleep on a durable timer until `due`; True as soon as the flow must stop instead."""
         remaining = due - workflow.now()
         if not self._stopped and remaining > timedelta(0):
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await workflow.wait_condition(lambda: self._stopped, timeout=remaining)
-            except asyncio.TimeoutError:
-                pass
         return self._stopped
 
     async def _run_step(self, index: int, step: Step) -> None:
@@ -136,6 +135,7 @@ class AbandonedCheckoutWorkflow:
             "key": step_key(info.workflow_id, index),
             "at": workflow.now(),
         }
+        entry: Activity | None
         if isinstance(step, EmailStep):
             entry = await self._send_email(EmailStepRequest(step=step, **common))
         elif isinstance(step, NotificationStep):
@@ -151,13 +151,14 @@ class AbandonedCheckoutWorkflow:
 
     async def _send_email(self, request: EmailStepRequest) -> Activity:
         try:
-            return await workflow.execute_activity(
+            sent: Activity = await workflow.execute_activity(
                 SEND_EMAIL,
                 request,
                 result_type=Activity,
                 start_to_close_timeout=STEP_TIMEOUT,
                 retry_policy=EMAIL_RETRY,
             )
+            return sent
         except ActivityError as err:
             reason = _not_sent_reason(err)
             workflow.logger.warning("Step %s email not sent: %s", request.step_index + 1, reason)
@@ -169,7 +170,9 @@ class AbandonedCheckoutWorkflow:
             )
             await workflow.execute_activity(
                 RECORD_ACTIVITY,
-                RecordActivityRequest(checkout_id=request.checkout_id, key=request.key, entry=entry),
+                RecordActivityRequest(
+                    checkout_id=request.checkout_id, key=request.key, entry=entry
+                ),
                 start_to_close_timeout=STORE_TIMEOUT,
                 retry_policy=STORE_RETRY,
             )
@@ -184,13 +187,14 @@ class AbandonedCheckoutWorkflow:
         visible in the workflow history.
         """
         try:
-            return await workflow.execute_activity(
+            done: Activity = await workflow.execute_activity(
                 activity_name,
                 request,
                 result_type=Activity,
                 start_to_close_timeout=STEP_TIMEOUT,
                 retry_policy=retry,
             )
+            return done
         except ActivityError as err:
             workflow.logger.warning(
                 "Step %s (%s) failed for good: %s", request.step_index + 1, activity_name, err.cause
