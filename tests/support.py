@@ -1,0 +1,177 @@
+"""Real parts for the tests: an SMTP server on loopback, a SQLite store, Temporal servers."""
+
+import asyncio
+import contextlib
+import socket
+import sys
+import threading
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiosmtpd.controller import Controller
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from api.checkouts import CheckoutService
+from domain.checkout import AbandonedCheckout, parse_checkout
+from store.sql import SqlStore
+from workers.settings import Settings
+from workers.worker import open_worker
+
+BIN_DIR = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RecordingSmtpHandler:
+    """Accepts mail like a relay would, keeps it, and misbehaves on request."""
+
+    messages: list[EmailMessage] = field(default_factory=list)
+    rejected_recipients: set[str] = field(default_factory=set)
+    """Addresses answered with 550 at RCPT, as for a mailbox that does not exist."""
+    refuse_data: int = 0
+    """How many coming DATA commands get a 451 (temporarily unavailable) before one is accepted."""
+    refusals: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:  # noqa: N802
+        if address in self.rejected_recipients:
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        with self.lock:
+            if self.refuse_data > 0:
+                self.refuse_data -= 1
+                self.refusals += 1
+                return "451 4.3.0 Mail server temporarily busy"
+            parsed = message_from_bytes(
+                envelope.original_content or envelope.content, policy=policy.default
+            )
+            assert isinstance(parsed, EmailMessage)
+            self.messages.append(parsed)
+        return "250 Message accepted"
+
+
+@dataclass
+class SmtpServer:
+    handler: RecordingSmtpHandler
+    port: int
+
+
+@contextlib.contextmanager
+def smtp_server() -> Any:
+    handler = RecordingSmtpHandler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield SmtpServer(handler, port)
+    finally:
+        controller.stop()
+
+
+def engine_settings(smtp_port: int, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "smtp_host": "127.0.0.1",
+        "smtp_port": smtp_port,
+        "task_queue": f"test-{uuid.uuid4()}",
+        "mail_from": "Test Shop <recovery@shop.test>",
+        "shop_name": "Test Shop",
+        "shutdown_grace_seconds": 2.0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@contextlib.asynccontextmanager
+async def running_engine(
+    client: Client, store: SqlStore, settings: Settings
+) -> AsyncIterator[CheckoutService]:
+    """A worker polling `settings.task_queue`, and the service that starts flows on it."""
+    async with open_worker(client, settings, store) as worker, worker:
+        yield CheckoutService(client, store, settings.task_queue)
+
+
+async def start_time_skipping() -> WorkflowEnvironment:
+    return await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=str(BIN_DIR / "temporal-test-server"),
+    )
+
+
+async def start_dev_server() -> WorkflowEnvironment:
+    return await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=str(BIN_DIR / "temporal"),
+        ui=False,
+    )
+
+
+def sample_checkout(**overrides: Any) -> AbandonedCheckout:
+    data: dict[str, Any] = {
+        "checkoutId": f"co-{uuid.uuid4()}",
+        "buyerInfo": {"email": "ada@example.com", "visitorId": "visitor-1"},
+        "buyerLanguage": "en",
+        "contactDetails": {"firstName": "Ada", "lastName": "Lovelace"},
+        "currency": "EUR",
+        "totalPrice": {"amount": "89.90", "formattedAmount": "€89.90"},
+        "lineItems": [
+            {
+                "name": "Linen shirt",
+                "quantity": 2,
+                "price": {"amount": "30.00", "formattedAmount": "€30.00"},
+            },
+            {
+                "name": "Canvas tote",
+                "quantity": 1,
+                "price": {"amount": "24.00", "formattedAmount": "€24.00"},
+            },
+        ],
+        "checkoutUrl": "https://shop.example/checkout?id=42",
+    }
+    data.update(overrides)
+    return parse_checkout(data)
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], timeout: float = 30.0, what: str = ""
+) -> T:
+    """Poll `probe` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or probe}")
+        await asyncio.sleep(0.1)
+
+
+def body_text(message: EmailMessage, subtype: str) -> str:
+    part = message.get_body(preferencelist=(subtype,))
+    assert part is not None, f"no text/{subtype} part"
+    content = part.get_content()
+    assert isinstance(content, str)
+    return content
+
+
+def seconds_between(later: datetime, earlier: datetime) -> float:
+    return (later - earlier).total_seconds()
