@@ -1,0 +1,63 @@
+"""Record the workflow histories the replay test checks against current workflow code.
+
+Run after a deliberate, patched change to the workflow, never to "fix" a failing replay test:
+    .venv/bin/python -m tests.workflows.record_histories
+"""
+
+import asyncio
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
+from temporalio.testing import WorkflowEnvironment
+
+from api.checkouts import CheckoutService
+from domain.flow import workflow_id_for
+from store.sql import SqlStore
+from tests.support import (
+    engine_settings,
+    running_engine,
+    sample_checkout,
+    smtp_server,
+    start_time_skipping,
+)
+from workers.policy_files import load_policy
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+async def _record(
+    env: WorkflowEnvironment, service: CheckoutService, name: str, recover_after: timedelta | None
+) -> None:
+    now = await env.get_current_time()
+    checkout = sample_checkout(checkoutId=f"replay-{name}").model_copy(update={"created_date": now})
+    outcome = await service.report(checkout, load_policy("default"), now=now)
+    handle = env.client.get_workflow_handle(workflow_id_for(outcome.checkout_id))
+    if recover_after is not None:
+        await env.sleep(recover_after)
+        await asyncio.sleep(2)  # let the step's activity finish in real time
+        await service.recover(outcome.checkout_id, order_id="order-1")
+    await env.client.test_service.unlock_time_skipping(UnlockTimeSkippingRequest())
+    await handle.result()
+    await env.client.test_service.lock_time_skipping(LockTimeSkippingRequest())
+    history = await handle.fetch_history()
+    (HISTORIES / f"{name}.json").write_text(history.to_json())
+    print(f"wrote {HISTORIES / f'{name}.json'} ({len(history.events)} events)")
+
+
+async def main() -> None:
+    HISTORIES.mkdir(exist_ok=True)
+    env = await start_time_skipping()
+    with tempfile.TemporaryDirectory() as tmp, smtp_server() as smtp:
+        store = SqlStore.from_url(f"sqlite+aiosqlite:///{tmp}/store.db")
+        await store.create_schema()
+        async with running_engine(env.client, store, engine_settings(smtp.port)) as service:
+            await _record(env, service, "full_default_policy", None)
+            await _record(env, service, "recovered_after_first_email", timedelta(hours=2))
+        await store.close()
+    await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
