@@ -50,13 +50,13 @@ class RecordingSmtpHandler:
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
-    ) -> str:  # noqa: N802
+    ) -> str:
         if address in self.rejected_recipients:
             return "550 5.1.1 No such user here"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self.lock:
             if self.refuse_data > 0:
                 self.refuse_data -= 1

@@ -17,11 +17,10 @@ from domain.errors import InvalidInputError
 from domain.policy import RecoveryPolicy
 from workers.dev_stack import embedded_smtp, mail_folder, temporal_dev_server
 from workers.mailbox import read_mailbox
-from workers.policy_files import load_policy
 from workers.resources import open_service, open_store
 from workers.settings import Settings
 from workers.temporal_client import connect
-from workers.worker import open_worker, run_until_stopped, stop_on_signals
+from workers.worker import check_policy, open_worker, run_until_stopped, stop_on_signals
 
 app = typer.Typer(
     help="Abandoned-checkout recovery engine: one durable Temporal workflow per checkout.",
@@ -79,6 +78,7 @@ def dev(policy: PolicyOption = None) -> None:
     """Run everything locally: Temporal dev server (with Web UI), SMTP server, store and worker."""
     _configure_logging()
     settings = _settings(policy)
+    _check_policy_or_fail(settings)
 
     async def run() -> None:
         stop = stop_on_signals()
@@ -114,6 +114,7 @@ def worker(policy: PolicyOption = None) -> None:
     """Run a worker alone (production): connects to TEMPORAL_ADDRESS and the configured SMTP."""
     _configure_logging()
     settings = _settings(policy)
+    _check_policy_or_fail(settings)
 
     async def run() -> None:
         stop = stop_on_signals()
@@ -137,7 +138,7 @@ def start(
     """Report an abandoned checkout and start its recovery flow; prints its id."""
     settings = _settings(policy)
     checkout = _read_checkout(file)
-    recovery_policy = _load_policy_or_fail(settings.policy)
+    recovery_policy = _check_policy_or_fail(settings)
 
     async def run() -> None:
         async with open_service(settings) as service:
@@ -226,9 +227,10 @@ def mail(
         )
 
 
-def _load_policy_or_fail(name: str) -> RecoveryPolicy:
+def _check_policy_or_fail(settings: Settings) -> RecoveryPolicy:
+    """Stop before connecting anywhere when the policy or one of its templates is wrong."""
     try:
-        return load_policy(name)
+        return check_policy(settings)
     except InvalidInputError as err:
         _fail(str(err), code=2)
 

@@ -19,6 +19,7 @@ from activities.records import RecordActivities
 from activities.rendering import TemplateRenderer
 from activities.smtp_pool import SmtpPool
 from activities.tasks import TaskActivities
+from domain.policy import RecoveryPolicy
 from store.sql import SqlStore
 from workers.policy_files import load_policy
 from workers.settings import Settings
@@ -36,12 +37,19 @@ SANDBOX_RUNNER = SandboxedWorkflowRunner(
 )
 
 
+def check_policy(settings: Settings) -> RecoveryPolicy:
+    """Load the configured policy and check every template it names; raises InvalidInputError."""
+    return load_policy(
+        settings.policy, TemplateRenderer(default_language=settings.default_language)
+    )
+
+
 @contextlib.asynccontextmanager
 async def open_worker(client: Client, settings: Settings, store: SqlStore) -> AsyncIterator[Worker]:
     """A worker with every activity wired in; its connections close when the block ends."""
     renderer = TemplateRenderer(default_language=settings.default_language)
     # Fails here, before polling, when the policy or one of its templates is wrong.
-    load_policy(settings.policy, renderer)
+    check_policy(settings)
     pool = SmtpPool(settings.smtp_config())
     secret = settings.notification_signing_secret
     async with httpx.AsyncClient(timeout=httpx.Timeout(20.0)) as http:

@@ -38,7 +38,7 @@ def receiver() -> Iterator[tuple[Receiver, str]]:
     state = Receiver()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             state.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
             self.send_response(state.answer)
@@ -66,7 +66,9 @@ def _request(url: str) -> NotificationStepRequest:
 
 async def test_notification_is_signed_and_recorded(store: SqlStore, receiver):
     state, url = receiver
-    await store.save_reported(sample_checkout().model_copy(update={"id": "c-1", "created_date": NOW}), NOW)
+    await store.save_reported(
+        sample_checkout().model_copy(update={"id": "c-1", "created_date": NOW}), NOW
+    )
     async with httpx.AsyncClient() as http:
         activities = NotificationActivities(store, http, TemplateRenderer(), "Test Shop", SECRET)
         entry = await ActivityEnvironment().run(activities.send_staff_notification, _request(url))
@@ -89,7 +91,9 @@ async def test_notification_is_signed_and_recorded(store: SqlStore, receiver):
 async def test_failed_delivery_says_whether_to_retry(store: SqlStore, receiver, status, retryable):
     state, url = receiver
     state.answer = status
-    await store.save_reported(sample_checkout().model_copy(update={"id": "c-1", "created_date": NOW}), NOW)
+    await store.save_reported(
+        sample_checkout().model_copy(update={"id": "c-1", "created_date": NOW}), NOW
+    )
     async with httpx.AsyncClient() as http:
         activities = NotificationActivities(store, http, TemplateRenderer(), "Test Shop", SECRET)
         with pytest.raises(ApplicationError) as raised:

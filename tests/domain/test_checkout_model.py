@@ -40,7 +40,10 @@ def test_the_example_checkout_is_valid_and_keeps_camel_case_json():
             "buyerInfo: needs exactly one of visitorId, memberId, userId (found: visitorId, memberId)",
         ),
         ({"checkoutId": None, "cartId": None}, "(root): needs checkoutId or cartId"),
-        ({"lineItems": [{"name": "x", "quantity": 0, "price": {"amount": "1"}}]}, "lineItems[0].quantity:"),
+        (
+            {"lineItems": [{"name": "x", "quantity": 0, "price": {"amount": "1"}}]},
+            "lineItems[0].quantity:",
+        ),
         ({"totalPriec": {"amount": "1"}}, "totalPriec: Extra inputs are not permitted"),
     ],
 )

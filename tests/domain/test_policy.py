@@ -55,14 +55,29 @@ def test_a_policy_survives_the_round_trip_through_a_workflow_payload():
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        ('[[steps]]\ndelay = "2h"\naction = "email"\ntempalte = "x"', "step 2 (email): tempalte: Extra inputs"),
+        (
+            '[[steps]]\ndelay = "2h"\naction = "email"\ntempalte = "x"',
+            "step 2 (email): tempalte: Extra inputs",
+        ),
         ('[[steps]]\ndelay = "2h"\naction = "email"', "step 2 (email): template: Field required"),
-        ('[[steps]]\ndelay = "soon"\naction = "email"\ntemplate = "x"', "step 2 (email): delay: 'soon' is not a duration"),
+        (
+            '[[steps]]\ndelay = "soon"\naction = "email"\ntemplate = "x"',
+            "step 2 (email): delay: 'soon' is not a duration",
+        ),
         ('[[steps]]\ndelay = "2h"\naction = "task"', "step 2 (task): assignee: Field required"),
-        ('[[steps]]\ndelay = "2h"\naction = "notification"\nurl = "nope"', "step 2 (notification): url:"),
+        (
+            '[[steps]]\ndelay = "2h"\naction = "notification"\nurl = "nope"',
+            "step 2 (notification): url:",
+        ),
         ('[[steps]]\ndelay = "2h"\naction = "fax"', "step 2: Input tag 'fax' found using 'action'"),
-        ('[[steps]]\ndelay = "30m"\naction = "email"\ntemplate = "x"', "step 2 is due before step 1"),
-        ('[[steps]]\ndelay = "2h"\naction = "email"\ntemplate = "../etc"', "step 2 (email): template: '../etc' is not a template name"),
+        (
+            '[[steps]]\ndelay = "30m"\naction = "email"\ntemplate = "x"',
+            "step 2 is due before step 1",
+        ),
+        (
+            '[[steps]]\ndelay = "2h"\naction = "email"\ntemplate = "../etc"',
+            "step 2 (email): template: '../etc' is not a template name",
+        ),
     ],
 )
 def test_bad_steps_are_named(extra, expected):
@@ -76,4 +91,6 @@ def test_unknown_top_level_key():
 
 
 def test_a_policy_needs_steps():
-    assert _problems('name = "x"\nsteps = []')[0].startswith("steps: List should have at least 1 item")
+    assert _problems('name = "x"\nsteps = []')[0].startswith(
+        "steps: List should have at least 1 item"
+    )

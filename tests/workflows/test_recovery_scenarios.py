@@ -18,11 +18,11 @@ from store.sql import SqlStore
 from tests.support import (
     SmtpServer,
     body_text,
+    engine_settings,
     eventually,
     running_engine,
     sample_checkout,
     seconds_between,
-    engine_settings,
 )
 from workers.policy_files import load_policy
 from workflows.abandoned_checkout import AbandonedCheckoutWorkflow
