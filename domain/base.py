@@ -1,5 +1,7 @@
 """The shared base for every JSON model: camelCase on the wire, snake_case in Python."""
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
@@ -17,6 +19,6 @@ class CamelModel(BaseModel):
         str_strip_whitespace=True,
     )
 
-    def to_json_dict(self) -> dict[str, object]:
+    def to_json_dict(self) -> dict[str, Any]:
         """The JSON form a client sees: camelCase keys, no unset optional fields."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -55,6 +55,7 @@ async def test_same_key_twice_delivers_one_message(email, store: SqlStore, smtp:
     assert first.type == second.type == ActivityType.EMAIL_SENT
     assert len(smtp.handler.messages) == 1
     record = await store.get(checkout_id)
+    assert record is not None
     assert [a.type for a in record.activities] == [ActivityType.SCHEDULED, ActivityType.EMAIL_SENT]
 
 

@@ -84,6 +84,7 @@ async def test_notification_is_signed_and_recorded(store: SqlStore, receiver):
     assert "Ada Lovelace" in payload["text"] and "€89.90" in payload["text"]
     assert "ada@example.com" not in body.decode()
     record = await store.get("c-1")
+    assert record is not None
     assert [a.type for a in record.activities][-1] == ActivityType.NOTIFICATION_SENT
 
 
@@ -100,4 +101,5 @@ async def test_failed_delivery_says_whether_to_retry(store: SqlStore, receiver, 
             await ActivityEnvironment().run(activities.send_staff_notification, _request(url))
     assert raised.value.non_retryable is (not retryable)
     record = await store.get("c-1")
+    assert record is not None
     assert [a.type for a in record.activities] == [ActivityType.SCHEDULED]
