@@ -103,9 +103,11 @@ def _print_banner(settings: Settings, folder: Path) -> None:
         f"  SMTP server       {settings.smtp_host}:{settings.smtp_port}\n"
         f"  Received mail     {folder.resolve()}  (list it: checkout-recovery mail)\n"
         f"  Store             {settings.store_url}\n"
-        f"  Worker policy     {settings.policy}\n"
-        "\nTry it, in another terminal:\n"
-        "  checkout-recovery start examples/checkout.json --policy demo\n"
+        f"  Default policy    {settings.policy}\n"
+        "\nTry it, in another terminal (emails arrive within 30 seconds):\n"
+        "  ./run cli start examples/checkout.json --policy demo\n"
+        "  ./run cli show ID      ./run cli mail      ./run cli recover ID\n"
+        "(with the package installed: checkout-recovery start ..., and so on)\n"
     )
 
 
