@@ -10,6 +10,7 @@ from activities.email_message import Sender, build_message, message_id_for
 from activities.message_context import checkout_context
 from activities.rendering import TemplateRenderer
 from activities.smtp_pool import SmtpPool
+from activities.step_checkout import checkout_for_step
 from domain.activity import Activity, ActivityType, NotSentReason
 from domain.checkout import CheckoutStatus
 from domain.steps import PERMANENT_EMAIL_FAILURE, SEND_EMAIL, EmailStepRequest
@@ -35,14 +36,9 @@ class EmailActivities:
 
     @activity.defn(name=SEND_EMAIL)
     async def send_recovery_email(self, request: EmailStepRequest) -> Activity:
-        checkout = await self._store.get(request.checkout_id, with_activities=False)
-        if checkout is None:
-            raise ApplicationError(
-                f"checkout {request.checkout_id} is not in the store",
-                "checkout_missing_from_store",
-                type=PERMANENT_EMAIL_FAILURE,
-                non_retryable=True,
-            )
+        checkout = await checkout_for_step(
+            self._store, request.checkout_id, PERMANENT_EMAIL_FAILURE
+        )
         # Checked right before sending: a buyer who bought meanwhile gets no reminder.
         if checkout.status is CheckoutStatus.RECOVERED:
             return await self._not_sent(request, NotSentReason.RECOVERED)

@@ -10,6 +10,7 @@ from temporalio.exceptions import ApplicationError
 from activities.message_context import checkout_context
 from activities.rendering import TemplateRenderer
 from activities.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign_body
+from activities.step_checkout import checkout_for_step
 from domain.activity import Activity, ActivityType
 from domain.steps import SEND_NOTIFICATION, NotificationStepRequest
 from store.sql import SqlStore
@@ -38,11 +39,7 @@ class NotificationActivities:
 
     @activity.defn(name=SEND_NOTIFICATION)
     async def send_staff_notification(self, request: NotificationStepRequest) -> Activity:
-        checkout = await self._store.get(request.checkout_id, with_activities=False)
-        if checkout is None:
-            raise ApplicationError(
-                f"checkout {request.checkout_id} is not in the store", non_retryable=True
-            )
+        checkout = await checkout_for_step(self._store, request.checkout_id)
         context = checkout_context(checkout, self._shop_name)
         text = self._renderer.render_line(
             "notification", request.step.template, checkout.buyer_language, context

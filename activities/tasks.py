@@ -1,10 +1,10 @@
 """The task step: a to-do for shop staff, kept in the store."""
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from activities.message_context import checkout_context
 from activities.rendering import TemplateRenderer
+from activities.step_checkout import checkout_for_step
 from domain.activity import Activity, ActivityType
 from domain.steps import CREATE_TASK, TaskStepRequest
 from domain.task import StaffTask
@@ -23,11 +23,7 @@ class TaskActivities:
 
     @activity.defn(name=CREATE_TASK)
     async def create_staff_task(self, request: TaskStepRequest) -> Activity:
-        checkout = await self._store.get(request.checkout_id, with_activities=False)
-        if checkout is None:
-            raise ApplicationError(
-                f"checkout {request.checkout_id} is not in the store", non_retryable=True
-            )
+        checkout = await checkout_for_step(self._store, request.checkout_id)
         context = checkout_context(checkout, self._shop_name)
         # Tasks are read by staff, so they use the shop's language rather than the buyer's.
         title = self._renderer.render_line(

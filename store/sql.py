@@ -215,16 +215,7 @@ class SqlStore:
     async def create_task(self, key: str, task: StaffTask, entry: Activity) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(
-                self._insert_ignore(tasks).values(
-                    key=key,
-                    checkout_id=task.checkout_id,
-                    title=task.title,
-                    assignee=task.assignee,
-                    due_date=task.due_date,
-                    link=task.link,
-                    status=task.status,
-                    created_date=task.created_date,
-                )
+                self._insert_ignore(tasks).values(key=key, **task.model_dump(exclude={"id"}))
             )
             await self._insert_activity(conn, task.checkout_id, key, entry)
 
@@ -234,18 +225,10 @@ class SqlStore:
             query = query.where(tasks.c.status == status)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
+        # Columns and model fields share their names; the idempotency key stays internal.
         return [
-            StaffTask(
-                id=r.id,
-                checkout_id=r.checkout_id,
-                title=r.title,
-                assignee=r.assignee,
-                due_date=r.due_date,
-                link=r.link,
-                status=TaskStatus(r.status),
-                created_date=r.created_date,
-            )
-            for r in rows
+            StaffTask.model_validate({k: v for k, v in row._mapping.items() if k != "key"})
+            for row in rows
         ]
 
     # --- helpers -------------------------------------------------------------------------------

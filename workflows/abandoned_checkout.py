@@ -151,14 +151,7 @@ class AbandonedCheckoutWorkflow:
 
     async def _send_email(self, request: EmailStepRequest) -> Activity:
         try:
-            sent: Activity = await workflow.execute_activity(
-                SEND_EMAIL,
-                request,
-                result_type=Activity,
-                start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=EMAIL_RETRY,
-            )
-            return sent
+            return await _step_activity(SEND_EMAIL, request, EMAIL_RETRY)
         except ActivityError as err:
             reason = _not_sent_reason(err)
             workflow.logger.warning("Step %s email not sent: %s", request.step_index + 1, reason)
@@ -187,14 +180,7 @@ class AbandonedCheckoutWorkflow:
         visible in the workflow history.
         """
         try:
-            done: Activity = await workflow.execute_activity(
-                activity_name,
-                request,
-                result_type=Activity,
-                start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=retry,
-            )
-            return done
+            return await _step_activity(activity_name, request, retry)
         except ActivityError as err:
             workflow.logger.warning(
                 "Step %s (%s) failed for good: %s", request.step_index + 1, activity_name, err.cause
@@ -244,6 +230,18 @@ class AbandonedCheckoutWorkflow:
     def _checkout_id(self) -> str:
         assert self._checkout.id is not None
         return self._checkout.id
+
+
+async def _step_activity(name: str, request: StepRequest, retry: RetryPolicy) -> Activity:
+    """One step's single activity: it does the side effect and records the entry it returns."""
+    entry: Activity = await workflow.execute_activity(
+        name,
+        request,
+        result_type=Activity,
+        start_to_close_timeout=STEP_TIMEOUT,
+        retry_policy=retry,
+    )
+    return entry
 
 
 def _not_sent_reason(err: ActivityError) -> str:
