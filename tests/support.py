@@ -46,6 +46,9 @@ class RecordingSmtpHandler:
     refuse_data: int = 0
     """How many coming DATA commands get a 451 (temporarily unavailable) before one is accepted."""
     refusals: int = 0
+    data_delay: float = 0.0
+    """Seconds each DATA command takes, to keep a send in flight."""
+    data_started: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_RCPT(
@@ -57,6 +60,8 @@ class RecordingSmtpHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.data_started += 1
+        await asyncio.sleep(self.data_delay)
         with self.lock:
             if self.refuse_data > 0:
                 self.refuse_data -= 1
