@@ -10,7 +10,7 @@ from activities.email_message import Sender, build_message, message_id_for
 from activities.message_context import checkout_context
 from activities.rendering import TemplateRenderer
 from activities.smtp_pool import SmtpPool
-from activities.step_checkout import checkout_for_step
+from activities.step_checkout import missing_checkout
 from domain.activity import Activity, ActivityType, NotSentReason
 from domain.checkout import CheckoutStatus
 from domain.steps import PERMANENT_EMAIL_FAILURE, SEND_EMAIL, EmailStepRequest
@@ -36,23 +36,23 @@ class EmailActivities:
 
     @activity.defn(name=SEND_EMAIL)
     async def send_recovery_email(self, request: EmailStepRequest) -> Activity:
-        checkout = await checkout_for_step(
-            self._store, request.checkout_id, PERMANENT_EMAIL_FAILURE
+        message_id = message_id_for(request.key, self._sender.domain)
+        # Checked right before sending, in the transaction that claims the send: a buyer who
+        # bought meanwhile gets no reminder.
+        start = await self._store.begin_send(
+            request.checkout_id, request.key, message_id, request.at
         )
-        # Checked right before sending: a buyer who bought meanwhile gets no reminder.
+        checkout = start.checkout
+        if checkout is None:
+            raise missing_checkout(request.checkout_id, PERMANENT_EMAIL_FAILURE)
         if checkout.status is CheckoutStatus.RECOVERED:
             return await self._not_sent(request, NotSentReason.RECOVERED)
         email = checkout.buyer_info.email
         if not email:
             return await self._not_sent(request, NotSentReason.NO_EMAIL)
-
-        message_id = message_id_for(request.key, self._sender.domain)
-        claim = await self._store.claim_send(
-            request.key, request.checkout_id, message_id, request.at
-        )
-        if claim is SendClaim.ALREADY_SENT:
+        if start.claim is SendClaim.ALREADY_SENT:
             return await self._sent(request)
-        if claim is SendClaim.IN_DOUBT:
+        if start.claim is SendClaim.IN_DOUBT:
             # An earlier attempt died between claiming and confirming; it may have delivered.
             # Never twice beats maybe once more, so the step ends here.
             logger.warning(

@@ -16,10 +16,14 @@ async def checkout_for_step(
     """
     checkout = await store.get(checkout_id, with_activities=False)
     if checkout is None:
-        raise ApplicationError(
-            f"checkout {checkout_id} is not in the store",
-            "checkout_missing_from_store",
-            type=error_type,
-            non_retryable=True,
-        )
+        raise missing_checkout(checkout_id, error_type)
     return checkout
+
+
+def missing_checkout(checkout_id: str, error_type: str | None = None) -> ApplicationError:
+    return ApplicationError(
+        f"checkout {checkout_id} is not in the store",
+        "checkout_missing_from_store",
+        type=error_type,
+        non_retryable=True,
+    )

@@ -5,6 +5,7 @@ never duplicate a row.
 """
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -17,6 +18,7 @@ from sqlalchemy.sql.dml import Insert
 from domain.activity import Activity, ActivityType
 from domain.checkout import AbandonedCheckout, CheckoutStatus
 from domain.task import StaffTask, TaskStatus
+from store.group_commit import GroupCommitter
 from store.schema import activities, checkouts, metadata, sent_log, tasks
 
 logger = logging.getLogger(__name__)
@@ -34,6 +36,15 @@ class SendClaim(StrEnum):
     """An earlier attempt claimed it and never confirmed: it may have reached the buyer."""
 
 
+@dataclass(frozen=True)
+class SendStart:
+    """What `begin_send` found: the checkout as it is now, and the claim when one was made."""
+
+    checkout: AbandonedCheckout | None
+    claim: SendClaim | None
+    """None when the checkout is missing, no longer abandoned, or has no email address."""
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets the CLI read while the worker writes; the busy timeout makes concurrent writers
     # from several processes wait their turn instead of failing.
@@ -49,12 +60,16 @@ class SqlStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._writes = GroupCommitter(engine)
 
     @classmethod
     def from_url(cls, url: str) -> "SqlStore":
-        engine = create_async_engine(url, pool_pre_ping=True)
-        if engine.dialect.name == "sqlite":
+        if url.startswith("sqlite"):
+            # A local file never drops a connection: no ping before each use.
+            engine = create_async_engine(url)
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_async_engine(url, pool_pre_ping=True)
         return cls(engine)
 
     async def create_schema(self) -> None:
@@ -62,6 +77,7 @@ class SqlStore:
             await conn.run_sync(metadata.create_all)
 
     async def close(self) -> None:
+        await self._writes.close()
         await self._engine.dispose()
 
     # --- checkouts ---------------------------------------------------------------------------
@@ -72,11 +88,13 @@ class SqlStore:
         Returns the time of the first report, which is the SCHEDULED time for every later report
         of the same checkout.
         """
-        assert checkout.id is not None and checkout.created_date is not None
-        async with self._engine.begin() as conn:
+        checkout_id = checkout.id
+        assert checkout_id is not None and checkout.created_date is not None
+
+        async def write(conn: AsyncConnection) -> object:
             await conn.execute(
                 self._insert_ignore(checkouts).values(
-                    id=checkout.id,
+                    id=checkout_id,
                     checkout_id=checkout.checkout_id,
                     cart_id=checkout.cart_id,
                     status=CheckoutStatus.ABANDONED,
@@ -88,15 +106,17 @@ class SqlStore:
             )
             await self._insert_activity(
                 conn,
-                checkout.id,
+                checkout_id,
                 SCHEDULED_KEY,
                 Activity(type=ActivityType.SCHEDULED, created_date=reported_at),
             )
-            first = await conn.scalar(
+            return await conn.scalar(
                 select(activities.c.created_date).where(
-                    activities.c.checkout_id == checkout.id, activities.c.key == SCHEDULED_KEY
+                    activities.c.checkout_id == checkout_id, activities.c.key == SCHEDULED_KEY
                 )
             )
+
+        first = await self._writes.run(write)
         assert isinstance(first, datetime)
         return first
 
@@ -134,22 +154,25 @@ class SqlStore:
     ) -> AbandonedCheckout | None:
         """The checkout as the API shows it, with its full activity list in order."""
         async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(select(checkouts).where(checkouts.c.id == checkout_id))
-            ).first()
-            if row is None:
-                return None
-            entries = []
-            if with_activities:
-                entries = list(
-                    (
-                        await conn.execute(
-                            select(activities)
-                            .where(activities.c.checkout_id == checkout_id)
-                            .order_by(activities.c.created_date, activities.c.seq)
-                        )
-                    ).all()
-                )
+            return await self._load(conn, checkout_id, with_activities=with_activities)
+
+    async def _load(
+        self, conn: AsyncConnection, checkout_id: str, *, with_activities: bool
+    ) -> AbandonedCheckout | None:
+        row = (await conn.execute(select(checkouts).where(checkouts.c.id == checkout_id))).first()
+        if row is None:
+            return None
+        entries: list[Activity] = []
+        if with_activities:
+            rows = await conn.execute(
+                select(activities)
+                .where(activities.c.checkout_id == checkout_id)
+                .order_by(activities.c.created_date, activities.c.seq)
+            )
+            entries = [
+                Activity(type=e.type, created_date=e.created_date, step=e.step, reason=e.reason)
+                for e in rows
+            ]
         snapshot = AbandonedCheckout.model_validate_json(row.snapshot)
         return snapshot.model_copy(
             update={
@@ -157,32 +180,36 @@ class SqlStore:
                 "checkout_recovered_date": row.recovered_date,
                 "order_id": row.order_id,
                 "updated_date": row.updated_date,
-                "activities": [
-                    Activity(type=e.type, created_date=e.created_date, step=e.step, reason=e.reason)
-                    for e in entries
-                ],
+                "activities": entries,
             }
         )
-
-    async def status_of(self, checkout_id: str) -> CheckoutStatus | None:
-        async with self._engine.connect() as conn:
-            value = await conn.scalar(
-                select(checkouts.c.status).where(checkouts.c.id == checkout_id)
-            )
-        return None if value is None else CheckoutStatus(value)
 
     # --- activity entries --------------------------------------------------------------------
 
     async def record_activity(self, checkout_id: str, key: str, entry: Activity) -> None:
-        async with self._engine.begin() as conn:
+        async def write(conn: AsyncConnection) -> None:
             await self._insert_activity(conn, checkout_id, key, entry)
+
+        await self._writes.run(write)
 
     # --- the sent log: at most one email per idempotency key -----------------------------------
 
-    async def claim_send(
-        self, key: str, checkout_id: str, message_id: str, at: datetime
-    ) -> SendClaim:
-        async with self._engine.begin() as conn:
+    async def begin_send(
+        self, checkout_id: str, key: str, message_id: str, at: datetime
+    ) -> SendStart:
+        """Re-read the checkout and, if it may still be mailed, claim the send of `key`.
+
+        Reading and claiming share one transaction, so no recovery can slip in between them.
+        """
+
+        async def write(conn: AsyncConnection) -> SendStart:
+            checkout = await self._load(conn, checkout_id, with_activities=False)
+            if (
+                checkout is None
+                or checkout.status is not CheckoutStatus.ABANDONED
+                or not checkout.buyer_info.email
+            ):
+                return SendStart(checkout, None)
             inserted = await conn.execute(
                 self._insert_ignore(sent_log).values(
                     key=key,
@@ -193,31 +220,38 @@ class SqlStore:
                 )
             )
             if inserted.rowcount == 1:
-                return SendClaim.CLAIMED
+                return SendStart(checkout, SendClaim.CLAIMED)
             state = await conn.scalar(select(sent_log.c.state).where(sent_log.c.key == key))
-        return SendClaim.ALREADY_SENT if state == "sent" else SendClaim.IN_DOUBT
+            claim = SendClaim.ALREADY_SENT if state == "sent" else SendClaim.IN_DOUBT
+            return SendStart(checkout, claim)
+
+        return await self._writes.run(write)
 
     async def release_send(self, key: str) -> None:
         """Give a claim back after a send that certainly did not happen, so a retry may send."""
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                sent_log.delete().where(sent_log.c.key == key, sent_log.c.state == "sending")
-            )
+        await self._execute(
+            sent_log.delete().where(sent_log.c.key == key, sent_log.c.state == "sending")
+        )
 
     async def confirm_send(self, key: str, checkout_id: str, entry: Activity) -> None:
         """Mark the email sent and record its entry in one transaction."""
-        async with self._engine.begin() as conn:
+
+        async def write(conn: AsyncConnection) -> None:
             await conn.execute(update(sent_log).where(sent_log.c.key == key).values(state="sent"))
             await self._insert_activity(conn, checkout_id, key, entry)
+
+        await self._writes.run(write)
 
     # --- staff tasks ---------------------------------------------------------------------------
 
     async def create_task(self, key: str, task: StaffTask, entry: Activity) -> None:
-        async with self._engine.begin() as conn:
+        async def write(conn: AsyncConnection) -> None:
             await conn.execute(
                 self._insert_ignore(tasks).values(key=key, **task.model_dump(exclude={"id"}))
             )
             await self._insert_activity(conn, task.checkout_id, key, entry)
+
+        await self._writes.run(write)
 
     async def list_tasks(self, status: TaskStatus | None = None) -> list[StaffTask]:
         query = select(tasks).order_by(tasks.c.due_date, tasks.c.id)
@@ -256,9 +290,10 @@ class SqlStore:
         )
 
     async def _execute(self, statement: Any) -> int:
-        async with self._engine.begin() as conn:
-            result = await conn.execute(statement)
-        return int(result.rowcount)
+        async def write(conn: AsyncConnection) -> int:
+            return int((await conn.execute(statement)).rowcount)
+
+        return await self._writes.run(write)
 
 
 def _snapshot_json(checkout: AbandonedCheckout) -> str:

@@ -214,6 +214,24 @@ def show(checkout_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
 
 
 @app.command()
+def smtp() -> None:
+    """Run the embedded SMTP server alone; it keeps what it receives in the data folder."""
+    _configure_logging()
+    settings = _settings()
+
+    async def run() -> None:
+        stop = stop_on_signals()
+        async with embedded_smtp(settings) as server:
+            typer.echo(
+                f"SMTP server on {settings.smtp_host}:{settings.smtp_port}, "
+                f"keeping mail in {server.folder.resolve()}"
+            )
+            await stop.wait()
+
+    asyncio.run(run())
+
+
+@app.command()
 def mail(
     last: Annotated[int, typer.Option("--last", help="How many of the newest messages.")] = 20,
 ) -> None:

