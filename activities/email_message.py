@@ -3,9 +3,11 @@
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime, getaddresses
+from email.header import Header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import format_datetime, formataddr, getaddresses
 
 from activities.rendering import RenderedEmail
 
@@ -36,14 +38,19 @@ def build_message(
     to_name: str | None,
     message_id: str,
     sent_at: datetime,
-) -> EmailMessage:
-    message = EmailMessage()
+) -> Message:
+    """A multipart/alternative message: plain text first, HTML as the richer alternative.
+
+    Built with the compat32 MIME classes: the modern EmailMessage API parses every header it
+    is given, which made building a message cost more than sending it.
+    """
+    message = MIMEMultipart("alternative")
     message["From"] = sender.mail_from
-    user, _, domain = to_address.rpartition("@")
-    message["To"] = Address(display_name=to_name or "", username=user, domain=domain)
-    message["Subject"] = rendered.subject
+    message["To"] = formataddr((to_name or "", to_address), charset="utf-8")
+    subject = rendered.subject
+    message["Subject"] = subject if subject.isascii() else Header(subject, "utf-8").encode()
     message["Date"] = format_datetime(sent_at)
     message["Message-ID"] = message_id
-    message.set_content(rendered.text)
-    message.add_alternative(rendered.html, subtype="html")
+    message.attach(MIMEText(rendered.text, "plain", "utf-8"))
+    message.attach(MIMEText(rendered.html, "html", "utf-8"))
     return message

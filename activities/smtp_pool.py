@@ -8,7 +8,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import Message
 from enum import StrEnum
 
 import aiosmtplib
@@ -52,7 +52,7 @@ class SmtpPool:
         self._slots = asyncio.Semaphore(config.pool_size)
         self._idle: list[_Idle] = []
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: Message) -> None:
         """Send over a pooled connection; any SMTP or network error propagates to the caller."""
         async with self._slots:
             client = await self._acquire()

@@ -134,3 +134,14 @@ async def test_buyer_without_email_gets_not_sent(email, store: SqlStore, smtp: S
     outcome = await ActivityEnvironment().run(email.send_recovery_email, _request("c-n"))
     assert (outcome.type, outcome.reason) == (ActivityType.EMAIL_NOT_SENT, NotSentReason.NO_EMAIL)
     assert smtp.handler.messages == []
+
+
+async def test_non_ascii_names_survive_the_headers(email, store: SqlStore, smtp: SmtpServer):
+    checkout = sample_checkout(contactDetails={"firstName": "Zoë", "lastName": "Łukasiewicz"})
+    await store.save_reported(checkout.model_copy(update={"id": "c-u", "created_date": NOW}), NOW)
+    await ActivityEnvironment().run(email.send_recovery_email, _request("c-u"))
+
+    (message,) = smtp.handler.messages
+    assert message["To"] == "Zoë Łukasiewicz <ada@example.com>"
+    assert message["Subject"] == "Zoë, you left something in your cart at Test Shop"
+    assert "Hi Zoë," in body_text(message, "plain")
