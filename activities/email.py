@@ -75,7 +75,7 @@ class EmailActivities:
             sent_at=request.at,
         )
         try:
-            await self._pool.send(message)
+            await self._pool.send(message, self._sender.address, email)
         except aiosmtplib.SMTPRecipientsRefused as err:
             await self._store.release_send(request.key)
             codes = {r.code for r in err.recipients}

@@ -8,6 +8,7 @@ from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr, getaddresses
+from functools import cached_property
 
 from activities.rendering import RenderedEmail
 
@@ -18,10 +19,14 @@ class Sender:
 
     mail_from: str
 
-    @property
+    @cached_property
+    def address(self) -> str:
+        """The bare address, for the SMTP envelope."""
+        return getaddresses([self.mail_from])[0][1]
+
+    @cached_property
     def domain(self) -> str:
-        address = getaddresses([self.mail_from])[0][1]
-        return address.rpartition("@")[2] or "localhost"
+        return self.address.rpartition("@")[2] or "localhost"
 
 
 def message_id_for(key: str, domain: str) -> str:
@@ -44,7 +49,10 @@ def build_message(
     Built with the compat32 MIME classes: the modern EmailMessage API parses every header it
     is given, which made building a message cost more than sending it.
     """
-    message = MIMEMultipart("alternative")
+    # A boundary derived from the Message-ID: the generator would otherwise draw a random one
+    # and scan both bodies for it with a freshly compiled regex, on every message.
+    boundary = "=_recovery_" + hashlib.sha256(message_id.encode()).hexdigest()[:32]
+    message = MIMEMultipart("alternative", boundary=boundary)
     message["From"] = sender.mail_from
     message["To"] = formataddr((to_name or "", to_address), charset="utf-8")
     subject = rendered.subject

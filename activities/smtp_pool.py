@@ -52,12 +52,15 @@ class SmtpPool:
         self._slots = asyncio.Semaphore(config.pool_size)
         self._idle: list[_Idle] = []
 
-    async def send(self, message: Message) -> None:
-        """Send over a pooled connection; any SMTP or network error propagates to the caller."""
+    async def send(self, message: Message, sender: str, recipient: str) -> None:
+        """Send over a pooled connection; any SMTP or network error propagates to the caller.
+
+        The envelope is given rather than read back out of the headers, which costs a parse.
+        """
         async with self._slots:
             client = await self._acquire()
             try:
-                await client.send_message(message)
+                await client.send_message(message, sender=sender, recipients=[recipient])
             except BaseException:
                 client.close()
                 raise

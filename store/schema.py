@@ -76,8 +76,8 @@ sent_log = Table(
     Column("key", String(300), primary_key=True),
     Column("checkout_id", String(64), nullable=False, index=True),
     Column("message_id", String(300), nullable=False),
-    # `sending` while a send is under way (a crash leaves it so), `sent` once SMTP accepted it.
-    Column("state", String(16), nullable=False),
+    # A row here claims the send of one step's email. The send is confirmed by the step's
+    # EMAIL_SENT entry (same key) in `activities`; a claim without one is in doubt.
     Column("created_at", UtcDateTime(), nullable=False),
 )
 

@@ -61,6 +61,12 @@ class SqlStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._writes = GroupCommitter(engine)
+        # Built once: a statement object used again skips SQLAlchemy's per-call construction
+        # and cache-key work, which is most of what a small insert costs here.
+        self._insert_checkout = self._insert_ignore(checkouts)
+        self._insert_activity_row = self._insert_ignore(activities)
+        self._insert_claim = self._insert_ignore(sent_log)
+        self._insert_task = self._insert_ignore(tasks)
 
     @classmethod
     def from_url(cls, url: str) -> "SqlStore":
@@ -92,17 +98,18 @@ class SqlStore:
         assert checkout_id is not None and checkout.created_date is not None
 
         async def write(conn: AsyncConnection) -> object:
-            await conn.execute(
-                self._insert_ignore(checkouts).values(
-                    id=checkout_id,
-                    checkout_id=checkout.checkout_id,
-                    cart_id=checkout.cart_id,
-                    status=CheckoutStatus.ABANDONED,
-                    buyer_email=checkout.buyer_info.email,
-                    created_date=checkout.created_date,
-                    updated_date=checkout.updated_date or reported_at,
-                    snapshot=_snapshot_json(checkout),
-                )
+            inserted = await conn.execute(
+                self._insert_checkout,
+                {
+                    "id": checkout_id,
+                    "checkout_id": checkout.checkout_id,
+                    "cart_id": checkout.cart_id,
+                    "status": CheckoutStatus.ABANDONED,
+                    "buyer_email": checkout.buyer_info.email,
+                    "created_date": checkout.created_date,
+                    "updated_date": checkout.updated_date or reported_at,
+                    "snapshot": _snapshot_json(checkout),
+                },
             )
             await self._insert_activity(
                 conn,
@@ -110,6 +117,8 @@ class SqlStore:
                 SCHEDULED_KEY,
                 Activity(type=ActivityType.SCHEDULED, created_date=reported_at),
             )
+            if inserted.rowcount == 1:
+                return reported_at
             return await conn.scalar(
                 select(activities.c.created_date).where(
                     activities.c.checkout_id == checkout_id, activities.c.key == SCHEDULED_KEY
@@ -211,44 +220,39 @@ class SqlStore:
             ):
                 return SendStart(checkout, None)
             inserted = await conn.execute(
-                self._insert_ignore(sent_log).values(
-                    key=key,
-                    checkout_id=checkout_id,
-                    message_id=message_id,
-                    state="sending",
-                    created_at=at,
-                )
+                self._insert_claim,
+                {
+                    "key": key,
+                    "checkout_id": checkout_id,
+                    "message_id": message_id,
+                    "created_at": at,
+                },
             )
             if inserted.rowcount == 1:
                 return SendStart(checkout, SendClaim.CLAIMED)
-            state = await conn.scalar(select(sent_log.c.state).where(sent_log.c.key == key))
-            claim = SendClaim.ALREADY_SENT if state == "sent" else SendClaim.IN_DOUBT
-            return SendStart(checkout, claim)
+            confirmed = await conn.scalar(
+                select(activities.c.type).where(
+                    activities.c.checkout_id == checkout_id, activities.c.key == key
+                )
+            )
+            sent = confirmed == ActivityType.EMAIL_SENT
+            return SendStart(checkout, SendClaim.ALREADY_SENT if sent else SendClaim.IN_DOUBT)
 
         return await self._writes.run(write)
 
     async def release_send(self, key: str) -> None:
         """Give a claim back after a send that certainly did not happen, so a retry may send."""
-        await self._execute(
-            sent_log.delete().where(sent_log.c.key == key, sent_log.c.state == "sending")
-        )
+        await self._execute(sent_log.delete().where(sent_log.c.key == key))
 
     async def confirm_send(self, key: str, checkout_id: str, entry: Activity) -> None:
-        """Mark the email sent and record its entry in one transaction."""
-
-        async def write(conn: AsyncConnection) -> None:
-            await conn.execute(update(sent_log).where(sent_log.c.key == key).values(state="sent"))
-            await self._insert_activity(conn, checkout_id, key, entry)
-
-        await self._writes.run(write)
+        """Confirm a claimed send: its EMAIL_SENT entry is the confirmation."""
+        await self.record_activity(checkout_id, key, entry)
 
     # --- staff tasks ---------------------------------------------------------------------------
 
     async def create_task(self, key: str, task: StaffTask, entry: Activity) -> None:
         async def write(conn: AsyncConnection) -> None:
-            await conn.execute(
-                self._insert_ignore(tasks).values(key=key, **task.model_dump(exclude={"id"}))
-            )
+            await conn.execute(self._insert_task, {"key": key, **task.model_dump(exclude={"id"})})
             await self._insert_activity(conn, task.checkout_id, key, entry)
 
         await self._writes.run(write)
@@ -279,14 +283,15 @@ class SqlStore:
         self, conn: AsyncConnection, checkout_id: str, key: str, entry: Activity
     ) -> None:
         await conn.execute(
-            self._insert_ignore(activities).values(
-                checkout_id=checkout_id,
-                key=key,
-                type=entry.type,
-                created_date=entry.created_date,
-                step=entry.step,
-                reason=entry.reason,
-            )
+            self._insert_activity_row,
+            {
+                "checkout_id": checkout_id,
+                "key": key,
+                "type": entry.type,
+                "created_date": entry.created_date,
+                "step": entry.step,
+                "reason": entry.reason,
+            },
         )
 
     async def _execute(self, statement: Any) -> int:
