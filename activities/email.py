@@ -76,22 +76,13 @@ class EmailActivities:
         )
         try:
             await self._pool.send(message, self._sender.address, email)
-        except aiosmtplib.SMTPRecipientsRefused as err:
+        except BaseException as err:
+            # The relay did not take the message: the claim goes back, then either Temporal
+            # retries with backoff (4xx, connection trouble) or the flow records why it gave up.
             await self._store.release_send(request.key)
-            codes = {r.code for r in err.recipients}
-            if any(code >= 500 for code in codes):
-                raise _permanent(
-                    NotSentReason.INVALID_ADDRESS, f"recipient refused {codes}"
-                ) from err
-            raise
-        except aiosmtplib.SMTPResponseException as err:
-            await self._store.release_send(request.key)
-            if err.code >= 500:
-                raise _permanent(NotSentReason.SMTP_REJECTED, f"SMTP {err.code}") from err
-            raise
-        except BaseException:
-            # Connection trouble or 4xx: the claim goes back and Temporal retries with backoff.
-            await self._store.release_send(request.key)
+            permanent = _permanent_failure(err)
+            if permanent is not None:
+                raise permanent from err
             raise
         return await self._sent(request)
 
@@ -110,5 +101,17 @@ def _entry(request: EmailStepRequest, kind: ActivityType, reason: str | None = N
     return Activity(type=kind, created_date=request.at, step=request.step_index + 1, reason=reason)
 
 
-def _permanent(reason: NotSentReason, message: str) -> ApplicationError:
+def _permanent_failure(err: BaseException) -> ApplicationError | None:
+    """A non-retryable error for an SMTP 5xx answer; None when trying again may work."""
+    if isinstance(err, aiosmtplib.SMTPRecipientsRefused):
+        codes = sorted({r.code for r in err.recipients})
+        reason, message = NotSentReason.INVALID_ADDRESS, f"recipient refused with {codes}"
+        permanent = any(code >= 500 for code in codes)
+    elif isinstance(err, aiosmtplib.SMTPResponseException):
+        reason, message = NotSentReason.SMTP_REJECTED, f"SMTP {err.code}"
+        permanent = err.code >= 500
+    else:
+        return None
+    if not permanent:
+        return None
     return ApplicationError(message, str(reason), type=PERMANENT_EMAIL_FAILURE, non_retryable=True)
