@@ -64,6 +64,18 @@ def _has_entry(store: SqlStore, checkout_id: str, kind: ActivityType, count: int
     return probe
 
 
+async def _skip_past_first_step(
+    env: WorkflowEnvironment,
+    store: SqlStore,
+    checkout_id: str,
+    entry: ActivityType = ActivityType.EMAIL_SENT,
+    timeout: float = 30.0,
+) -> None:
+    """Move the test server's clock past step 1 (due at 1 h) and wait for its entry."""
+    await env.sleep(timedelta(hours=2))
+    await eventually(_has_entry(store, checkout_id, entry), timeout=timeout, what=f"step 1 {entry}")
+
+
 async def _report(
     service: CheckoutService,
     env: WorkflowEnvironment,
@@ -121,8 +133,7 @@ async def test_recovery_before_step_two_stops_the_flow(
     env = time_skipping_env
     async with running_engine(env.client, store, engine_settings(smtp.port)) as service:
         checkout_id, _ = await _report(service, env, sample_checkout())
-        await env.sleep(timedelta(hours=2))
-        await eventually(_has_entry(store, checkout_id, ActivityType.EMAIL_SENT), what="email 1")
+        await _skip_past_first_step(env, store, checkout_id)
         recovered_at = await env.get_current_time()
         await service.recover(checkout_id, order_id="order-77", recovered_at=recovered_at)
         result = await _result(service, env, checkout_id)
@@ -172,8 +183,7 @@ async def test_the_same_checkout_reported_twice_has_one_flow(
         assert again.checkout_id == checkout_id
         assert not again.new
         assert (await service.handle(checkout_id).describe()).run_id == first_run
-        await env.sleep(timedelta(hours=2))
-        await eventually(_has_entry(store, checkout_id, ActivityType.EMAIL_SENT), what="email 1")
+        await _skip_past_first_step(env, store, checkout_id)
         await service.cancel(checkout_id)
         result = await _result(service, env, checkout_id)
         # Once the flow is closed, a third report still starts nothing.
@@ -195,8 +205,7 @@ async def test_checkout_update_changes_what_the_next_email_shows(
     env = time_skipping_env
     async with running_engine(env.client, store, engine_settings(smtp.port)) as service:
         checkout_id, reported = await _report(service, env, sample_checkout())
-        await env.sleep(timedelta(hours=2))
-        await eventually(_has_entry(store, checkout_id, ActivityType.EMAIL_SENT), what="email 1")
+        await _skip_past_first_step(env, store, checkout_id)
         updated = reported.model_copy(
             update={
                 "line_items": [
@@ -257,10 +266,7 @@ async def test_smtp_refusing_for_a_while_then_accepting_sends_once(
     smtp.handler.refuse_data = 3
     async with running_engine(env.client, store, engine_settings(smtp.port)) as service:
         checkout_id, _ = await _report(service, env, sample_checkout())
-        await env.sleep(timedelta(hours=2))
-        await eventually(
-            _has_entry(store, checkout_id, ActivityType.EMAIL_SENT), timeout=60, what="email 1"
-        )
+        await _skip_past_first_step(env, store, checkout_id, timeout=60)
         await service.cancel(checkout_id)
         await _result(service, env, checkout_id)
 
@@ -280,8 +286,7 @@ async def test_no_email_once_the_store_says_recovered(
     async with running_engine(env.client, store, engine_settings(smtp.port)) as service:
         checkout_id, _ = await _report(service, env, sample_checkout())
         assert await store.mark_recovered(checkout_id, await env.get_current_time(), None)
-        await env.sleep(timedelta(hours=2))
-        await eventually(_has_entry(store, checkout_id, ActivityType.EMAIL_NOT_SENT), what="skip")
+        await _skip_past_first_step(env, store, checkout_id, ActivityType.EMAIL_NOT_SENT)
         await service.cancel(checkout_id)
         await _result(service, env, checkout_id)
 
