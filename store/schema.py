@@ -47,11 +47,19 @@ checkouts = Table(
     Column("checkout_id", String(200), index=True),
     Column("cart_id", String(200), index=True),
     Column("status", String(16), nullable=False, index=True),
+    # The buyer's identities, copied out of the snapshot so that queries can filter on them.
     Column("buyer_email", String(320), index=True),
+    Column("buyer_contact_id", String(200), index=True),
+    Column("buyer_visitor_id", String(200), index=True),
+    Column("buyer_member_id", String(200), index=True),
+    Column("buyer_user_id", String(200), index=True),
     Column("created_date", UtcDateTime(), nullable=False, index=True),
-    Column("updated_date", UtcDateTime(), nullable=False),
+    Column("updated_date", UtcDateTime(), nullable=False, index=True),
     Column("recovered_date", UtcDateTime()),
     Column("order_id", String(200)),
+    # Set when the buyer's data was erased: the row stays, anonymised, for the statistics, and
+    # reads and queries no longer show it.
+    Column("deleted_date", UtcDateTime()),
     # The reported checkout as JSON, without the engine's status and activities.
     Column("snapshot", Text, nullable=False),
 )
@@ -93,4 +101,52 @@ tasks = Table(
     Column("link", String(1000), nullable=False),
     Column("status", String(16), nullable=False, default="OPEN"),
     Column("created_date", UtcDateTime(), nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    # The public part of a key; the secret part is kept only as a SHA-256 hash.
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("scopes", String(500), nullable=False),  # space-separated scope names
+    Column("created_date", UtcDateTime(), nullable=False),
+    Column("revoked_date", UtcDateTime()),
+)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("url", String(2000), nullable=False),
+    # The signing secret must be readable to sign deliveries, so it is kept as given; it is shown
+    # once, when the subscription is created, and never in a listing or a log.
+    Column("secret", String(200), nullable=False),
+    Column("events", String(500), nullable=False),  # space-separated slugs, or "*" for all
+    Column("created_date", UtcDateTime(), nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    # The outbox: an event is written in the same transaction as the change it reports, then
+    # handed to Temporal for delivery; `dispatched_date` says the hand-over happened.
+    Column("id", String(36), primary_key=True),
+    Column("entity_id", String(64), nullable=False, index=True),
+    Column("slug", String(32), nullable=False),
+    Column("sequence", Integer, nullable=False),
+    Column("event_time", UtcDateTime(), nullable=False),
+    Column("entity", Text, nullable=False),
+    Column("dispatched_date", UtcDateTime(), index=True),
+    UniqueConstraint("entity_id", "sequence", name="uq_events_entity_sequence"),
+)
+
+link_clicks = Table(
+    "link_clicks",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("checkout_id", String(64), nullable=False, index=True),
+    Column("step", Integer),
+    Column("clicked_date", UtcDateTime(), nullable=False),
 )

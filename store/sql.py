@@ -19,6 +19,7 @@ from domain.activity import Activity, ActivityType
 from domain.checkout import AbandonedCheckout, CheckoutStatus
 from domain.task import StaffTask, TaskStatus
 from store.group_commit import GroupCommitter
+from store.rows import checkout_from_row, identity_columns, load_activities
 from store.schema import activities, checkouts, metadata, sent_log, tasks
 
 logger = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ class SqlStore:
                     "checkout_id": checkout.checkout_id,
                     "cart_id": checkout.cart_id,
                     "status": CheckoutStatus.ABANDONED,
-                    "buyer_email": checkout.buyer_info.email,
+                    **identity_columns(checkout),
                     "created_date": checkout.created_date,
                     "updated_date": checkout.updated_date or reported_at,
                     "snapshot": _snapshot_json(checkout),
@@ -136,7 +137,7 @@ class SqlStore:
             .where(checkouts.c.id == checkout.id, checkouts.c.status == CheckoutStatus.ABANDONED)
             .values(
                 snapshot=_snapshot_json(checkout),
-                buyer_email=checkout.buyer_info.email,
+                **identity_columns(checkout),
                 updated_date=updated_at,
             )
         )
@@ -168,30 +169,17 @@ class SqlStore:
     async def _load(
         self, conn: AsyncConnection, checkout_id: str, *, with_activities: bool
     ) -> AbandonedCheckout | None:
-        row = (await conn.execute(select(checkouts).where(checkouts.c.id == checkout_id))).first()
+        row = (
+            await conn.execute(
+                select(checkouts).where(
+                    checkouts.c.id == checkout_id, checkouts.c.deleted_date.is_(None)
+                )
+            )
+        ).first()
         if row is None:
             return None
-        entries: list[Activity] = []
-        if with_activities:
-            rows = await conn.execute(
-                select(activities)
-                .where(activities.c.checkout_id == checkout_id)
-                .order_by(activities.c.created_date, activities.c.seq)
-            )
-            entries = [
-                Activity(type=e.type, created_date=e.created_date, step=e.step, reason=e.reason)
-                for e in rows
-            ]
-        snapshot = AbandonedCheckout.model_validate_json(row.snapshot)
-        return snapshot.model_copy(
-            update={
-                "status": CheckoutStatus(row.status),
-                "checkout_recovered_date": row.recovered_date,
-                "order_id": row.order_id,
-                "updated_date": row.updated_date,
-                "activities": entries,
-            }
-        )
+        entries = await load_activities(conn, [checkout_id]) if with_activities else {}
+        return checkout_from_row(row, entries.get(checkout_id, []))
 
     # --- activity entries --------------------------------------------------------------------
 

@@ -55,6 +55,22 @@ class Settings(BaseSettings):
     default_language: str = "en"
     notification_signing_secret: SecretStr | None = None
 
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8080, ge=1, le=65535)
+    public_url: str = "http://localhost:8080"
+    """The address buyers and subscribers reach the HTTP service at; recovery links start here."""
+    link_signing_secret: SecretStr | None = None
+    """Signs recovery links; the dev stack keeps a generated one in data_dir when unset."""
+    link_ttl_days: int = Field(default=30, ge=1)
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    """Request bodies larger than this are refused with 413."""
+    codec_keys: SecretStr | None = None
+    """AES-256-GCM keys for Temporal payloads, "id:base64key" comma-separated; the first encrypts,
+    all decrypt (so a key can rotate). Unset: payloads go to Temporal unencrypted."""
+    codec_cors_origins: str = "http://localhost:8233"
+    """Comma-separated origins (the Temporal Web UI) allowed to call the codec endpoint."""
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+
     max_concurrent_activities: int = Field(default=200, ge=1)
     max_concurrent_workflow_tasks: int = Field(default=200, ge=1)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)

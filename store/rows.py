@@ -1,0 +1,60 @@
+"""Turning stored rows back into the API's AbandonedCheckout shape, shared by reads and queries."""
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domain.activity import Activity
+from domain.checkout import AbandonedCheckout, CheckoutStatus
+from store.schema import activities
+
+
+def identity_columns(checkout: AbandonedCheckout) -> dict[str, Any]:
+    """The buyer fields a query can filter on, kept in columns beside the snapshot."""
+    buyer = checkout.buyer_info
+    return {
+        "buyer_email": buyer.email,
+        "buyer_contact_id": buyer.contact_id,
+        "buyer_visitor_id": buyer.visitor_id,
+        "buyer_member_id": buyer.member_id,
+        "buyer_user_id": buyer.user_id,
+    }
+
+
+def checkout_from_row(row: Row[Any], entries: list[Activity]) -> AbandonedCheckout:
+    """A `checkouts` row as the API shows it: the snapshot plus the engine's own fields."""
+    snapshot = AbandonedCheckout.model_validate_json(row.snapshot)
+    return snapshot.model_copy(
+        update={
+            "status": CheckoutStatus(row.status),
+            "checkout_recovered_date": row.recovered_date,
+            "order_id": row.order_id,
+            "updated_date": row.updated_date,
+            "activities": entries,
+        }
+    )
+
+
+async def load_activities(
+    conn: AsyncConnection, checkout_ids: Sequence[str], newest: int | None = None
+) -> dict[str, list[Activity]]:
+    """Each checkout's activity entries, oldest first; only the `newest` N of each when given."""
+    found: dict[str, list[Activity]] = defaultdict(list)
+    if not checkout_ids:
+        return found
+    rows = await conn.execute(
+        select(activities)
+        .where(activities.c.checkout_id.in_(checkout_ids))
+        .order_by(activities.c.checkout_id, activities.c.created_date, activities.c.seq)
+    )
+    for e in rows:
+        found[e.checkout_id].append(
+            Activity(type=e.type, created_date=e.created_date, step=e.step, reason=e.reason)
+        )
+    if newest is not None:
+        for checkout_id, entries in found.items():
+            found[checkout_id] = entries[-newest:]
+    return found
