@@ -1,11 +1,37 @@
 """Connecting to Temporal with the settings, and the one data converter every part must share."""
 
+import dataclasses
+
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 
+from workers.payload_codec import codec_from_settings
 from workers.settings import Settings
 
 DATA_CONVERTER = pydantic_data_converter
+"""The unencrypted converter: for histories recorded without encryption (replay tests) and for
+setups without CHECKOUT_RECOVERY_CODEC_KEYS. Connected parts use data_converter_for(settings)."""
+
+
+def data_converter_for(settings: Settings) -> DataConverter:
+    """DATA_CONVERTER, with AES-GCM payload encryption when codec keys are configured.
+
+    Workers, the API and the CLI must all use this one: a part without the codec can neither read
+    what the others wrote nor write what they can read.
+
+    With encryption on, failure messages and stack traces move into the failure's encoded
+    attributes, which go through the codec too: an exception text may quote buyer data (an SMTP
+    refusal names the recipient), and Temporal stores failure messages in plain text otherwise.
+    """
+    codec = codec_from_settings(settings)
+    if codec is None:
+        return DATA_CONVERTER
+    return dataclasses.replace(
+        DATA_CONVERTER,
+        payload_codec=codec,
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 async def connect(settings: Settings) -> Client:
@@ -15,5 +41,5 @@ async def connect(settings: Settings) -> Client:
         namespace=settings.temporal_namespace,
         api_key=api_key.get_secret_value() if api_key else None,
         tls=settings.temporal_tls_config(),
-        data_converter=DATA_CONVERTER,
+        data_converter=data_converter_for(settings),
     )
