@@ -13,6 +13,7 @@ from activities.smtp_pool import SmtpPool
 from activities.step_checkout import missing_checkout
 from domain.activity import Activity, ActivityType, NotSentReason
 from domain.checkout import CheckoutStatus
+from domain.links import LinkSigner
 from domain.steps import PERMANENT_EMAIL_FAILURE, SEND_EMAIL, EmailStepRequest
 from store.sql import SendClaim, SqlStore
 
@@ -27,12 +28,15 @@ class EmailActivities:
         renderer: TemplateRenderer,
         sender: Sender,
         shop_name: str,
+        *,
+        links: LinkSigner | None = None,
     ) -> None:
         self._store = store
         self._pool = pool
         self._renderer = renderer
         self._sender = sender
         self._shop_name = shop_name
+        self._links = links
 
     @activity.defn(name=SEND_EMAIL)
     async def send_recovery_email(self, request: EmailStepRequest) -> Activity:
@@ -63,6 +67,12 @@ class EmailActivities:
             return await self._not_sent(request, NotSentReason.DELIVERY_UNCONFIRMED)
 
         context = checkout_context(checkout, self._shop_name)
+        if self._links is not None:
+            # The buyer comes back through our signed redirect, which records the click. The
+            # link depends only on the step and its due time, so a retry renders the same one.
+            context["checkout_url"] = self._links.url(
+                request.checkout_id, request.step_index + 1, request.at
+            )
         rendered = self._renderer.render_email(
             request.step.template, checkout.buyer_language, context
         )

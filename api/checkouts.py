@@ -9,6 +9,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -28,8 +30,19 @@ WORKFLOW_NAME = "AbandonedCheckoutWorkflow"
 
 
 class CheckoutNotFoundError(LookupError):
+    def __init__(self, checkout_id: str, message: str | None = None) -> None:
+        super().__init__(message or f"no abandoned checkout with id {checkout_id!r}")
+        self.checkout_id = checkout_id
+
+
+class CheckoutErasedError(LookupError):
+    """The checkout's personal data was erased; it takes no new reports."""
+
     def __init__(self, checkout_id: str) -> None:
-        super().__init__(f"no abandoned checkout with id {checkout_id!r}")
+        super().__init__(
+            f"abandoned checkout {checkout_id!r} was deleted (its buyer's data erased); "
+            "a report of it is refused so that no flow mails the buyer again"
+        )
         self.checkout_id = checkout_id
 
 
@@ -56,10 +69,18 @@ class CheckoutService:
         self._store = store
         self._task_queue = task_queue
 
+    @property
+    def store(self) -> SqlStore:
+        return self._store
+
     async def report(
         self, checkout: AbandonedCheckout, policy: RecoveryPolicy, now: datetime | None = None
     ) -> ReportOutcome:
-        """Record an abandoned checkout and start its flow; reporting it again changes nothing."""
+        """Record an abandoned checkout and start its flow, once.
+
+        Reporting it again starts nothing: a changed snapshot replaces the stored one (and
+        reaches the running flow), an unchanged one changes nothing.
+        """
         now = now or datetime.now(UTC)
         checkout_id = derive_checkout_id(checkout)
         checkout = checkout.model_copy(
@@ -81,6 +102,11 @@ class CheckoutService:
         )
         workflow_id = workflow_id_for(checkout_id)
         new = reported_at == now
+        if not new:
+            if await self._store.is_erased(checkout_id):
+                raise CheckoutErasedError(checkout_id)
+            await self._apply_update(checkout, now)
+            return ReportOutcome(checkout_id, workflow_id, new=False)
         try:
             await self._client.start_workflow(
                 WORKFLOW_NAME,
@@ -101,11 +127,16 @@ class CheckoutService:
         now = now or datetime.now(UTC)
         checkout_id = derive_checkout_id(checkout)
         snapshot = checkout.model_copy(update={"id": checkout_id, "updated_date": now})
-        if not await self._store.update_snapshot(snapshot, now):
-            await self._require(checkout_id)
-            return checkout_id  # recovered already: nothing more will be sent
-        await self._signal(checkout_id, "checkout_updated", snapshot)
+        if not await self._apply_update(snapshot, now):
+            await self._require(checkout_id)  # unknown: an error; recovered or same: nothing
         return checkout_id
+
+    async def _apply_update(self, snapshot: AbandonedCheckout, now: datetime) -> bool:
+        assert snapshot.id is not None
+        if not await self._store.update_snapshot(snapshot, now):
+            return False
+        await self._signal(snapshot.id, "checkout_updated", snapshot)
+        return True
 
     async def recover(
         self, checkout_id: str, order_id: str | None = None, recovered_at: datetime | None = None
@@ -116,6 +147,45 @@ class CheckoutService:
             signal = RecoveredSignal(order_id=order_id, recovered_at=recovered_at)
             await self._signal(checkout_id, "recovered", signal)
         return await self._require(checkout_id)
+
+    async def recover_by_reference(
+        self,
+        *,
+        checkout_id: str | None,
+        cart_id: str | None,
+        order_id: str | None = None,
+        recovered_at: datetime | None = None,
+    ) -> AbandonedCheckout:
+        """`recover` for services that know only the shop's checkoutId or cartId."""
+        found = await self._store.find_id(checkout_id=checkout_id, cart_id=cart_id)
+        if found is None:
+            reference = f"checkoutId {checkout_id!r}" if checkout_id else f"cartId {cart_id!r}"
+            raise CheckoutNotFoundError(
+                checkout_id or cart_id or "", f"no abandoned checkout with {reference}"
+            )
+        return await self.recover(found, order_id, recovered_at)
+
+    async def delete(self, checkout_id: str, now: datetime | None = None) -> None:
+        """Stop the flow and erase the buyer's personal data; the anonymised row stays.
+
+        The store is erased first, so a step running meanwhile finds nothing to send. Then the
+        workflow execution is deleted from Temporal (which terminates it when still running):
+        its history holds the reported checkout, personal data included.
+        """
+        erased_now = await self._store.erase(checkout_id, now or datetime.now(UTC))
+        # Erased before: the execution is deleted again, in case that part failed last time.
+        if not erased_now and not await self._store.is_erased(checkout_id):
+            raise CheckoutNotFoundError(checkout_id)
+        try:
+            await self._client.workflow_service.delete_workflow_execution(
+                DeleteWorkflowExecutionRequest(
+                    namespace=self._client.namespace,
+                    workflow_execution=WorkflowExecution(workflow_id=workflow_id_for(checkout_id)),
+                )
+            )
+        except RPCError as err:
+            if err.status is not RPCStatusCode.NOT_FOUND:
+                raise
 
     async def cancel(self, checkout_id: str) -> None:
         """Stop a flow without marking the checkout recovered (no further steps run)."""

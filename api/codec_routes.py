@@ -42,7 +42,7 @@ _BASE64 = re.compile(r"(?:[A-Za-z0-9+/_-]{4})*(?:[A-Za-z0-9+/_-]{2}(?:==)?|[A-Za
 
 def codec_router(
     codec: PayloadCodec | None,
-    authorize: Callable[..., Awaitable[None]] | None,
+    authorize: Callable[..., Awaitable[object]] | None,
 ) -> APIRouter:
     """`POST /codec/encode` and `POST /codec/decode`, behind `authorize` when given.
 

@@ -24,11 +24,25 @@ def identity_columns(checkout: AbandonedCheckout) -> dict[str, Any]:
     }
 
 
+ENGINE_FIELDS = {
+    "id",
+    "created_date",
+    "updated_date",
+    "status",
+    "checkout_recovered_date",
+    "order_id",
+    "activities",
+}
+"""AbandonedCheckout fields the checkouts row keeps in columns, outside the snapshot."""
+
+
 def checkout_from_row(row: Row[Any], entries: list[Activity]) -> AbandonedCheckout:
     """A `checkouts` row as the API shows it: the snapshot plus the engine's own fields."""
     snapshot = AbandonedCheckout.model_validate_json(row.snapshot)
     return snapshot.model_copy(
         update={
+            "id": row.id,
+            "created_date": row.created_date,
             "status": CheckoutStatus(row.status),
             "checkout_recovered_date": row.recovered_date,
             "order_id": row.order_id,

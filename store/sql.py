@@ -17,10 +17,13 @@ from sqlalchemy.sql.dml import Insert
 
 from domain.activity import Activity, ActivityType
 from domain.checkout import AbandonedCheckout, CheckoutStatus
+from domain.events import EventSlug
 from domain.task import StaffTask, TaskStatus
+from store.anonymise import ERASED, anonymised_snapshot
 from store.group_commit import GroupCommitter
-from store.rows import checkout_from_row, identity_columns, load_activities
-from store.schema import activities, checkouts, metadata, sent_log, tasks
+from store.outbox import append_event, erase_event_bodies
+from store.rows import ENGINE_FIELDS, checkout_from_row, identity_columns, load_activities
+from store.schema import activities, checkouts, link_clicks, metadata, sent_log, tasks
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +82,11 @@ class SqlStore:
             engine = create_async_engine(url, pool_pre_ping=True)
         return cls(engine)
 
+    @property
+    def engine(self) -> AsyncEngine:
+        """For the store's companions (API keys, subscriptions, queries) that share its database."""
+        return self._engine
+
     async def create_schema(self) -> None:
         async with self._engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
@@ -119,6 +127,9 @@ class SqlStore:
                 Activity(type=ActivityType.SCHEDULED, created_date=reported_at),
             )
             if inserted.rowcount == 1:
+                await append_event(
+                    conn, checkout_id, EventSlug.CREATED, _entity(checkout), reported_at
+                )
                 return reported_at
             return await conn.scalar(
                 select(activities.c.created_date).where(
@@ -131,33 +142,139 @@ class SqlStore:
         return first
 
     async def update_snapshot(self, checkout: AbandonedCheckout, updated_at: datetime) -> bool:
-        """Replace what the buyer will be shown; False if the checkout is unknown or recovered."""
-        result = await self._execute(
-            update(checkouts)
-            .where(checkouts.c.id == checkout.id, checkouts.c.status == CheckoutStatus.ABANDONED)
-            .values(
-                snapshot=_snapshot_json(checkout),
-                **identity_columns(checkout),
-                updated_date=updated_at,
+        """Replace what the buyer will be shown, emitting `updated`.
+
+        False, and no event, when the checkout is unknown, erased or recovered, or when the new
+        snapshot is the same as the stored one (a repeated report of an unchanged cart).
+        """
+        checkout_id = checkout.id
+        assert checkout_id is not None
+        snapshot = _snapshot_json(checkout)
+
+        async def write(conn: AsyncConnection) -> bool:
+            result = await conn.execute(
+                update(checkouts)
+                .where(
+                    checkouts.c.id == checkout_id,
+                    checkouts.c.status == CheckoutStatus.ABANDONED,
+                    checkouts.c.deleted_date.is_(None),
+                    checkouts.c.snapshot != snapshot,
+                )
+                .values(snapshot=snapshot, **identity_columns(checkout), updated_date=updated_at)
             )
-        )
-        return result > 0
+            if result.rowcount == 0:
+                return False
+            await self._append_current(conn, checkout_id, EventSlug.UPDATED, updated_at)
+            return True
+
+        return await self._writes.run(write)
 
     async def mark_recovered(
         self, checkout_id: str, recovered_at: datetime, order_id: str | None
     ) -> bool:
-        """Mark a checkout recovered; False when it was already recovered (or is unknown)."""
-        result = await self._execute(
-            update(checkouts)
-            .where(checkouts.c.id == checkout_id, checkouts.c.status == CheckoutStatus.ABANDONED)
-            .values(
-                status=CheckoutStatus.RECOVERED,
-                recovered_date=recovered_at,
-                order_id=order_id,
-                updated_date=recovered_at,
+        """Mark a checkout recovered, emitting `recovered`; False when it was already recovered
+        (or is unknown or erased)."""
+
+        async def write(conn: AsyncConnection) -> bool:
+            result = await conn.execute(
+                update(checkouts)
+                .where(
+                    checkouts.c.id == checkout_id,
+                    checkouts.c.status == CheckoutStatus.ABANDONED,
+                    checkouts.c.deleted_date.is_(None),
+                )
+                .values(
+                    status=CheckoutStatus.RECOVERED,
+                    recovered_date=recovered_at,
+                    order_id=order_id,
+                    updated_date=recovered_at,
+                )
             )
+            if result.rowcount == 0:
+                return False
+            await self._append_current(conn, checkout_id, EventSlug.RECOVERED, recovered_at)
+            return True
+
+        return await self._writes.run(write)
+
+    async def erase(self, checkout_id: str, at: datetime) -> bool:
+        """Erase the buyer's personal data, keeping an anonymised row for the statistics.
+
+        Emits `deleted` (with the bare id) and strips the bodies of the checkout's earlier events
+        and the titles of its staff tasks, which may quote the buyer. False when the checkout is
+        unknown or erased already.
+        """
+
+        async def write(conn: AsyncConnection) -> bool:
+            row = (
+                await conn.execute(
+                    select(checkouts.c.snapshot).where(
+                        checkouts.c.id == checkout_id, checkouts.c.deleted_date.is_(None)
+                    )
+                )
+            ).first()
+            if row is None:
+                return False
+            await conn.execute(
+                update(checkouts)
+                .where(checkouts.c.id == checkout_id)
+                .values(
+                    snapshot=anonymised_snapshot(row.snapshot),
+                    buyer_email=None,
+                    buyer_contact_id=None,
+                    buyer_visitor_id=None,
+                    buyer_member_id=None,
+                    buyer_user_id=None,
+                    deleted_date=at,
+                    updated_date=at,
+                )
+            )
+            await conn.execute(
+                update(tasks).where(tasks.c.checkout_id == checkout_id).values(title=ERASED)
+            )
+            await erase_event_bodies(conn, checkout_id)
+            await append_event(conn, checkout_id, EventSlug.DELETED, {"id": checkout_id}, at)
+            return True
+
+        return await self._writes.run(write)
+
+    async def find_id(self, *, checkout_id: str | None, cart_id: str | None) -> str | None:
+        """Our id of the checkout a shop knows by its checkoutId or cartId (checkoutId first)."""
+        by_checkout = bool(checkout_id)
+        column = checkouts.c.checkout_id if by_checkout else checkouts.c.cart_id
+        value = checkout_id if by_checkout else cart_id
+        if not value:
+            return None
+        query = (
+            select(checkouts.c.id)
+            .where(column == value, checkouts.c.deleted_date.is_(None))
+            .order_by(checkouts.c.created_date.desc())
+            .limit(1)
         )
-        return result > 0
+        async with self._engine.connect() as conn:
+            found = await conn.scalar(query)
+        return str(found) if found is not None else None
+
+    async def is_erased(self, checkout_id: str) -> bool:
+        async with self._engine.connect() as conn:
+            deleted = await conn.scalar(
+                select(checkouts.c.deleted_date).where(checkouts.c.id == checkout_id)
+            )
+        return deleted is not None
+
+    async def record_click(self, checkout_id: str, step: int | None, at: datetime) -> None:
+        """A buyer followed a recovery link (for attribution)."""
+        await self._execute(
+            link_clicks.insert().values(checkout_id=checkout_id, step=step, clicked_date=at)
+        )
+
+    async def _append_current(
+        self, conn: AsyncConnection, checkout_id: str, slug: EventSlug, at: datetime
+    ) -> None:
+        """An event carrying the checkout as it stands after this transaction's change."""
+        current = await self._load(conn, checkout_id, with_activities=False)
+        assert current is not None
+        await append_event(conn, checkout_id, slug, _entity(current), at)
 
     async def get(
         self, checkout_id: str, *, with_activities: bool = True
@@ -290,8 +407,11 @@ class SqlStore:
 
 
 def _snapshot_json(checkout: AbandonedCheckout) -> str:
-    return checkout.model_dump_json(
-        by_alias=True,
-        exclude_none=True,
-        exclude={"status", "checkout_recovered_date", "order_id", "activities"},
-    )
+    # The row's own columns hold the id, the dates, the status and the order; leaving them out
+    # makes an unchanged cart give the same snapshot, so a repeated report changes nothing.
+    return checkout.model_dump_json(by_alias=True, exclude_none=True, exclude=ENGINE_FIELDS)
+
+
+def _entity(checkout: AbandonedCheckout) -> dict[str, Any]:
+    """The checkout as events carry it: the API's shape without the activity list."""
+    return checkout.model_copy(update={"activities": []}).to_json_dict()

@@ -6,17 +6,22 @@ import logging
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
-from api.checkouts import CheckoutNotFoundError
+from api.checkouts import CheckoutNotFoundError, CheckoutService
 from domain.checkout import AbandonedCheckout, parse_checkout
 from domain.errors import InvalidInputError
 from domain.policy import RecoveryPolicy
+from workers.api_server import build_app, dev_api_key, serving
+from workers.cli_support import fail as _fail
+from workers.cli_support import print_json as _print_json
+from workers.cli_support import settings_or_fail as _settings
 from workers.dev_stack import embedded_smtp, mail_folder, temporal_dev_server
+from workers.key_commands import keys_app
 from workers.mailbox import read_mailbox
+from workers.payload_codec import generate_codec_key
 from workers.resources import open_service, open_store
 from workers.settings import Settings
 from workers.temporal_client import connect
@@ -32,19 +37,6 @@ PolicyOption = Annotated[
     str | None,
     typer.Option("--policy", help="Built-in policy name (default, demo) or a TOML file path."),
 ]
-
-
-def _settings(policy: str | None = None) -> Settings:
-    try:
-        settings = Settings()
-    except ValidationError as err:
-        _fail(f"invalid settings: {err}")
-    return settings.model_copy(update={"policy": policy}) if policy else settings
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 def _configure_logging() -> None:
@@ -69,16 +61,12 @@ def _read_checkout(source: str) -> AbandonedCheckout:
         _fail(str(err), code=2)
 
 
-def _print_json(data: object) -> None:
-    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
-
-
 @app.command()
 def dev(policy: PolicyOption = None) -> None:
     """Run everything locally: Temporal dev server (with Web UI), SMTP server, store and worker."""
     _configure_logging()
     settings = _settings(policy)
-    _check_policy_or_fail(settings)
+    recovery_policy = _check_policy_or_fail(settings)
 
     async def run() -> None:
         stop = stop_on_signals()
@@ -88,15 +76,22 @@ def dev(policy: PolicyOption = None) -> None:
             open_store(settings) as store,
             open_worker(client, settings, store) as worker,
         ):
-            _print_banner(settings, smtp.folder)
-            await run_until_stopped(worker, stop)
+            service = CheckoutService(client, store, settings.task_queue)
+            app = build_app(settings, service, store, recovery_policy)
+            async with serving(app, settings.api_host, settings.api_port):
+                key = await dev_api_key(store, settings.data_dir)
+                _print_banner(settings, smtp.folder, key)
+                await run_until_stopped(worker, stop)
 
     _run_reporting_input_errors(run())
 
 
-def _print_banner(settings: Settings, folder: Path) -> None:
+def _print_banner(settings: Settings, folder: Path, api_key: str) -> None:
+    api = f"http://{settings.api_host}:{settings.api_port}"
     typer.echo(
         "\nCheckout recovery dev stack is running (Ctrl-C stops it)\n"
+        f"  HTTP API          {api}  (OpenAPI: {api}/docs)\n"
+        f"  Development key   {api_key}\n"
         f"  Temporal Web UI   {settings.temporal_ui_url}\n"
         f"  Temporal address  {settings.temporal_address}"
         f" (namespace {settings.temporal_namespace})\n"
@@ -105,6 +100,8 @@ def _print_banner(settings: Settings, folder: Path) -> None:
         f"  Store             {settings.store_url}\n"
         f"  Default policy    {settings.policy}\n"
         "\nTry it, in another terminal (emails arrive within 30 seconds):\n"
+        f'  curl -H "Authorization: Bearer {api_key}" -H "Content-Type: application/json" \\\n'
+        f"       -d @examples/checkout.json {api}/ecom/v1/abandoned-checkout\n"
         "  ./run cli start examples/checkout.json --policy demo\n"
         "  ./run cli show ID      ./run cli mail      ./run cli recover ID\n"
         "(with the package installed: checkout-recovery start ..., and so on)\n"
@@ -126,6 +123,26 @@ def worker(policy: PolicyOption = None) -> None:
                 "Worker polling %s on %s", settings.task_queue, settings.temporal_address
             )
             await run_until_stopped(w, stop)
+
+    _run_reporting_input_errors(run())
+
+
+@app.command()
+def api(policy: PolicyOption = None) -> None:
+    """Run the HTTP service alone (production): reports, recovery, queries, events, codec."""
+    _configure_logging()
+    settings = _settings(policy)
+    recovery_policy = _check_policy_or_fail(settings)
+
+    async def run() -> None:
+        stop = stop_on_signals()
+        async with open_service(settings) as service:
+            app = build_app(settings, service, service.store, recovery_policy)
+            async with serving(app, settings.api_host, settings.api_port):
+                logging.getLogger(__name__).info(
+                    "API listening on http://%s:%s", settings.api_host, settings.api_port
+                )
+                await stop.wait()
 
     _run_reporting_input_errors(run())
 
@@ -267,6 +284,19 @@ def _run_reporting_input_errors(coroutine: Coroutine[object, object, None]) -> N
         asyncio.run(coroutine)
     except InvalidInputError as err:
         _fail(str(err), code=2)
+
+
+app.add_typer(keys_app, name="keys")
+
+
+@app.command("codec-key")
+def codec_key() -> None:
+    """Print a new payload-encryption key entry ("id:base64key") for CHECKOUT_RECOVERY_CODEC_KEYS.
+
+    To rotate: put the new entry first and keep the old ones after it (they still decrypt), roll
+    out every worker, API and CLI, and drop the old entry once no open flow needs it.
+    """
+    typer.echo(generate_codec_key())
 
 
 def main() -> None:

@@ -63,6 +63,9 @@ async def temporal_dev_server(settings: Settings) -> AsyncIterator[Client]:
         "warn",
         "--ui-disable-news-fetch",
     ]
+    if settings.codec_keys is not None:
+        # The Web UI shows encrypted payloads by asking our API to decode them.
+        command += ["--ui-codec-endpoint", f"{settings.public_url.rstrip('/')}/codec"]
     with log_path.open("ab") as log:
         process = await asyncio.create_subprocess_exec(
             *command, stdout=log, stderr=asyncio.subprocess.STDOUT

@@ -19,15 +19,21 @@ from activities.records import RecordActivities
 from activities.rendering import TemplateRenderer
 from activities.smtp_pool import SmtpPool
 from activities.tasks import TaskActivities
+from activities.webhooks import WebhookActivities
 from domain.policy import RecoveryPolicy
+from store.outbox import Outbox
 from store.sql import SqlStore
+from store.subscriptions import SubscriptionStore
+from workers.event_dispatch import EventDispatcher, dispatching
+from workers.link_secret import link_signer_for
 from workers.policy_files import load_policy
 from workers.settings import Settings
 from workflows.abandoned_checkout import AbandonedCheckoutWorkflow
+from workflows.event_delivery import EventDeliveryWorkflow
 
 logger = logging.getLogger(__name__)
 
-WORKFLOWS = [AbandonedCheckoutWorkflow]
+WORKFLOWS = [AbandonedCheckoutWorkflow, EventDeliveryWorkflow]
 # Our pure domain models (and the e-mail syntax checker they load lazily) are imported once,
 # outside the sandbox, instead of per workflow run.
 SANDBOX_RUNNER = SandboxedWorkflowRunner(
@@ -52,9 +58,20 @@ async def open_worker(client: Client, settings: Settings, store: SqlStore) -> As
     check_policy(settings)
     pool = SmtpPool(settings.smtp_config())
     secret = settings.notification_signing_secret
-    async with httpx.AsyncClient(timeout=httpx.Timeout(20.0)) as http:
+    async with (
+        httpx.AsyncClient(timeout=httpx.Timeout(20.0)) as http,
+        # Deliveries follow no redirects: a subscriber URL is used exactly as registered.
+        httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.webhook_timeout_seconds), follow_redirects=False
+        ) as webhook_http,
+    ):
         email = EmailActivities(
-            store, pool, renderer, Sender(settings.mail_from), settings.shop_name
+            store,
+            pool,
+            renderer,
+            Sender(settings.mail_from),
+            settings.shop_name,
+            links=link_signer_for(settings),
         )
         notification = NotificationActivities(
             store,
@@ -65,6 +82,8 @@ async def open_worker(client: Client, settings: Settings, store: SqlStore) -> As
         )
         tasks = TaskActivities(store, renderer, settings.shop_name, settings.workflow_link)
         records = RecordActivities(store)
+        outbox = Outbox(store.engine)
+        webhooks = WebhookActivities(outbox, SubscriptionStore(store.engine), webhook_http)
         worker = Worker(
             client,
             task_queue=settings.task_queue,
@@ -75,14 +94,18 @@ async def open_worker(client: Client, settings: Settings, store: SqlStore) -> As
                 tasks.create_staff_task,
                 records.record_activity,
                 records.record_recovery,
+                webhooks.list_event_subscribers,
+                webhooks.deliver_event,
             ],
             workflow_runner=SANDBOX_RUNNER,
             max_concurrent_activities=settings.max_concurrent_activities,
             max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
             graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_seconds),
         )
+        dispatcher = EventDispatcher(client, outbox, settings.task_queue)
         try:
-            yield worker
+            async with dispatching(dispatcher):
+                yield worker
         finally:
             await pool.close()
 

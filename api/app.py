@@ -1,0 +1,82 @@
+"""The HTTP service: one FastAPI app with the checkout API, subscriptions and the codec endpoint."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+from temporalio.converter import PayloadCodec
+
+from api.auth import Authenticator
+from api.checkout_routes import checkout_router
+from api.checkouts import CheckoutService
+from api.codec_routes import add_codec_cors, codec_router, parse_origins
+from api.errors import BodySizeLimit, install_error_handlers
+from api.schemas import query_body_schema, report_body_schema
+from api.subscription_routes import subscription_router
+from domain.access import Scope
+from domain.links import LinkSigner
+from domain.policy import RecoveryPolicy
+from store.api_keys import ApiKeyStore
+from store.sql import SqlStore
+from store.subscriptions import SubscriptionStore
+
+API_VERSION = "1.0.0"
+
+
+@dataclass(frozen=True)
+class ApiParts:
+    """Everything the routes use; opened and closed by whoever runs the app."""
+
+    service: CheckoutService
+    store: SqlStore
+    policy: RecoveryPolicy
+    links: LinkSigner
+    codec: PayloadCodec | None
+    codec_cors_origins: str
+    max_body_bytes: int
+
+
+def create_app(parts: ApiParts) -> FastAPI:
+    app = FastAPI(
+        title="Checkout recovery API",
+        version=API_VERSION,
+        description=(
+            "Report abandoned checkouts, signal recovery, read and query them, and subscribe to "
+            "their events. Every route but the signed recovery link needs an API key "
+            "(`Authorization: Bearer crk_...`) with the scope it names."
+        ),
+    )
+    install_error_handlers(app)
+    auth = Authenticator(ApiKeyStore(parts.store.engine))
+    app.include_router(checkout_router(parts.service, parts.store, parts.policy, parts.links, auth))
+    app.include_router(subscription_router(SubscriptionStore(parts.store.engine), auth))
+    app.include_router(codec_router(parts.codec, auth.require(Scope.READ)))
+
+    @app.get("/healthz", tags=["service"], summary="Liveness: the service answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    add_codec_cors(app, parse_origins(parts.codec_cors_origins))
+    app.add_middleware(BodySizeLimit, max_bytes=parts.max_body_bytes)
+    _document_raw_bodies(app)
+    return app
+
+
+def _document_raw_bodies(app: FastAPI) -> None:
+    """Add the schemas of the bodies that routes read themselves to the OpenAPI document."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build()
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        report, definitions = report_body_schema()
+        for name, definition in definitions.items():
+            schemas.setdefault(name, definition)
+        schemas["ReportedCheckout"] = report
+        schemas["CheckoutQueryBody"] = query_body_schema()
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

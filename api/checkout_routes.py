@@ -1,0 +1,200 @@
+"""The reference REST surface under /ecom/v1/abandoned-checkout, plus ingest and recovery."""
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from domain.query import parse_query
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse, RedirectResponse
+
+from api.auth import Authenticator
+from api.checkouts import CheckoutErasedError, CheckoutNotFoundError, CheckoutService
+from api.errors import ERROR_RESPONSES, ApiError
+from api.request_body import json_body_doc, read_json
+from api.schemas import (
+    ActivityList,
+    CheckoutEnvelope,
+    Empty,
+    QueryResponse,
+    RecoverBody,
+    RecoverByReferenceBody,
+)
+from domain.access import Scope
+from domain.checkout import AbandonedCheckout
+from domain.links import LinkCheck, LinkSigner
+from domain.policy import RecoveryPolicy
+from domain.report import parse_report
+from store.sql import SqlStore
+
+PREFIX = "/ecom/v1/abandoned-checkout"
+NEWEST_ACTIVITIES = 20
+"""The reference API's view shows this many of the newest activity entries."""
+
+
+def checkout_router(
+    service: CheckoutService,
+    store: SqlStore,
+    policy: RecoveryPolicy,
+    links: LinkSigner,
+    auth: Authenticator,
+) -> APIRouter:
+    router = APIRouter(prefix=PREFIX, tags=["abandoned checkouts"], responses=ERROR_RESPONSES)
+    read = [Depends(auth.require(Scope.READ))]
+    manage = [Depends(auth.require(Scope.MANAGE))]
+
+    @router.post(
+        "",
+        dependencies=manage,
+        status_code=201,
+        summary="Report an abandoned checkout (starts its recovery flow once)",
+        responses={200: {"model": CheckoutEnvelope, "description": "Reported before"}},
+        response_model=CheckoutEnvelope,
+        openapi_extra=json_body_doc("#/components/schemas/ReportedCheckout"),
+    )
+    async def report(request: Request) -> JSONResponse:
+        """Idempotent on checkoutId / cartId: a second report of the same checkout answers 200
+        with the same abandoned checkout and updates its snapshot; it never starts a second
+        flow. Accepts `_id`, `_createdDate`, `_updatedDate` (SDK spelling) too."""
+        checkout = parse_report(await read_json(request))
+        try:
+            outcome = await service.report(checkout, policy)
+        except CheckoutErasedError as err:
+            raise ApiError(410, "checkout_deleted", str(err)) from None
+        found = await _get(store, outcome.checkout_id)
+        return _checkout_response(found, 201 if outcome.new else 200)
+
+    @router.post(
+        "/query",
+        dependencies=read,
+        summary="Query abandoned checkouts",
+        response_model=QueryResponse,
+        openapi_extra=json_body_doc("#/components/schemas/CheckoutQueryBody", required=False),
+    )
+    async def query(request: Request) -> JSONResponse:
+        """Filter (`$eq $ne $exists $in $hasSome $startsWith $gt $gte $lt $lte`, `$and $or
+        $not`), sort, and page by `paging {limit, offset}` or `cursorPaging {limit, cursor}`;
+        `limit` at most 100."""
+        parsed = parse_query(await read_json(request, required=False))
+        page = await store.query(parsed)
+        return JSONResponse(page.to_json_dict())
+
+    @router.post(
+        "/recover",
+        dependencies=manage,
+        summary="Mark a checkout recovered, by the shop's checkoutId or cartId",
+        response_model=CheckoutEnvelope,
+    )
+    async def recover_by_reference(body: RecoverByReferenceBody) -> JSONResponse:
+        """For services that never saw our id. Calling it twice is harmless: the first
+        recovery's date and order stay."""
+        if not (body.checkout_id or body.cart_id):
+            raise ApiError(400, "invalid_request", "give checkoutId or cartId")
+        try:
+            checkout = await service.recover_by_reference(
+                checkout_id=body.checkout_id,
+                cart_id=body.cart_id,
+                order_id=body.order_id,
+                recovered_at=body.checkout_recovered_date,
+            )
+        except CheckoutNotFoundError as err:
+            raise _not_found(err) from None
+        return _checkout_response(await _get(store, checkout.id or ""))
+
+    @router.get(
+        "/{checkout_id}",
+        dependencies=read,
+        summary="Get an abandoned checkout (with its newest 20 activities)",
+        response_model=CheckoutEnvelope,
+    )
+    async def get(checkout_id: str) -> JSONResponse:
+        return _checkout_response(await _get(store, checkout_id))
+
+    @router.get(
+        "/{checkout_id}/activities",
+        dependencies=read,
+        summary="Every activity entry of a checkout, with the reasons of skipped sends",
+        response_model=ActivityList,
+    )
+    async def activities(checkout_id: str) -> JSONResponse:
+        found = await _get(store, checkout_id, newest=None)
+        return JSONResponse(
+            ActivityList(activities=found.activities).model_dump(
+                mode="json", by_alias=True, exclude_none=True
+            )
+        )
+
+    @router.post(
+        "/{checkout_id}/recover",
+        dependencies=manage,
+        summary="Mark a checkout recovered: its flow stops, no further step runs",
+        response_model=CheckoutEnvelope,
+    )
+    async def recover(checkout_id: str, body: RecoverBody | None = None) -> JSONResponse:
+        """Signals the running flow, or updates the record if the flow has closed. Calling it
+        twice is harmless: the first recovery's date and order stay."""
+        given = body or RecoverBody()
+        try:
+            await service.recover(checkout_id, given.order_id, given.checkout_recovered_date)
+        except CheckoutNotFoundError as err:
+            raise _not_found(err) from None
+        return _checkout_response(await _get(store, checkout_id))
+
+    @router.delete(
+        "/{checkout_id}",
+        dependencies=manage,
+        summary="Stop the flow and erase the buyer's personal data",
+        response_model=Empty,
+    )
+    async def delete(checkout_id: str) -> JSONResponse:
+        """The checkout stays, anonymised, for the statistics; reads and queries no longer
+        show it; subscribers get a `deleted` event. Deleting it again is harmless."""
+        try:
+            await service.delete(checkout_id)
+        except CheckoutNotFoundError as err:
+            raise _not_found(err) from None
+        return JSONResponse({})
+
+    @router.get(
+        "/{checkout_id}/redirect-to-checkout",
+        summary="Send the buyer on to the checkout (signed recovery link, no API key)",
+        status_code=302,
+        response_class=Response,
+        responses={
+            302: {"description": "Redirect to the checkout URL"},
+            410: {"description": "The link has expired"},
+        },
+    )
+    async def redirect(
+        checkout_id: str, token: Annotated[str, Query(max_length=200)] = ""
+    ) -> Response:
+        """Reachable without an API key only with the signed token our emails carry; records
+        the click, for attribution."""
+        verdict = links.verify(checkout_id, token)
+        if verdict.check is LinkCheck.FORGED:
+            raise ApiError(403, "invalid_link", "this recovery link is not valid")
+        if verdict.check is LinkCheck.EXPIRED:
+            raise ApiError(410, "link_expired", "this recovery link has expired")
+        found = await _get(store, checkout_id, newest=0)
+        await store.record_click(checkout_id, verdict.step, datetime.now(UTC))
+        return RedirectResponse(found.checkout_url, status_code=302)
+
+    return router
+
+
+async def _get(
+    store: SqlStore, checkout_id: str, newest: int | None = NEWEST_ACTIVITIES
+) -> AbandonedCheckout:
+    found = await store.get(checkout_id, with_activities=newest != 0)
+    if found is None:
+        raise _not_found(CheckoutNotFoundError(checkout_id))
+    if newest:
+        return found.model_copy(update={"activities": found.activities[-newest:]})
+    return found
+
+
+def _not_found(err: CheckoutNotFoundError) -> ApiError:
+    return ApiError(404, "not_found", str(err))
+
+
+def _checkout_response(checkout: AbandonedCheckout, status: int = 200) -> JSONResponse:
+    return JSONResponse({"abandonedCheckout": checkout.to_json_dict()}, status_code=status)

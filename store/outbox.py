@@ -1,0 +1,96 @@
+"""The event outbox: events written with the change they report, dispatched to Temporal after.
+
+Writing the event in the same transaction as the change means a committed change always has its
+event and a rolled-back one never does. The sequence is the entity's previous one plus one: every
+writer updates the checkout's row first in the same transaction, and that row lock (PostgreSQL)
+or the single writer (SQLite) keeps two writers from taking the same number.
+"""
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from domain.events import EventEnvelope, EventSlug
+from store.schema import events
+
+
+async def append_event(
+    conn: AsyncConnection,
+    entity_id: str,
+    slug: EventSlug,
+    entity: dict[str, Any],
+    at: datetime,
+) -> str:
+    last = await conn.scalar(
+        select(func.max(events.c.sequence)).where(events.c.entity_id == entity_id)
+    )
+    event_id = str(uuid.uuid4())
+    await conn.execute(
+        events.insert().values(
+            id=event_id,
+            entity_id=entity_id,
+            slug=slug,
+            sequence=(last or 0) + 1,
+            event_time=at,
+            entity=json.dumps(entity, separators=(",", ":")),
+        )
+    )
+    return event_id
+
+
+async def erase_event_bodies(conn: AsyncConnection, entity_id: str) -> None:
+    """Replace the stored bodies of one checkout's events by its bare id (personal data erased)."""
+    await conn.execute(
+        update(events)
+        .where(events.c.entity_id == entity_id)
+        .values(entity=json.dumps({"id": entity_id}))
+    )
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    id: str
+    slug: str
+
+
+class Outbox:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def pending(self, limit: int = 200) -> list[PendingEvent]:
+        """Events not yet handed to Temporal, oldest first."""
+        query = (
+            select(events.c.id, events.c.slug)
+            .where(events.c.dispatched_date.is_(None))
+            .order_by(events.c.event_time, events.c.id)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            return [PendingEvent(row.id, row.slug) for row in await conn.execute(query)]
+
+    async def mark_dispatched(self, event_ids: list[str], at: datetime) -> None:
+        if not event_ids:
+            return
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(events).where(events.c.id.in_(event_ids)).values(dispatched_date=at)
+            )
+
+    async def envelope(self, event_id: str) -> EventEnvelope | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(events).where(events.c.id == event_id))).first()
+        if row is None:
+            return None
+        return EventEnvelope(
+            id=row.id,
+            slug=EventSlug(row.slug),
+            entity_id=row.entity_id,
+            event_time=row.event_time,
+            entity_event_sequence=row.sequence,
+            entity=json.loads(row.entity),
+        )

@@ -1,0 +1,79 @@
+"""Running the HTTP service with uvicorn, alone (`checkout-recovery api`) or in the dev stack."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from api.app import ApiParts, create_app
+from api.checkouts import CheckoutService
+from domain.access import Scope
+from domain.policy import RecoveryPolicy
+from store.api_keys import ApiKeyStore
+from store.sql import SqlStore
+from workers.link_secret import link_signer_for
+from workers.payload_codec import codec_from_settings
+from workers.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DEV_KEY_FILE = "dev-api-key"
+
+
+def build_app(
+    settings: Settings, service: CheckoutService, store: SqlStore, policy: RecoveryPolicy
+) -> FastAPI:
+    return create_app(
+        ApiParts(
+            service=service,
+            store=store,
+            policy=policy,
+            links=link_signer_for(settings),
+            codec=codec_from_settings(settings),
+            codec_cors_origins=settings.codec_cors_origins,
+            max_body_bytes=settings.max_body_bytes,
+        )
+    )
+
+
+@contextlib.asynccontextmanager
+async def serving(app: FastAPI, host: str, port: int) -> AsyncIterator[uvicorn.Server]:
+    """Serve `app` in the background for the duration of the block.
+
+    Fails at once, naming the address, when the port cannot be bound.
+    """
+    config = uvicorn.Config(
+        app, host=host, port=port, lifespan="off", log_level="warning", access_log=False
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(), name="api-server")
+    while not server.started:
+        if task.done():
+            # uvicorn exits (SystemExit) when it cannot bind; say which address was taken.
+            with contextlib.suppress(BaseException):
+                task.result()
+            raise RuntimeError(f"the API could not listen on {host}:{port} (port in use?)")
+        await asyncio.sleep(0.02)
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def dev_api_key(store: SqlStore, data_dir: Path) -> str:
+    """The dev stack's API key: kept in the data folder, made again if it was revoked."""
+    path = data_dir / DEV_KEY_FILE
+    keys = ApiKeyStore(store.engine)
+    if path.exists():
+        token = path.read_text().strip()
+        if await keys.verify(token) is not None:
+            return token
+    _, token = await keys.create("development", frozenset({Scope.READ, Scope.MANAGE}))
+    path.write_text(token)
+    path.chmod(0o600)
+    return token

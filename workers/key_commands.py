@@ -1,0 +1,95 @@
+"""`checkout-recovery keys`: make, list and revoke API keys."""
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+from domain.access import ApiKey, parse_scopes
+from store.api_keys import ApiKeyStore
+from workers.cli_support import fail, print_json, settings_or_fail
+from workers.resources import open_store
+
+keys_app = typer.Typer(help="API keys for the HTTP service.", no_args_is_help=True)
+
+
+def _key_json(key: ApiKey) -> dict[str, object]:
+    return {
+        "id": key.id,
+        "name": key.name,
+        "scopes": sorted(key.scopes),
+        "createdDate": key.created_date.isoformat(),
+        "revokedDate": key.revoked_date.isoformat() if key.revoked_date else None,
+    }
+
+
+@keys_app.command("create")
+def create(
+    scope: Annotated[
+        list[str],
+        typer.Option(
+            "--scope",
+            help="abandoned-checkouts:read or abandoned-checkouts:manage (repeat for both).",
+        ),
+    ],
+    name: Annotated[str, typer.Option("--name", help="What the key is for.")] = "unnamed",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Make a key; its token is printed once and cannot be shown again."""
+    try:
+        scopes = parse_scopes(scope)
+    except ValueError as err:
+        fail(str(err), code=2)
+
+    async def run() -> tuple[ApiKey, str]:
+        async with open_store(settings_or_fail()) as store:
+            return await ApiKeyStore(store.engine).create(name, scopes)
+
+    key, token = asyncio.run(run())
+    if as_json:
+        print_json({**_key_json(key), "token": token})
+        return
+    typer.echo(token)
+    typer.echo(
+        f"(key {key.id}, scopes {' '.join(sorted(scopes))}; keep the token now, "
+        "it is not shown again)",
+        err=True,
+    )
+
+
+@keys_app.command("list")
+def listing(
+    include_revoked: Annotated[bool, typer.Option("--all", help="Revoked keys too.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The keys (their ids, names and scopes; never their secrets)."""
+
+    async def run() -> list[ApiKey]:
+        async with open_store(settings_or_fail()) as store:
+            return await ApiKeyStore(store.engine).list(include_revoked)
+
+    keys = asyncio.run(run())
+    if as_json:
+        print_json([_key_json(k) for k in keys])
+        return
+    if not keys:
+        typer.echo("no API keys")
+    for key in keys:
+        revoked = f"  revoked {key.revoked_date:%Y-%m-%d %H:%M}" if key.revoked_date else ""
+        typer.echo(
+            f"{key.id}  {key.name:<20}  {' '.join(sorted(key.scopes))}"
+            f"  created {key.created_date:%Y-%m-%d %H:%M}{revoked}"
+        )
+
+
+@keys_app.command("revoke")
+def revoke(key_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Revoke a key by its id; running services stop accepting it within seconds."""
+
+    async def run() -> bool:
+        async with open_store(settings_or_fail()) as store:
+            return await ApiKeyStore(store.engine).revoke(key_id)
+
+    if not asyncio.run(run()):
+        fail(f"no live API key with id {key_id!r}", code=3)
+    typer.echo(f"revoked {key_id}")
