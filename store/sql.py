@@ -18,8 +18,10 @@ from sqlalchemy.sql.dml import Insert
 from domain.activity import Activity, ActivityType
 from domain.checkout import AbandonedCheckout, CheckoutStatus
 from domain.events import EventSlug
+from domain.query import CheckoutPage, CheckoutQuery
 from domain.task import StaffTask, TaskStatus
 from store.anonymise import ERASED, anonymised_snapshot
+from store.checkout_query import run_query
 from store.group_commit import GroupCommitter
 from store.outbox import append_event, erase_event_bodies
 from store.rows import ENGINE_FIELDS, checkout_from_row, identity_columns, load_activities
@@ -282,6 +284,11 @@ class SqlStore:
         """The checkout as the API shows it, with its full activity list in order."""
         async with self._engine.connect() as conn:
             return await self._load(conn, checkout_id, with_activities=with_activities)
+
+    async def query(self, query: CheckoutQuery) -> CheckoutPage:
+        """One page of checkouts matching a checked query, each with its newest 20 activities."""
+        async with self._engine.connect() as conn:
+            return await run_query(conn, query)
 
     async def _load(
         self, conn: AsyncConnection, checkout_id: str, *, with_activities: bool

@@ -261,7 +261,7 @@ async def test_recovery_link_redirects_with_a_good_token_only(stack: Stack, smtp
     assert [tuple(c) for c in clicks] == [(checkout_id, 1)]
 
 
-async def _first_message(smtp: SmtpServer):  # type: ignore[no-untyped-def]
+async def _first_message(smtp: SmtpServer):
     return smtp.handler.messages[0] if smtp.handler.messages else None
 
 
