@@ -8,7 +8,7 @@ as if empty ("" or the earliest date), in the ORDER BY and in the cursor's compa
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, literal, not_, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, false, func, literal, not_, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.query import (
@@ -30,26 +30,30 @@ NEWEST_ACTIVITIES = 20
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-async def run_query(conn: AsyncConnection, query: CheckoutQuery) -> CheckoutPage:
-    where = _visible() if query.filter is None else and_(_visible(), _compile(query.filter))
+def page_statement(query: CheckoutQuery) -> Select[Any]:
+    """The SELECT of one page's rows (for cursor paging, one row more than the page)."""
     backwards = query.boundary is not None and query.boundary.direction is Direction.PREV
-    statement = select(checkouts).where(where)
+    statement = select(checkouts).where(_where(query))
     if query.boundary is not None:
         statement = statement.where(_after(query.sort, query.boundary))
     statement = statement.order_by(*_order(query.sort, reverse=backwards))
     if query.cursor_paging:
         # One row more than asked tells whether another page follows.
-        rows = list(await conn.execute(statement.limit(query.limit + 1)))
-        more = len(rows) > query.limit
-        rows = rows[: query.limit]
-        if backwards:
-            rows.reverse()
-    else:
-        rows = list(await conn.execute(statement.limit(query.limit).offset(query.offset)))
+        return statement.limit(query.limit + 1)
+    return statement.limit(query.limit).offset(query.offset)
+
+
+async def run_query(conn: AsyncConnection, query: CheckoutQuery) -> CheckoutPage:
+    backwards = query.boundary is not None and query.boundary.direction is Direction.PREV
+    rows = list(await conn.execute(page_statement(query)))
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    if backwards:
+        rows.reverse()
     entries = await load_activities(conn, [r.id for r in rows], newest=NEWEST_ACTIVITIES)
     found = [checkout_from_row(row, entries.get(row.id, [])) for row in rows]
     if not query.cursor_paging:
-        total = await conn.scalar(select(func.count()).select_from(checkouts).where(where))
+        total = await conn.scalar(select(func.count()).select_from(checkouts).where(_where(query)))
         return CheckoutPage(found, offset=query.offset, total=int(total or 0))
     return _cursor_page(query, rows, found, more=more, backwards=backwards)
 
@@ -69,6 +73,10 @@ def _cursor_page(
         next_cursor=make_cursor(query, last, Direction.NEXT) if has_next else None,
         prev_cursor=make_cursor(query, first, Direction.PREV) if has_prev else None,
     )
+
+
+def _where(query: CheckoutQuery) -> ColumnElement[bool]:
+    return _visible() if query.filter is None else and_(_visible(), _compile(query.filter))
 
 
 def _visible() -> ColumnElement[bool]:

@@ -23,9 +23,10 @@ from domain.task import StaffTask, TaskStatus
 from store.anonymise import ERASED, anonymised_snapshot
 from store.checkout_query import run_query
 from store.group_commit import GroupCommitter
+from store.migrate import upgrade_to_head
 from store.outbox import append_event, erase_event_bodies
 from store.rows import ENGINE_FIELDS, checkout_from_row, identity_columns, load_activities
-from store.schema import activities, checkouts, link_clicks, metadata, sent_log, tasks
+from store.schema import activities, checkouts, link_clicks, sent_log, tasks
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +91,8 @@ class SqlStore:
         return self._engine
 
     async def create_schema(self) -> None:
-        async with self._engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+        """Bring the database to the newest schema (Alembic migrations); harmless when current."""
+        await upgrade_to_head(self._engine)
 
     async def close(self) -> None:
         await self._writes.close()

@@ -5,6 +5,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from store.sql import SqlStore
+from tests.postgres import PostgresServer, postgres_server
 from tests.support import SmtpServer, smtp_server, start_dev_server, start_time_skipping
 
 
@@ -14,9 +15,25 @@ def smtp() -> Iterator[SmtpServer]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session, started by the first test that needs it."""
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of each kind the store supports (no schema yet)."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.create_database()
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
-    sql_store = SqlStore.from_url(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+async def store(database_url: str) -> AsyncIterator[SqlStore]:
+    sql_store = SqlStore.from_url(database_url)
     await sql_store.create_schema()
     yield sql_store
     await sql_store.close()
