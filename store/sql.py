@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import event, select, update
+from sqlalchemy import ColumnElement, event, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.dml import Insert
@@ -154,23 +154,13 @@ class SqlStore:
         assert checkout_id is not None
         snapshot = _snapshot_json(checkout)
 
-        async def write(conn: AsyncConnection) -> bool:
-            result = await conn.execute(
-                update(checkouts)
-                .where(
-                    checkouts.c.id == checkout_id,
-                    checkouts.c.status == CheckoutStatus.ABANDONED,
-                    checkouts.c.deleted_date.is_(None),
-                    checkouts.c.snapshot != snapshot,
-                )
-                .values(snapshot=snapshot, **identity_columns(checkout), updated_date=updated_at)
-            )
-            if result.rowcount == 0:
-                return False
-            await self._append_current(conn, checkout_id, EventSlug.UPDATED, updated_at)
-            return True
-
-        return await self._writes.run(write)
+        return await self._change_abandoned(
+            checkout_id,
+            EventSlug.UPDATED,
+            updated_at,
+            {"snapshot": snapshot, **identity_columns(checkout), "updated_date": updated_at},
+            checkouts.c.snapshot != snapshot,
+        )
 
     async def mark_recovered(
         self, checkout_id: str, recovered_at: datetime, order_id: str | None
@@ -178,6 +168,29 @@ class SqlStore:
         """Mark a checkout recovered, emitting `recovered`; False when it was already recovered
         (or is unknown or erased)."""
 
+        return await self._change_abandoned(
+            checkout_id,
+            EventSlug.RECOVERED,
+            recovered_at,
+            {
+                "status": CheckoutStatus.RECOVERED,
+                "recovered_date": recovered_at,
+                "order_id": order_id,
+                "updated_date": recovered_at,
+            },
+        )
+
+    async def _change_abandoned(
+        self,
+        checkout_id: str,
+        slug: EventSlug,
+        at: datetime,
+        values: dict[str, Any],
+        *conditions: ColumnElement[bool],
+    ) -> bool:
+        """Update a checkout that is still abandoned (and not erased) and emit `slug` with it, in
+        one transaction; False, and no event, when no row changed."""
+
         async def write(conn: AsyncConnection) -> bool:
             result = await conn.execute(
                 update(checkouts)
@@ -185,17 +198,13 @@ class SqlStore:
                     checkouts.c.id == checkout_id,
                     checkouts.c.status == CheckoutStatus.ABANDONED,
                     checkouts.c.deleted_date.is_(None),
+                    *conditions,
                 )
-                .values(
-                    status=CheckoutStatus.RECOVERED,
-                    recovered_date=recovered_at,
-                    order_id=order_id,
-                    updated_date=recovered_at,
-                )
+                .values(**values)
             )
             if result.rowcount == 0:
                 return False
-            await self._append_current(conn, checkout_id, EventSlug.RECOVERED, recovered_at)
+            await self._append_current(conn, checkout_id, slug, at)
             return True
 
         return await self._writes.run(write)

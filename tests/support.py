@@ -131,6 +131,11 @@ async def start_dev_server() -> WorkflowEnvironment:
 
 
 def sample_checkout(**overrides: Any) -> AbandonedCheckout:
+    return parse_checkout(sample_checkout_data(**overrides))
+
+
+def sample_checkout_data(**overrides: Any) -> dict[str, Any]:
+    """A report as a shop's service sends it, in the JSON spelling; a fresh checkoutId each time."""
     data: dict[str, Any] = {
         "checkoutId": f"co-{uuid.uuid4()}",
         "buyerInfo": {"email": "ada@example.com", "visitorId": "visitor-1"},
@@ -153,7 +158,7 @@ def sample_checkout(**overrides: Any) -> AbandonedCheckout:
         "checkoutUrl": "https://shop.example/checkout?id=42",
     }
     data.update(overrides)
-    return parse_checkout(data)
+    return data
 
 
 async def eventually(

@@ -1,7 +1,6 @@
 """A whole running service for API tests: real Temporal, worker, SMTP on loopback, HTTP on a port."""
 
 import contextlib
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,13 @@ from domain.access import Scope
 from domain.policy import RecoveryPolicy, parse_policy
 from store.api_keys import ApiKeyStore
 from store.sql import SqlStore
-from tests.support import SmtpServer, engine_settings, free_port, running_engine
+from tests.support import (
+    SmtpServer,
+    engine_settings,
+    free_port,
+    running_engine,
+    sample_checkout_data,
+)
 from workers.api_server import build_app, serving
 from workers.settings import Settings
 
@@ -83,17 +88,4 @@ async def running_stack(
 
 def checkout_body(**overrides: Any) -> dict[str, Any]:
     """A report body as a shop's service sends it (REST spelling)."""
-    body: dict[str, Any] = {
-        "checkoutId": f"co-{uuid.uuid4()}",
-        "buyerInfo": {"email": "ada@example.com", "visitorId": "visitor-1"},
-        "buyerLanguage": "en",
-        "contactDetails": {"firstName": "Ada", "lastName": "Lovelace"},
-        "currency": "EUR",
-        "totalPrice": {"amount": "89.90", "formattedAmount": "€89.90"},
-        "lineItems": [
-            {"name": "Linen shirt", "quantity": 2, "price": {"amount": "30.00"}},
-        ],
-        "checkoutUrl": "https://shop.example/checkout?id=42",
-    }
-    body.update(overrides)
-    return body
+    return sample_checkout_data(**overrides)

@@ -1,17 +1,10 @@
 """Access control on every route: no key, a wrong key, a revoked key, a read-only key."""
 
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
-from temporalio.testing import WorkflowEnvironment
 
 from domain.access import Scope
 from store.api_keys import ApiKeyStore
-from store.sql import SqlStore
-from tests.api.stack import Stack, running_stack
-from tests.support import SmtpServer
+from tests.api.stack import Stack
 
 PUBLIC = {
     ("GET", "/healthz"),
@@ -38,14 +31,6 @@ MANAGE = {
     ("GET", "/ecom/v1/abandoned-checkout-subscriptions"),
     ("DELETE", "/ecom/v1/abandoned-checkout-subscriptions/{subscription_id}"),
 }
-
-
-@pytest.fixture
-async def stack(
-    dev_server_env: WorkflowEnvironment, store: SqlStore, smtp: SmtpServer, tmp_path: Path
-) -> AsyncIterator[Stack]:
-    async with running_stack(dev_server_env.client, store, smtp, tmp_path) as running:
-        yield running
 
 
 async def _routes(stack: Stack) -> set[tuple[str, str]]:

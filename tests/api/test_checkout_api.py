@@ -2,9 +2,7 @@
 
 import json
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -15,17 +13,8 @@ from domain.activity import Activity, ActivityType
 from domain.flow import workflow_id_for
 from domain.links import LinkSigner
 from store.schema import checkouts, events, link_clicks
-from store.sql import SqlStore
-from tests.api.stack import BASE, Stack, checkout_body, running_stack
+from tests.api.stack import BASE, Stack, checkout_body
 from tests.support import SmtpServer, body_text, eventually
-
-
-@pytest.fixture
-async def stack(
-    dev_server_env: WorkflowEnvironment, store: SqlStore, smtp: SmtpServer, tmp_path: Path
-) -> AsyncIterator[Stack]:
-    async with running_stack(dev_server_env.client, store, smtp, tmp_path) as running:
-        yield running
 
 
 async def _activities(stack: Stack, checkout_id: str) -> list[dict[str, object]]:

@@ -1,6 +1,5 @@
 """The codec endpoint over real HTTP, as the Temporal Web UI and CLI call it."""
 
-import asyncio
 import base64
 import contextlib
 import json
@@ -8,13 +7,13 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import httpx
-import uvicorn
 from fastapi import FastAPI, Header, HTTPException
 from temporalio.api.common.v1 import Payload
 
 from api.codec_routes import add_codec_cors, codec_router, parse_origins
 from api.errors import install_error_handlers
 from tests.support import free_port
+from workers.api_server import serving
 from workers.payload_codec import AesGcmCodec, parse_codec_keys
 
 UI_ORIGIN = "http://localhost:8233"
@@ -59,18 +58,11 @@ def _app(codec: AesGcmCodec | None, *, protected: bool = False) -> FastAPI:
 @contextlib.asynccontextmanager
 async def _serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            yield http
-    finally:
-        server.should_exit = True
-        await task
+    async with (
+        serving(app, "127.0.0.1", port),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http,
+    ):
+        yield http
 
 
 def _codec() -> AesGcmCodec:

@@ -4,18 +4,13 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import pytest
 from fastapi import FastAPI, Request, Response
-from temporalio.testing import WorkflowEnvironment
 
-from store.sql import SqlStore
-from tests.api.stack import BASE, Stack, checkout_body, running_stack
-from tests.support import SmtpServer, eventually, free_port
+from tests.api.stack import BASE, Stack, checkout_body
+from tests.support import eventually, free_port
 from workers.api_server import serving
 
 SUBSCRIPTIONS = "/ecom/v1/abandoned-checkout-subscriptions"
@@ -56,14 +51,6 @@ class Receiver:
             return Response(status_code=204)
 
         return app
-
-
-@pytest.fixture
-async def stack(
-    dev_server_env: WorkflowEnvironment, store: SqlStore, smtp: SmtpServer, tmp_path: Path
-) -> AsyncIterator[Stack]:
-    async with running_stack(dev_server_env.client, store, smtp, tmp_path) as running:
-        yield running
 
 
 async def _subscribe(stack: Stack, url: str, events: list[str]) -> dict[str, Any]:

@@ -7,15 +7,11 @@ real service over HTTP; a fixed seed keeps runs reproducible.
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from temporalio.testing import WorkflowEnvironment
 
-from store.sql import SqlStore
-from tests.api.stack import Stack, checkout_body, running_stack
-from tests.support import SmtpServer
+from tests.api.stack import Stack, checkout_body
 
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 CHECKS = ",".join(
@@ -26,14 +22,6 @@ CHECKS = ",".join(
         "response_schema_conformance",
     )
 )
-
-
-@pytest.fixture
-async def stack(
-    dev_server_env: WorkflowEnvironment, store: SqlStore, smtp: SmtpServer, tmp_path: Path
-) -> AsyncIterator[Stack]:
-    async with running_stack(dev_server_env.client, store, smtp, tmp_path) as running:
-        yield running
 
 
 async def _fuzz(stack: Stack, tmp_path: Path, key: str, *extra: str) -> tuple[int, str]:

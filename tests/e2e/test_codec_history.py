@@ -18,7 +18,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-import uvicorn
 from fastapi import FastAPI, Header, HTTPException
 from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload, WorkflowExecution
@@ -42,6 +41,7 @@ from tests.support import (
     running_engine,
     sample_checkout,
 )
+from workers.api_server import serving
 from workers.payload_codec import ENCODING, codec_from_settings
 from workers.policy_files import load_policy
 from workers.temporal_client import data_converter_for
@@ -229,17 +229,8 @@ def test_the_leak_search_finds_buyer_data_in_a_history_written_without_the_codec
 async def _codec_endpoint(app: FastAPI) -> AsyncIterator[str]:
     """The app on a free loopback port, for as long as the block runs; yields its codec URL."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
+    async with serving(app, "127.0.0.1", port):
         yield f"http://127.0.0.1:{port}/codec"
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def _temporal_cli(*args: str) -> dict[str, Any]:
