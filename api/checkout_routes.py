@@ -3,7 +3,6 @@
 from datetime import UTC, datetime
 from typing import Annotated
 
-from domain.query import parse_query
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
@@ -23,6 +22,7 @@ from domain.access import Scope
 from domain.checkout import AbandonedCheckout
 from domain.links import LinkCheck, LinkSigner
 from domain.policy import RecoveryPolicy
+from domain.query import parse_query
 from domain.report import parse_report
 from store.sql import SqlStore
 
