@@ -76,9 +76,11 @@ async def test_demo_policy_email_arrives_and_store_matches_the_flow(
     assert message["To"] == "Ada Lovelace <ada@example.com>"
     assert message["Message-ID"] == message_id_for(step_key(workflow_id, 0), "shop.test")
     html = body_text(message, "html")
-    assert 'href="https://shop.example/checkout?id=demo-checkout-0001"' in html
+    # The buyer comes back through the signed redirect, which leads on to the shop's checkout URL.
+    link = f'href="{settings.public_url}/ecom/v1/abandoned-checkout/{checkout_id}/redirect-to-checkout?token=1.'
+    assert link in html
     assert "Linen shirt" in html and "€89.90" in html
-    assert "https://shop.example/checkout?id=demo-checkout-0001" in body_text(message, "plain")
+    assert "/redirect-to-checkout?token=1." in body_text(message, "plain")
 
     assert stored is not None
     assert stored.to_json_dict() == live.to_json_dict()
