@@ -3,14 +3,16 @@
 Pure: no I/O and no SQL. Every problem names its path in the request body (e.g.
 `query.filter.$and[1].buyerInfo.phone`) so that a client sees at once what to fix.
 
-A cursor carries the whole query it continues (filter, sort, the boundary row's sort values and
-the direction), as the reference API's cursors do: a request with a cursor sends no filter or sort.
+Cursors: as in the reference API, a cursor carries the whole query it continues (filter, sort, the
+boundary row's sort values and the direction), so a request with a cursor needs no filter or sort.
+When a request does send them beside a cursor, they must be the cursor's own; a cursor reused with
+another filter or sort is refused as an invalid cursor rather than silently paging the wrong set.
 """
 
 import base64
 import binascii
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -20,6 +22,14 @@ from domain.errors import InvalidInputError
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
+MAX_LIST_VALUES = 100
+MAX_TEXT = 500
+MAX_NESTING = 10
+"""How deep $and, $or and $not may nest: far beyond real use, and well within Python's stack."""
+
+Scalar = str | datetime
+Operand = Scalar | bool | tuple[Scalar, ...]
+JsonObject = dict[str, Any]
 
 
 class Kind(StrEnum):
@@ -31,8 +41,10 @@ class Kind(StrEnum):
 @dataclass(frozen=True)
 class FieldSpec:
     column: str
+    """The `checkouts` column the field lives in."""
     kind: Kind
     nullable: bool
+    sortable: bool = True
 
 
 FIELDS: dict[str, FieldSpec] = {
@@ -43,32 +55,54 @@ FIELDS: dict[str, FieldSpec] = {
     "createdDate": FieldSpec("created_date", Kind.DATE, nullable=False),
     "updatedDate": FieldSpec("updated_date", Kind.DATE, nullable=False),
     "checkoutRecoveredDate": FieldSpec("recovered_date", Kind.DATE, nullable=True),
-    "orderId": FieldSpec("order_id", Kind.STRING, nullable=True),
+    # Not indexed and not sortable in the reference: a filter only.
+    "orderId": FieldSpec("order_id", Kind.STRING, nullable=True, sortable=False),
     "buyerInfo.email": FieldSpec("buyer_email", Kind.STRING, nullable=True),
     "buyerInfo.contactId": FieldSpec("buyer_contact_id", Kind.STRING, nullable=True),
     "buyerInfo.visitorId": FieldSpec("buyer_visitor_id", Kind.STRING, nullable=True),
     "buyerInfo.memberId": FieldSpec("buyer_member_id", Kind.STRING, nullable=True),
     "buyerInfo.userId": FieldSpec("buyer_user_id", Kind.STRING, nullable=True),
 }
+SORTABLE = tuple(name for name, spec in FIELDS.items() if spec.sortable)
 
-COMPARISONS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
-LISTS = ("$in", "$hasSome")
-OPERATORS = (*COMPARISONS, *LISTS, "$exists", "$startsWith")
-_ORDERED_KINDS = (Kind.STRING, Kind.DATE)
+
+class Operator(StrEnum):
+    EQ = "$eq"
+    NE = "$ne"
+    EXISTS = "$exists"
+    IN = "$in"
+    HAS_SOME = "$hasSome"
+    STARTS_WITH = "$startsWith"
+    GT = "$gt"
+    GTE = "$gte"
+    LT = "$lt"
+    LTE = "$lte"
+
+
+LIST_OPERATORS = frozenset({Operator.IN, Operator.HAS_SOME})
+RANGE_OPERATORS = frozenset({Operator.GT, Operator.GTE, Operator.LT, Operator.LTE})
+
+
+class Logic(StrEnum):
+    AND = "$and"
+    OR = "$or"
+    NOT = "$not"
 
 
 @dataclass(frozen=True)
 class Condition:
     field: str
-    op: str
-    value: Any
-    """A str, datetime or bool, or a tuple of str/datetime for $in and $hasSome."""
+    """A key of FIELDS."""
+    op: Operator
+    value: Operand
+    """bool for $exists, a tuple for $in and $hasSome, else a str or an aware datetime."""
 
 
 @dataclass(frozen=True)
 class Logical:
-    op: str  # "$and", "$or" or "$not"
+    op: Logic
     parts: tuple["Filter", ...]
+    """Exactly one part for $not; none for an empty object, which matches everything."""
 
 
 Filter = Condition | Logical
@@ -87,9 +121,11 @@ class Direction(StrEnum):
 
 @dataclass(frozen=True)
 class Boundary:
-    """Where a cursor page starts: after (NEXT) or before (PREV) the row with these sort values."""
+    """Where a cursor page starts: after (NEXT) or before (PREV) the row with these sort values.
 
-    values: tuple[Any, ...]
+    Values are never None: the store gives a missing value a stand-in that sorts first."""
+
+    values: tuple[Scalar, ...]
     direction: Direction
 
 
@@ -98,12 +134,13 @@ class CheckoutQuery:
     filter: Filter | None
     sort: tuple[SortKey, ...]
     """Always ends with `id`, so that the order is total and pages never overlap."""
-    limit: int
+    limit: int = DEFAULT_LIMIT
     offset: int = 0
     cursor_paging: bool = False
     boundary: Boundary | None = None
-    raw_filter: dict[str, Any] = field(default_factory=dict, compare=False)
-    """The filter as the client sent it, carried in cursors."""
+    """Set when the request continues from a cursor."""
+    raw_filter: JsonObject = field(default_factory=dict, compare=False)
+    """The filter as the client wrote it: what a cursor carries, checked again when it returns."""
 
 
 # --- parsing ---------------------------------------------------------------------------------
@@ -112,44 +149,24 @@ class CheckoutQuery:
 def parse_query(body: object) -> CheckoutQuery:
     """The checked query of a request body; InvalidInputError lists every problem with its path."""
     problems: list[str] = []
-    query = _object(body, "(body)", problems)
-    _unknown_keys(query, ("query",), "(body)", problems)
-    spec = _object(query.get("query", {}), "query", problems)
+    top = _object(body, "(body)", problems)
+    _unknown_keys(top, ("query",), "(body)", problems)
+    spec = _object(top.get("query", {}), "query", problems)
     _unknown_keys(spec, ("filter", "sort", "paging", "cursorPaging"), "query", problems)
-    if "paging" in spec and "cursorPaging" in spec:
-        problems.append("query: give paging or cursorPaging, not both")
-    cursor_paging = "cursorPaging" in spec
-    paging_path = "query.cursorPaging" if cursor_paging else "query.paging"
-    paging = _object(
-        spec.get("cursorPaging" if cursor_paging else "paging", {}), paging_path, problems
-    )
-    allowed = ("limit", "cursor") if cursor_paging else ("limit", "offset")
-    _unknown_keys(paging, allowed, paging_path, problems)
-    limit = _integer(
-        paging, "limit", paging_path, problems, default=DEFAULT_LIMIT, low=1, high=MAX_LIMIT
-    )
-    offset = _integer(paging, "offset", paging_path, problems, default=0, low=0, high=None)
-
-    cursor = paging.get("cursor") if cursor_paging else None
-    if cursor is not None:
-        if "filter" in spec or "sort" in spec:
-            problems.append("query: a request with a cursor sends no filter or sort")
-        if not isinstance(cursor, str):
-            problems.append(f"{paging_path}.cursor: must be a string")
-        else:
-            return _from_cursor(cursor, limit, f"{paging_path}.cursor", problems)
+    paging = _paging(spec, problems)
     raw_filter = _object(spec.get("filter", {}), "query.filter", problems)
-    parsed_filter = _filter(raw_filter, "query.filter", problems) if raw_filter else None
-    sort = _sort(spec.get("sort", []), problems)
-    _raise_if(problems)
-    return CheckoutQuery(
-        filter=parsed_filter,
-        sort=sort,
-        limit=limit,
-        offset=offset,
-        cursor_paging=cursor_paging,
+    query = CheckoutQuery(
+        filter=_filter(raw_filter, "query.filter", problems) if raw_filter else None,
+        sort=_sort(spec.get("sort", []), "query.sort", problems),
+        limit=paging.limit,
+        offset=paging.offset,
+        cursor_paging=paging.cursor_path is not None,
         raw_filter=raw_filter,
     )
+    _raise_if(problems)
+    if paging.cursor is None or paging.cursor_path is None:
+        return query
+    return _continued(query, paging.cursor, paging.cursor_path, spec)
 
 
 def _raise_if(problems: list[str]) -> None:
@@ -157,7 +174,7 @@ def _raise_if(problems: list[str]) -> None:
         raise InvalidInputError("query", problems)
 
 
-def _object(value: object, path: str, problems: list[str]) -> dict[str, Any]:
+def _object(value: object, path: str, problems: list[str]) -> JsonObject:
     if isinstance(value, dict):
         return value
     problems.append(f"{path}: must be a JSON object")
@@ -165,22 +182,48 @@ def _object(value: object, path: str, problems: list[str]) -> dict[str, Any]:
 
 
 def _unknown_keys(
-    value: dict[str, Any], allowed: tuple[str, ...], path: str, problems: list[str]
+    value: JsonObject, allowed: tuple[str, ...], path: str, problems: list[str]
 ) -> None:
     for key in value:
         if key not in allowed:
             problems.append(f"{path}.{key}: unknown key; allowed: {', '.join(allowed)}")
 
 
+@dataclass(frozen=True)
+class _Paging:
+    limit: int
+    offset: int
+    cursor_path: str | None
+    """Where the cursor goes in the body, when the request pages by cursor."""
+    cursor: str | None
+
+
+def _paging(spec: JsonObject, problems: list[str]) -> _Paging:
+    if "paging" in spec and "cursorPaging" in spec:
+        problems.append("query: give paging or cursorPaging, not both")
+    by_cursor = "cursorPaging" in spec
+    name = "cursorPaging" if by_cursor else "paging"
+    path = f"query.{name}"
+    paging = _object(spec.get(name, {}), path, problems)
+    _unknown_keys(paging, ("limit", "cursor") if by_cursor else ("limit", "offset"), path, problems)
+    limit = _integer(paging, "limit", path, problems, default=DEFAULT_LIMIT, high=MAX_LIMIT)
+    offset = _integer(paging, "offset", path, problems, default=0, low=0)
+    cursor = paging.get("cursor")  # null is the same as no cursor: the first page
+    if cursor is not None and not isinstance(cursor, str):
+        problems.append(f"{path}.cursor: must be a string")
+        cursor = None
+    return _Paging(limit, offset, f"{path}.cursor" if by_cursor else None, cursor)
+
+
 def _integer(
-    paging: dict[str, Any],
+    paging: JsonObject,
     name: str,
     path: str,
     problems: list[str],
     *,
     default: int,
-    low: int,
-    high: int | None,
+    low: int = 1,
+    high: int | None = None,
 ) -> int:
     value = paging.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -193,92 +236,114 @@ def _integer(
     return value
 
 
-def _filter(raw: dict[str, Any], path: str, problems: list[str]) -> Filter:
+# --- filters -----------------------------------------------------------------------------------
+
+
+def _filter(raw: JsonObject, path: str, problems: list[str]) -> Filter:
     """An object's entries, ANDed: fields with their conditions, and logical operators."""
+    if path.count(".$") > MAX_NESTING:  # one ".$and", ".$or" or ".$not" per level
+        problems.append(f"{path}: logical operators nest more than {MAX_NESTING} deep")
+        return Logical(Logic.AND, ())
     parts: list[Filter] = []
     for key, value in raw.items():
         where = f"{path}.{key}"
-        if key in ("$and", "$or"):
-            if not isinstance(value, list) or not value:
-                problems.append(f"{where}: must be a non-empty list of filters")
-                continue
-            items = [
-                _filter(_object(item, f"{where}[{i}]", problems), f"{where}[{i}]", problems)
-                for i, item in enumerate(value)
-            ]
-            parts.append(Logical(key, tuple(items)))
-        elif key == "$not":
-            inner = _object(value, where, problems)
-            if not inner:
-                problems.append(f"{where}: must be a non-empty filter")
-                continue
-            parts.append(Logical("$not", (_filter(inner, where, problems),)))
+        if key in (Logic.AND, Logic.OR):
+            parts.extend(_branches(Logic(key), value, where, problems))
+        elif key == Logic.NOT:
+            parts.extend(_negation(value, where, problems))
         elif key.startswith("$"):
-            problems.append(f"{where}: unknown logical operator; allowed: $and, $or, $not")
+            allowed = ", ".join(Logic)
+            problems.append(f"{where}: unknown logical operator; allowed: {allowed}")
         elif key not in FIELDS:
-            problems.append(f"{where}: unknown field; filterable: {', '.join(FIELDS)}")
+            problems.append(f"{where}: unknown field; allowed: {', '.join(FIELDS)}")
         else:
             parts.extend(_conditions(key, value, where, problems))
-    return parts[0] if len(parts) == 1 else Logical("$and", tuple(parts))
+    return parts[0] if len(parts) == 1 else Logical(Logic.AND, tuple(parts))
+
+
+def _branches(op: Logic, value: object, path: str, problems: list[str]) -> list[Filter]:
+    if not isinstance(value, list) or not value:
+        problems.append(f"{path}: must be a non-empty list of filters")
+        return []
+    branches = []
+    for index, item in enumerate(value):
+        where = f"{path}[{index}]"
+        branches.append(_filter(_object(item, where, problems), where, problems))
+    return [Logical(op, tuple(branches))]
+
+
+def _negation(value: object, path: str, problems: list[str]) -> list[Filter]:
+    inner = _object(value, path, problems)
+    if not inner:
+        problems.append(f"{path}: must be a non-empty filter")
+        return []
+    return [Logical(Logic.NOT, (_filter(inner, path, problems),))]
 
 
 def _conditions(name: str, value: object, path: str, problems: list[str]) -> list[Condition]:
     if not isinstance(value, dict):
-        value = {"$eq": value}  # a bare value means equality
+        value = {Operator.EQ.value: value}  # a bare value means equality
     if not value:
         problems.append(f"{path}: needs an operator such as $eq")
     found = []
     for op, operand in value.items():
         where = f"{path}.{op}"
-        if op not in OPERATORS:
-            problems.append(f"{where}: unknown operator; allowed: {', '.join(OPERATORS)}")
+        if op not in set(Operator):
+            problems.append(f"{where}: unknown operator; allowed: {', '.join(Operator)}")
             continue
-        checked = _operand(FIELDS[name], op, operand, where, problems)
-        if checked is not _INVALID:
-            found.append(Condition(name, op, checked))
+        checked = _operand(FIELDS[name], Operator(op), operand, where, problems)
+        if checked is not None:
+            found.append(Condition(name, Operator(op), checked))
     return found
 
 
-_INVALID = object()
-
-
-def _operand(spec: FieldSpec, op: str, operand: object, path: str, problems: list[str]) -> Any:
-    if op == "$exists":
-        if not isinstance(operand, bool):
-            problems.append(f"{path}: must be true or false")
-            return _INVALID
-        return operand
-    if op == "$startsWith" and spec.kind is not Kind.STRING:
+def _operand(
+    spec: FieldSpec, op: Operator, operand: object, path: str, problems: list[str]
+) -> Operand | None:
+    """The checked operand, or None after recording why it is wrong."""
+    if op is Operator.EXISTS:
+        if isinstance(operand, bool):
+            return operand
+        problems.append(f"{path}: must be true or false")
+        return None
+    if op is Operator.STARTS_WITH and spec.kind is not Kind.STRING:
         problems.append(f"{path}: only for text fields")
-        return _INVALID
-    if op in ("$gt", "$gte", "$lt", "$lte") and spec.kind not in _ORDERED_KINDS:
+        return None
+    if op in RANGE_OPERATORS and spec.kind is Kind.STATUS:
         problems.append(f"{path}: not for this field (use $eq, $ne, $in)")
-        return _INVALID
-    if op in LISTS:
+        return None
+    if op in LIST_OPERATORS:
         return _list(spec, operand, path, problems)
     return _scalar(spec, operand, path, problems)
 
 
-def _list(spec: FieldSpec, operand: object, path: str, problems: list[str]) -> Any:
-    if not isinstance(operand, list) or not operand or len(operand) > MAX_LIMIT:
-        problems.append(f"{path}: must be a list of 1 to {MAX_LIMIT} values")
-        return _INVALID
+def _list(
+    spec: FieldSpec, operand: object, path: str, problems: list[str]
+) -> tuple[Scalar, ...] | None:
+    if not isinstance(operand, list) or not 1 <= len(operand) <= MAX_LIST_VALUES:
+        problems.append(f"{path}: must be a list of 1 to {MAX_LIST_VALUES} values")
+        return None
     values = [_scalar(spec, item, f"{path}[{i}]", problems) for i, item in enumerate(operand)]
-    return _INVALID if any(v is _INVALID for v in values) else tuple(values)
+    checked = tuple(v for v in values if v is not None)
+    return checked if len(checked) == len(values) else None
 
 
-def _scalar(spec: FieldSpec, value: object, path: str, problems: list[str]) -> Any:
+def _scalar(spec: FieldSpec, value: object, path: str, problems: list[str]) -> Scalar | None:
     if not isinstance(value, str):
-        problems.append(f"{path}: must be a {_describe(spec.kind)}")
-        return _INVALID
+        hint = " (use $exists for a missing value)" if value is None else ""
+        problems.append(f"{path}: must be a {_describe(spec.kind)}{hint}")
+        return None
     if spec.kind is Kind.DATE:
-        return _date(value, path, problems)
+        moment = _aware_datetime(value)
+        if moment is None:
+            problems.append(f"{path}: must be a {_describe(Kind.DATE)}")
+        return moment
     if spec.kind is Kind.STATUS and value not in set(CheckoutStatus):
         problems.append(f"{path}: must be one of {', '.join(CheckoutStatus)}")
-        return _INVALID
-    if len(value) > 500:
-        problems.append(f"{path}: longer than 500 characters")
-        return _INVALID
+        return None
+    if len(value) > MAX_TEXT:
+        problems.append(f"{path}: longer than {MAX_TEXT} characters")
+        return None
     return value
 
 
@@ -286,126 +351,181 @@ def _describe(kind: Kind) -> str:
     return {
         Kind.STRING: "string",
         Kind.DATE: "date-time string with a zone, e.g. 2026-11-22T10:00:00Z",
-        Kind.STATUS: "status string",
+        Kind.STATUS: f"status string ({', '.join(CheckoutStatus)})",
     }[kind]
 
 
-def _date(value: str, path: str, problems: list[str]) -> Any:
+def _aware_datetime(value: str) -> datetime | None:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        problems.append(f"{path}: must be a {_describe(Kind.DATE)}")
-        return _INVALID
-    return moment
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
-def _sort(raw: object, problems: list[str]) -> tuple[SortKey, ...]:
+# --- sort --------------------------------------------------------------------------------------
+
+
+DEFAULT_SORT = SortKey("createdDate", descending=True)
+
+
+def _sort(raw: object, path: str, problems: list[str]) -> tuple[SortKey, ...]:
     if not isinstance(raw, list):
-        problems.append("query.sort: must be a list of {fieldName, order}")
-        return _with_tie_breaker([])
+        problems.append(f"{path}: must be a list of {{fieldName, order}}")
+        raw = []
     keys: list[SortKey] = []
     for index, item in enumerate(raw):
-        where = f"query.sort[{index}]"
-        entry = _object(item, where, problems)
-        _unknown_keys(entry, ("fieldName", "order"), where, problems)
-        name, order = entry.get("fieldName"), entry.get("order", "ASC")
-        if name not in FIELDS:
-            problems.append(f"{where}.fieldName: unknown field; sortable: {', '.join(FIELDS)}")
-        elif order not in ("ASC", "DESC"):
-            problems.append(f"{where}.order: must be ASC or DESC")
-        elif any(k.field == name for k in keys):
-            problems.append(f"{where}.fieldName: {name} is sorted on already")
+        key = _sort_key(item, f"{path}[{index}]", problems)
+        if key is None:
+            continue
+        if any(k.field == key.field for k in keys):
+            problems.append(f"{path}[{index}].fieldName: {key.field} is sorted on already")
         else:
-            keys.append(SortKey(name, order == "DESC"))
-    return _with_tie_breaker(keys or [SortKey("createdDate", descending=True)])
+            keys.append(key)
+    return _with_tie_breaker(keys or [DEFAULT_SORT])
+
+
+def _sort_key(item: object, path: str, problems: list[str]) -> SortKey | None:
+    entry = _object(item, path, problems)
+    _unknown_keys(entry, ("fieldName", "order"), path, problems)
+    name, order = entry.get("fieldName"), entry.get("order", "ASC")
+    if name not in SORTABLE:
+        problems.append(f"{path}.fieldName: unknown field; sortable: {', '.join(SORTABLE)}")
+        return None
+    if order not in ("ASC", "DESC"):
+        problems.append(f"{path}.order: must be ASC or DESC")
+        return None
+    return SortKey(str(name), descending=order == "DESC")
 
 
 def _with_tie_breaker(keys: list[SortKey]) -> tuple[SortKey, ...]:
-    if not keys:
-        keys = [SortKey("createdDate", descending=True)]
+    """The sort with `id` last; it follows the last key's direction, so a sort in one direction
+    stays one direction and an index such as (created_date, id) can serve it."""
     if all(k.field != "id" for k in keys):
-        keys.append(SortKey("id", descending=keys[-1].descending))
+        keys = [*keys, SortKey("id", descending=keys[-1].descending)]
     return tuple(keys)
+
+
+def _sort_body(sort: tuple[SortKey, ...]) -> list[JsonObject]:
+    return [{"fieldName": k.field, "order": "DESC" if k.descending else "ASC"} for k in sort]
 
 
 # --- cursors -----------------------------------------------------------------------------------
 
 
-def make_cursor(query: CheckoutQuery, values: tuple[Any, ...], direction: Direction) -> str:
+INVALID_CURSOR = "invalid cursor"
+
+
+def make_cursor(query: CheckoutQuery, values: tuple[Scalar, ...], direction: Direction) -> str:
     """An opaque cursor continuing `query` after (or before) the row with these sort values."""
     payload = {
         "f": query.raw_filter,
-        "s": [[k.field, "DESC" if k.descending else "ASC"] for k in query.sort],
+        "s": _sort_body(query.sort),
         "v": [v.isoformat() if isinstance(v, datetime) else v for v in values],
         "d": direction.value,
     }
-    text = json.dumps(payload, separators=(",", ":"), sort_keys=True)
+    text = json.dumps(payload, separators=(",", ":"))
     return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
 
 
-def _from_cursor(cursor: str, limit: int, path: str, problems: list[str]) -> CheckoutQuery:
+def _continued(query: CheckoutQuery, cursor: str, path: str, spec: JsonObject) -> CheckoutQuery:
+    """`query` (with the request's limit) continuing from its cursor."""
+    carried = _decode_cursor(cursor)
+    if carried is None:
+        raise InvalidInputError("query", [f"{path}: {INVALID_CURSOR}: not one this service gave"])
+    # A filter or sort sent beside the cursor must be the cursor's own, compared once checked.
+    if ("filter" in spec and not _same_filter(query.filter, carried.filter)) or (
+        "sort" in spec and query.sort != carried.sort
+    ):
+        problem = f"{path}: {INVALID_CURSOR}: it continues a different filter or sort"
+        raise InvalidInputError("query", [problem])
+    return replace(carried, limit=query.limit, cursor_paging=True)
+
+
+def _same_filter(one: Filter | None, other: Filter | None) -> bool:
+    """Whether two filters are written alike up to spelling: a bare value or $eq, the order of
+    keys and of list items, a date's zone."""
+    return _canonical(one) == _canonical(other)
+
+
+def _canonical(node: Filter | None) -> object:
+    # Aware datetimes compare and hash by instant, so sets of them need no conversion.
+    if node is None:
+        return None
+    if isinstance(node, Condition):
+        value = frozenset(node.value) if isinstance(node.value, tuple) else node.value
+        return (node.field, node.op, value)
+    return (node.op, frozenset(_canonical(part) for part in node.parts))
+
+
+def _decode_cursor(cursor: str) -> CheckoutQuery | None:
+    """The query a cursor carries, boundary included; None for anything this service never made."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         payload = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
         raw_filter, raw_sort, raw_values = payload["f"], payload["s"], payload["v"]
         direction = Direction(payload["d"])
-        body = {"query": {"filter": raw_filter, "sort": _sort_body(raw_sort)}}
-        continued = parse_query(body)
-        if len(raw_values) != len(continued.sort):
-            raise ValueError("sort values do not match the sort")
-        values = tuple(
-            _boundary_value(FIELDS[k.field], v)
-            for k, v in zip(continued.sort, raw_values, strict=True)
-        )
-    except (ValueError, KeyError, TypeError, UnicodeError, binascii.Error, InvalidInputError):
-        problems.append(f"{path}: not a cursor this service gave out")
-        _raise_if(problems)
-        raise AssertionError("unreachable") from None
-    _raise_if(problems)
+    except (ValueError, KeyError, TypeError, UnicodeError, binascii.Error):
+        return None
+    problems: list[str] = []
+    raw_filter = _object(raw_filter, "f", problems)
+    query_filter = _filter(raw_filter, "f", problems) if raw_filter else None
+    sort = _sort(raw_sort, "s", problems)
+    values = _boundary_values(sort, raw_values)
+    if problems or values is None:
+        return None
     return CheckoutQuery(
-        filter=continued.filter,
-        sort=continued.sort,
-        limit=limit,
-        cursor_paging=True,
+        filter=query_filter,
+        sort=sort,
         boundary=Boundary(values, direction),
-        raw_filter=continued.raw_filter,
+        raw_filter=raw_filter,
     )
 
 
-def _sort_body(raw_sort: list[list[str]]) -> list[dict[str, str]]:
-    return [{"fieldName": name, "order": order} for name, order in raw_sort]
-
-
-def _boundary_value(spec: FieldSpec, value: object) -> Any:
-    if value is None:
+def _boundary_values(sort: tuple[SortKey, ...], raw: object) -> tuple[Scalar, ...] | None:
+    if not isinstance(raw, list) or len(raw) != len(sort):
         return None
-    if not isinstance(value, str):
-        raise ValueError("boundary values are strings")
-    if spec.kind is Kind.DATE:
-        return datetime.fromisoformat(value)
-    return value
+    values: list[Scalar] = []
+    for key, value in zip(sort, raw, strict=True):
+        if not isinstance(value, str):
+            return None
+        is_date = FIELDS[key.field].kind is Kind.DATE
+        checked = _aware_datetime(value) if is_date else value
+        if checked is None:
+            return None
+        values.append(checked)
+    return tuple(values)
 
 
 # --- results -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
+class Cursors:
+    next: str | None = None
+    prev: str | None = None
+
+
+@dataclass(frozen=True)
 class CheckoutPage:
     checkouts: list[AbandonedCheckout]
     offset: int | None
+    """None on a cursor page, which has no offset."""
     total: int | None
-    next_cursor: str | None = None
-    prev_cursor: str | None = None
+    """How many checkouts match in all; None on a cursor page, as in the reference."""
+    cursors: Cursors = Cursors()
 
-    def to_json_dict(self) -> dict[str, Any]:
-        metadata: dict[str, Any] = {"count": len(self.checkouts)}
+    @property
+    def count(self) -> int:
+        return len(self.checkouts)
+
+    def to_json_dict(self) -> JsonObject:
+        metadata: JsonObject = {"count": self.count}
         if self.offset is not None:
             metadata["offset"] = self.offset
         if self.total is not None:
             metadata["total"] = self.total
-        cursors = {"next": self.next_cursor, "prev": self.prev_cursor}
+        cursors = {"next": self.cursors.next, "prev": self.cursors.prev}
         metadata["cursors"] = {k: v for k, v in cursors.items() if v is not None}
         return {
             "abandonedCheckouts": [c.to_json_dict() for c in self.checkouts],

@@ -1,14 +1,21 @@
-"""Running a checked query (domain.query) on the checkouts table: one statement per page.
+"""Running a checked query (domain.query) on the checkouts table: one SELECT per page, one for the
+page's activities, and a COUNT only when offset paging needs the total.
 
 Filters compile to SQL that never yields NULL (a missing value simply does not match, except for
-$ne and $exists false), so `$not` is the exact complement of its filter. Nullable sort fields sort
-as if empty ("" or the earliest date), in the ORDER BY and in the cursor's comparison alike.
+$ne and $exists false), so `$not` is the exact complement of its filter.
+
+Nulls in the sort: a nullable sort field sorts as if empty ("" or 1970-01-01) through a COALESCE,
+used alike in the ORDER BY and in the cursor's keyset comparison, so a cursor page starts exactly
+where the last one ended even among rows without the value. (Such a stand-in may equal a real value,
+e.g. an empty cartId; both then sort together, by id, which keeps the order total.)
 """
 
+import operator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, literal, not_, or_, select, true
+from sqlalchemy import ColumnElement, Row, Select, and_, func, literal, not_, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.query import (
@@ -17,9 +24,13 @@ from domain.query import (
     CheckoutPage,
     CheckoutQuery,
     Condition,
+    Cursors,
     Direction,
     Filter,
     Kind,
+    Logic,
+    Operator,
+    Scalar,
     SortKey,
     make_cursor,
 )
@@ -27,135 +38,162 @@ from store.rows import checkout_from_row, load_activities
 from store.schema import UtcDateTime, checkouts
 
 NEWEST_ACTIVITIES = 20
+"""The reference API's query shows each checkout's newest 20 activities."""
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_COMPARISONS: dict[Operator, Callable[[Any, Any], Any]] = {
+    Operator.EQ: operator.eq,
+    Operator.GT: operator.gt,
+    Operator.GTE: operator.ge,
+    Operator.LT: operator.lt,
+    Operator.LTE: operator.le,
+}
+
+
+async def run_query(conn: AsyncConnection, query: CheckoutQuery) -> CheckoutPage:
+    """One page of the checkouts matching `query`, each with its newest 20 activities."""
+    fetched = list((await conn.execute(page_statement(query))).all())
+    rows = fetched[: query.limit]
+    if _backwards(query):
+        rows.reverse()  # fetched nearest-first from the boundary; shown in the query's order
+    entries = await load_activities(conn, [r.id for r in rows], newest=NEWEST_ACTIVITIES)
+    found = [checkout_from_row(row, entries.get(row.id, [])) for row in rows]
+    if query.cursor_paging:
+        cursors = _cursors(query, rows, more=len(fetched) > query.limit)
+        return CheckoutPage(found, offset=None, total=None, cursors=cursors)
+    return CheckoutPage(found, offset=query.offset, total=await _total(conn, query, len(rows)))
 
 
 def page_statement(query: CheckoutQuery) -> Select[Any]:
-    """The SELECT of one page's rows (for cursor paging, one row more than the page)."""
-    backwards = query.boundary is not None and query.boundary.direction is Direction.PREV
-    statement = select(checkouts).where(_where(query))
+    """The SELECT of one page's rows (for cursor paging, one row more than the page: whether it
+    comes back tells whether another page follows)."""
+    statement = select(checkouts).where(_matching(query))
     if query.boundary is not None:
-        statement = statement.where(_after(query.sort, query.boundary))
-    statement = statement.order_by(*_order(query.sort, reverse=backwards))
+        statement = statement.where(_beyond(query.sort, query.boundary))
+    statement = statement.order_by(*_order(query.sort, reverse=_backwards(query)))
     if query.cursor_paging:
-        # One row more than asked tells whether another page follows.
         return statement.limit(query.limit + 1)
     return statement.limit(query.limit).offset(query.offset)
 
 
-async def run_query(conn: AsyncConnection, query: CheckoutQuery) -> CheckoutPage:
-    backwards = query.boundary is not None and query.boundary.direction is Direction.PREV
-    rows = list(await conn.execute(page_statement(query)))
-    more = len(rows) > query.limit
-    rows = rows[: query.limit]
-    if backwards:
-        rows.reverse()
-    entries = await load_activities(conn, [r.id for r in rows], newest=NEWEST_ACTIVITIES)
-    found = [checkout_from_row(row, entries.get(row.id, [])) for row in rows]
-    if not query.cursor_paging:
-        total = await conn.scalar(select(func.count()).select_from(checkouts).where(_where(query)))
-        return CheckoutPage(found, offset=query.offset, total=int(total or 0))
-    return _cursor_page(query, rows, found, more=more, backwards=backwards)
+async def _total(conn: AsyncConnection, query: CheckoutQuery, shown: int) -> int:
+    if shown < query.limit and (shown > 0 or query.offset == 0):
+        return query.offset + shown  # a short page is the last one: no COUNT needed
+    counted = await conn.scalar(select(func.count()).select_from(checkouts).where(_matching(query)))
+    return int(counted or 0)
 
 
-def _cursor_page(
-    query: CheckoutQuery, rows: list[Any], found: list[Any], *, more: bool, backwards: bool
-) -> CheckoutPage:
+def _backwards(query: CheckoutQuery) -> bool:
+    return query.boundary is not None and query.boundary.direction is Direction.PREV
+
+
+def _cursors(query: CheckoutQuery, rows: list[Row[Any]], *, more: bool) -> Cursors:
+    """Cursors from the page's first and last rows. A page reached from a cursor always has
+    rows on the side it came from; on the side it moved towards, `more` tells."""
     if not rows:
-        return CheckoutPage(found, offset=None, total=None)
+        return Cursors()
+    came_from_cursor = query.boundary is not None
+    backwards = _backwards(query)
+    has_next = came_from_cursor if backwards else more
+    has_prev = more if backwards else came_from_cursor
     first, last = _sort_values(query.sort, rows[0]), _sort_values(query.sort, rows[-1])
-    has_next = more if not backwards else True
-    has_prev = query.boundary is not None and (more if backwards else True)
-    return CheckoutPage(
-        found,
-        offset=None,
-        total=None,
-        next_cursor=make_cursor(query, last, Direction.NEXT) if has_next else None,
-        prev_cursor=make_cursor(query, first, Direction.PREV) if has_prev else None,
+    return Cursors(
+        next=make_cursor(query, last, Direction.NEXT) if has_next else None,
+        prev=make_cursor(query, first, Direction.PREV) if has_prev else None,
     )
 
 
-def _where(query: CheckoutQuery) -> ColumnElement[bool]:
-    return _visible() if query.filter is None else and_(_visible(), _compile(query.filter))
+# --- filter ------------------------------------------------------------------------------------
 
 
-def _visible() -> ColumnElement[bool]:
-    return checkouts.c.deleted_date.is_(None)
+def _matching(query: CheckoutQuery) -> ColumnElement[bool]:
+    visible = checkouts.c.deleted_date.is_(None)  # erased checkouts are never listed
+    return visible if query.filter is None else and_(visible, _compile(query.filter))
 
 
 def _compile(node: Filter) -> ColumnElement[bool]:
     if isinstance(node, Condition):
         return _condition(node)
     parts = [_compile(part) for part in node.parts]
-    if node.op == "$and":
-        return and_(true(), *parts)
-    if node.op == "$or":
-        return or_(false(), *parts)
-    return not_(parts[0])
+    if node.op is Logic.NOT:
+        return not_(parts[0])
+    if not parts:
+        return true()  # an empty filter object matches everything
+    return and_(*parts) if node.op is Logic.AND else or_(*parts)
 
 
 def _condition(condition: Condition) -> ColumnElement[bool]:
     spec = FIELDS[condition.field]
     column = checkouts.c[spec.column]
-    value, op = condition.value, condition.op
-    present = column.is_not(None)
-    if op == "$exists":
-        return present if value else column.is_(None)
-    if op == "$ne":
-        return or_(column.is_(None), column != value)
-    if op in ("$in", "$hasSome"):
-        return and_(present, column.in_(list(value)))
-    if op == "$startsWith":
-        # LIKE alone ignores case on SQLite and not on PostgreSQL; the prefix comparison makes
-        # both case-sensitive, while LIKE keeps the cheap filter.
+    op, value = condition.op, condition.value
+    if op is Operator.EXISTS:
+        return column.is_not(None) if value else column.is_(None)
+    if op is Operator.NE:
+        different = column != value
+        return or_(column.is_(None), different) if spec.nullable else different
+    matched: ColumnElement[bool]
+    if op in (Operator.IN, Operator.HAS_SOME):
+        assert isinstance(value, tuple)
+        matched = column.in_(value)
+    elif op is Operator.STARTS_WITH:
+        assert isinstance(value, str)
+        # LIKE ignores case on SQLite and not on PostgreSQL; comparing the prefix as well makes
+        # both case-sensitive, while LIKE (escaped) keeps the cheap first filter.
         prefix = func.substr(column, 1, len(value)) == value
-        return and_(present, column.startswith(value, autoescape=True), prefix)
-    comparisons = {
-        "$eq": column == value,
-        "$gt": column > value,
-        "$gte": column >= value,
-        "$lt": column < value,
-        "$lte": column <= value,
-    }
-    return and_(present, comparisons[op])
+        matched = and_(column.startswith(value, autoescape=True), prefix)
+    else:
+        matched = _compare(column, op, value)
+    # NULL = x is NULL, and NOT NULL is NULL too: without this a $not would drop rows lacking
+    # the value instead of keeping them.
+    return and_(column.is_not(None), matched) if spec.nullable else matched
+
+
+def _compare(expression: ColumnElement[Any], op: Operator, value: object) -> ColumnElement[bool]:
+    compared: ColumnElement[bool] = _COMPARISONS[op](expression, value)
+    return compared
+
+
+# --- sort and keyset ---------------------------------------------------------------------------
 
 
 def _sort_expression(key: SortKey) -> ColumnElement[Any]:
     spec = FIELDS[key.field]
     column = checkouts.c[spec.column]
     if not spec.nullable:
-        return column
-    empty = literal(_EARLIEST, UtcDateTime()) if spec.kind is Kind.DATE else literal("")
-    return func.coalesce(column, empty)
+        return column  # the bare column, so that its index can serve the ORDER BY
+    stand_in = literal(_EARLIEST, UtcDateTime()) if spec.kind is Kind.DATE else literal("")
+    return func.coalesce(column, stand_in)
 
 
 def _order(sort: tuple[SortKey, ...], *, reverse: bool) -> list[ColumnElement[Any]]:
     ordered: list[ColumnElement[Any]] = []
     for key in sort:
         expression = _sort_expression(key)
-        descending = key.descending != reverse
-        ordered.append(expression.desc() if descending else expression.asc())
+        ordered.append(expression.desc() if key.descending != reverse else expression.asc())
     return ordered
 
 
-def _after(sort: tuple[SortKey, ...], boundary: Boundary) -> ColumnElement[bool]:
-    """Rows strictly beyond the boundary in the page's direction: the keyset comparison
-    (k1 > v1) OR (k1 = v1 AND k2 > v2) OR ..., with < for descending keys."""
+def _beyond(sort: tuple[SortKey, ...], boundary: Boundary) -> ColumnElement[bool]:
+    """Rows strictly past the boundary in the page's direction, by the keyset comparison
+    (k1 > v1) OR (k1 = v1 AND k2 > v2) OR ... (with < where the key runs downwards)."""
     backwards = boundary.direction is Direction.PREV
+    expressions = [_sort_expression(key) for key in sort]
+    downwards = [key.descending != backwards for key in sort]
     alternatives = []
-    for index, key in enumerate(sort):
-        equal_before = [
-            _sort_expression(k) == v
-            for k, v in zip(sort[:index], boundary.values[:index], strict=True)
-        ]
-        expression, value = _sort_expression(key), boundary.values[index]
-        later = expression < value if key.descending != backwards else expression > value
-        alternatives.append(and_(true(), *equal_before, later))
-    return or_(false(), *alternatives)
+    for index, (expression, value) in enumerate(zip(expressions, boundary.values, strict=True)):
+        ties = [e == v for e, v in zip(expressions[:index], boundary.values, strict=False)]
+        past = _compare(expression, Operator.LT if downwards[index] else Operator.GT, value)
+        alternatives.append(and_(*ties, past))
+    # The first key's non-strict bound adds nothing logically; it is the form a database turns
+    # into an index range scan, which the OR alone hides from some planners.
+    reach = _compare(
+        expressions[0], Operator.LTE if downwards[0] else Operator.GTE, boundary.values[0]
+    )
+    return and_(reach, or_(*alternatives))
 
 
-def _sort_values(sort: tuple[SortKey, ...], row: Any) -> tuple[Any, ...]:
-    values = []
+def _sort_values(sort: tuple[SortKey, ...], row: Row[Any]) -> tuple[Scalar, ...]:
+    """The row's sort values as `_sort_expression` sees them (with stand-ins for nulls)."""
+    values: list[Scalar] = []
     for key in sort:
         spec = FIELDS[key.field]
         value = getattr(row, spec.column)

@@ -1,25 +1,36 @@
 """Schema migrations with Alembic, configured in code so that nothing depends on the directory.
 
 `upgrade_to_head` runs at every start (SqlStore.create_schema); it is a no-op on a current
-database. New migration: `python -m store.migrate revision -m "what changes"` after editing
-store/schema.py; then check and edit the generated file under store/migrations/versions.
+database. New migration: edit store/schema.py, run `python -m store.migrate revision -m "what
+changes"`, then check and edit the generated file under store/migrations/versions.
 """
 
 import argparse
+import asyncio
+import contextlib
+import fcntl
+import sys
+import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import IO
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, create_engine, inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-_VERSION_TABLE = "alembic_version"
+VERSION_TABLE = "alembic_version"
+BASELINE = "0001"
+"""The revision whose schema `metadata.create_all` made before the store had migrations."""
+_PG_MIGRATION_LOCK = 0x636B7265636F76  # any fixed 64-bit key, the same in every process
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic's configuration without an alembic.ini; env.py migrates `connection`."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
@@ -33,18 +44,36 @@ def head_revision() -> str:
 
 
 async def upgrade_to_head(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
+    # One transaction for the whole upgrade (both databases roll DDL back), so a failed
+    # migration leaves the schema as it was.
+    async with _sqlite_file_lock(engine), engine.begin() as conn:
         await conn.run_sync(_upgrade)
 
 
-def _upgrade(connection: Connection) -> None:
-    config = alembic_config(connection)
-    tables = set(inspect(connection).get_table_names())
-    if "checkouts" in tables and _VERSION_TABLE not in tables:
-        # A store made before migrations existed (by create_all) already holds the first
-        # revision's schema: record that instead of creating the tables again.
-        command.stamp(config, "0001")
-    command.upgrade(config, "head")
+@contextlib.asynccontextmanager
+async def _sqlite_file_lock(engine: AsyncEngine) -> AsyncIterator[None]:
+    """Serialise SQLite migrations across processes before any connection opens.
+
+    A new SQLite file is not yet in WAL mode; a second part connecting while the first one
+    creates the tables wants to switch it to WAL and both can wait on each other until the busy
+    timeout runs out. A lock file beside the database keeps the second part out until the first
+    has committed. (flock also excludes a second descriptor in the same process.)
+    """
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    handle = await asyncio.to_thread(_locked_file, Path(f"{database}.migrate-lock"))
+    try:
+        yield
+    finally:
+        handle.close()  # closing the descriptor releases the lock
+
+
+def _locked_file(path: Path) -> IO[str]:
+    handle = path.open("a")
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
@@ -54,23 +83,59 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         )
 
 
+def _upgrade(connection: Connection) -> None:
+    _lock_for_migration(connection)
+    config = alembic_config(connection)
+    tables = set(inspect(connection).get_table_names())
+    if "checkouts" in tables and VERSION_TABLE not in tables:
+        # A store made before migrations existed (by metadata.create_all) already holds the
+        # baseline schema but has no alembic_version table: record the baseline instead of
+        # failing on CREATE TABLE, then apply whatever came after it.
+        command.stamp(config, BASELINE)
+    command.upgrade(config, "head")
+
+
+def _lock_for_migration(connection: Connection) -> None:
+    """Make parts that start together (worker replicas, API, CLI) migrate one after the other;
+    the later ones then find the database current. Held until the transaction ends."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
+    elif connection.dialect.name == "sqlite":
+        # The sqlite3 module opens no transaction before DDL by itself; this one takes the write
+        # lock at once, and the store's busy timeout makes the others wait for it.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def main() -> None:
     """`python -m store.migrate revision -m MESSAGE`: a new migration, autogenerated against a
-    scratch SQLite database upgraded to head."""
+    scratch SQLite database at head, from the difference to store/schema.py."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("action", choices=["revision"])
     parser.add_argument("-m", "--message", required=True)
     arguments = parser.parse_args()
-    import tempfile  # noqa: PLC0415 - only this developer command needs it
-
-    from sqlalchemy import create_engine  # noqa: PLC0415
-
     with tempfile.TemporaryDirectory() as scratch:
         engine = create_engine(f"sqlite:///{scratch}/scratch.db")
         with engine.begin() as connection:
             config = alembic_config(connection)
+            _format_with_ruff(config)
             command.upgrade(config, "head")
             command.revision(config, message=arguments.message, autogenerate=True)
+        engine.dispose()
+
+
+def _format_with_ruff(config: Config) -> None:
+    """Have Alembic pass the new file through ruff, so that `./run lint` accepts it as written."""
+    ruff = Path(sys.executable).parent / "ruff"
+    if not ruff.exists():
+        return
+    hooks = {"fix": "check --fix --quiet", "format": "format --quiet"}
+    config.set_section_option("post_write_hooks", "hooks", ", ".join(hooks))
+    for name, options in hooks.items():
+        config.set_section_option("post_write_hooks", f"{name}.type", "exec")
+        config.set_section_option("post_write_hooks", f"{name}.executable", str(ruff))
+        config.set_section_option(
+            "post_write_hooks", f"{name}.options", f"{options} REVISION_SCRIPT_FILENAME"
+        )
 
 
 if __name__ == "__main__":

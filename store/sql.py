@@ -54,10 +54,11 @@ class SendStart:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets the CLI read while the worker writes; the busy timeout makes concurrent writers
-    # from several processes wait their turn instead of failing.
+    # from several processes wait their turn instead of failing. The timeout comes first: switching
+    # a new database to WAL takes a lock too, and parts starting together would otherwise fail.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 

@@ -1,8 +1,20 @@
-"""Alembic's entry point: runs migrations on the connection that store.migrate hands over."""
+"""Alembic's entry point: migrates the connection that store.migrate hands over (online only)."""
+
+from typing import Any, Literal
 
 from alembic import context
+from alembic.autogenerate.api import AutogenContext
 
-from store.schema import metadata
+from store.schema import UtcDateTime, metadata
+
+
+def render_item(kind: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
+    # A migration keeps the column's database type, not the application's converter: the DDL is
+    # the same, and the migration stays as written when UtcDateTime changes or moves.
+    if kind == "type" and isinstance(obj, UtcDateTime):
+        return f"{autogen_context.opts['sqlalchemy_module_prefix']}DateTime(timezone=True)"
+    return False  # Alembic's own rendering
+
 
 connection = context.config.attributes.get("connection")
 if connection is None:
@@ -11,9 +23,11 @@ if connection is None:
 context.configure(
     connection=connection,
     target_metadata=metadata,
-    # SQLite alters tables by copying them; batch mode does that for us.
+    # SQLite alters a table by copying it; batch mode writes migrations that do that there.
     render_as_batch=connection.dialect.name == "sqlite",
+    # Alembic compares UtcDateTime by its implementation type, DateTime(timezone=True).
     compare_type=True,
+    render_item=render_item,
 )
 with context.begin_transaction():
     context.run_migrations()

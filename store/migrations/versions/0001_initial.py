@@ -1,4 +1,4 @@
-"""initial schema
+"""The initial schema: what metadata.create_all made before the store had migrations.
 
 Revision ID: 0001
 Revises:
@@ -9,8 +9,6 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-
-import store.schema
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -26,7 +24,7 @@ def upgrade() -> None:
         sa.Column("checkout_id", sa.String(length=64), nullable=False),
         sa.Column("key", sa.String(length=300), nullable=False),
         sa.Column("type", sa.String(length=32), nullable=False),
-        sa.Column("created_date", store.schema.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("created_date", sa.DateTime(timezone=True), nullable=False),
         sa.Column("step", sa.Integer(), nullable=True),
         sa.Column("reason", sa.String(length=200), nullable=True),
         sa.PrimaryKeyConstraint("seq"),
@@ -43,8 +41,8 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("secret_hash", sa.String(length=64), nullable=False),
         sa.Column("scopes", sa.String(length=500), nullable=False),
-        sa.Column("created_date", store.schema.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("revoked_date", store.schema.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("created_date", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("revoked_date", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(
@@ -58,11 +56,11 @@ def upgrade() -> None:
         sa.Column("buyer_visitor_id", sa.String(length=200), nullable=True),
         sa.Column("buyer_member_id", sa.String(length=200), nullable=True),
         sa.Column("buyer_user_id", sa.String(length=200), nullable=True),
-        sa.Column("created_date", store.schema.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("updated_date", store.schema.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("recovered_date", store.schema.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("created_date", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_date", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("recovered_date", sa.DateTime(timezone=True), nullable=True),
         sa.Column("order_id", sa.String(length=200), nullable=True),
-        sa.Column("deleted_date", store.schema.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("deleted_date", sa.DateTime(timezone=True), nullable=True),
         sa.Column("snapshot", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
@@ -96,9 +94,9 @@ def upgrade() -> None:
         sa.Column("entity_id", sa.String(length=64), nullable=False),
         sa.Column("slug", sa.String(length=32), nullable=False),
         sa.Column("sequence", sa.Integer(), nullable=False),
-        sa.Column("event_time", store.schema.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("event_time", sa.DateTime(timezone=True), nullable=False),
         sa.Column("entity", sa.Text(), nullable=False),
-        sa.Column("dispatched_date", store.schema.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("dispatched_date", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("entity_id", "sequence", name="uq_events_entity_sequence"),
     )
@@ -113,7 +111,7 @@ def upgrade() -> None:
         sa.Column("seq", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("checkout_id", sa.String(length=64), nullable=False),
         sa.Column("step", sa.Integer(), nullable=True),
-        sa.Column("clicked_date", store.schema.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("clicked_date", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("seq"),
     )
     with op.batch_alter_table("link_clicks", schema=None) as batch_op:
@@ -126,7 +124,7 @@ def upgrade() -> None:
         sa.Column("key", sa.String(length=300), nullable=False),
         sa.Column("checkout_id", sa.String(length=64), nullable=False),
         sa.Column("message_id", sa.String(length=300), nullable=False),
-        sa.Column("created_at", store.schema.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("key"),
     )
     with op.batch_alter_table("sent_log", schema=None) as batch_op:
@@ -138,7 +136,7 @@ def upgrade() -> None:
         sa.Column("url", sa.String(length=2000), nullable=False),
         sa.Column("secret", sa.String(length=200), nullable=False),
         sa.Column("events", sa.String(length=500), nullable=False),
-        sa.Column("created_date", store.schema.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("created_date", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(
@@ -148,10 +146,10 @@ def upgrade() -> None:
         sa.Column("checkout_id", sa.String(length=64), nullable=False),
         sa.Column("title", sa.String(length=500), nullable=False),
         sa.Column("assignee", sa.String(length=200), nullable=False),
-        sa.Column("due_date", store.schema.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("due_date", sa.DateTime(timezone=True), nullable=False),
         sa.Column("link", sa.String(length=1000), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("created_date", store.schema.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("created_date", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("key"),
     )
