@@ -6,16 +6,18 @@ import aiosmtplib
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.email_message import Sender, build_message, message_id_for
-from activities.message_context import checkout_context
+from activities.coupon_context import coupon_context
+from activities.email_message import Sender, Unsubscribe, build_message, message_id_for
+from activities.message_context import checkout_context, formatting_locale
 from activities.rendering import TemplateRenderer
 from activities.smtp_pool import SmtpPool
 from activities.step_checkout import missing_checkout
-from domain.activity import Activity, ActivityType, NotSentReason
-from domain.checkout import CheckoutStatus
+from domain.activity import ActivityType, NotSentReason
+from domain.checkout import AbandonedCheckout, CheckoutStatus
+from domain.coupons import CouponProvider
 from domain.links import LinkSigner
-from domain.steps import PERMANENT_EMAIL_FAILURE, SEND_EMAIL, EmailStepRequest
-from store.sql import SendClaim, SqlStore
+from domain.steps import PERMANENT_EMAIL_FAILURE, SEND_EMAIL, EmailStepRequest, EmailStepResult
+from store.sql import SendClaim, SendStart, SqlStore
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +32,8 @@ class EmailActivities:
         shop_name: str,
         *,
         links: LinkSigner | None = None,
+        coupons: CouponProvider | None = None,
+        unsubscribe_mailbox: str | None = None,
     ) -> None:
         self._store = store
         self._pool = pool
@@ -37,23 +41,31 @@ class EmailActivities:
         self._sender = sender
         self._shop_name = shop_name
         self._links = links
+        self._coupons = coupons
+        self._unsubscribe_mailbox = unsubscribe_mailbox or f"unsubscribe@{sender.domain}"
 
     @activity.defn(name=SEND_EMAIL)
-    async def send_recovery_email(self, request: EmailStepRequest) -> Activity:
+    async def send_recovery_email(self, request: EmailStepRequest) -> EmailStepResult:
         message_id = message_id_for(request.key, self._sender.domain)
+        cap = request.frequency_cap
         # Checked right before sending, in the transaction that claims the send: a buyer who
-        # bought meanwhile gets no reminder.
+        # bought or unsubscribed meanwhile gets no reminder, and two checkouts of one buyer
+        # cannot both pass the frequency cap.
         start = await self._store.begin_send(
-            request.checkout_id, request.key, message_id, request.at
+            request.checkout_id, request.key, message_id, request.at, cap_window=cap.window
         )
         checkout = start.checkout
         if checkout is None:
             raise missing_checkout(request.checkout_id, PERMANENT_EMAIL_FAILURE)
-        if checkout.status is CheckoutStatus.RECOVERED:
-            return await self._not_sent(request, NotSentReason.RECOVERED)
+        if start.capped_until is not None and cap.when_capped == "defer":
+            # Nothing recorded: the flow waits and runs the step again at the end of the window.
+            deferred = _entry(request, ActivityType.EMAIL_NOT_SENT, NotSentReason.FREQUENCY_CAPPED)
+            return deferred.model_copy(update={"deferred_until": start.capped_until})
+        refusal = _refusal(start)
+        if refusal is not None:
+            return await self._not_sent(request, refusal)
         email = checkout.buyer_info.email
-        if not email:
-            return await self._not_sent(request, NotSentReason.NO_EMAIL)
+        assert email is not None  # _refusal covers a missing address
         if start.claim is SendClaim.ALREADY_SENT:
             return await self._sent(request)
         if start.claim is SendClaim.IN_DOUBT:
@@ -66,26 +78,8 @@ class EmailActivities:
             )
             return await self._not_sent(request, NotSentReason.DELIVERY_UNCONFIRMED)
 
-        context = checkout_context(checkout, self._shop_name)
-        if self._links is not None:
-            # The buyer comes back through our signed redirect, which records the click. The
-            # link depends only on the step and its due time, so a retry renders the same one.
-            context["checkout_url"] = self._links.url(
-                request.checkout_id, request.step_index + 1, request.at
-            )
-        rendered = self._renderer.render_email(
-            request.step.template, checkout.buyer_language, context
-        )
-        message = build_message(
-            rendered,
-            sender=self._sender,
-            to_address=email,
-            to_name=context["buyer_name"] if isinstance(context["buyer_name"], str) else None,
-            message_id=message_id,
-            sent_at=request.at,
-        )
         try:
-            await self._pool.send(message, self._sender.address, email)
+            await self._send(request, checkout, email, message_id)
         except BaseException as err:
             # The relay did not take the message: the claim goes back, then either Temporal
             # retries with backoff (4xx, connection trouble) or the flow records why it gave up.
@@ -96,19 +90,83 @@ class EmailActivities:
             raise
         return await self._sent(request)
 
-    async def _sent(self, request: EmailStepRequest) -> Activity:
+    async def _send(
+        self, request: EmailStepRequest, checkout: AbandonedCheckout, email: str, message_id: str
+    ) -> None:
+        template = request.step.template
+        language = self._renderer.resolve_language("email", template, checkout.buyer_language)
+        # A de-AT buyer reading the German template sees Austrian money ("€ 89,90").
+        locale = formatting_locale(checkout.buyer_language, language)
+        context = checkout_context(
+            checkout, self._shop_name, locale=locale, time_zone=request.time_zone
+        )
+        unsubscribe = None
+        if self._links is not None:
+            # The buyer comes back through our signed redirect, which records the click. The
+            # link depends only on the step and its due time, so a retry renders the same one.
+            context["checkout_url"] = self._links.url(
+                request.checkout_id, request.step_index + 1, request.at
+            )
+            token = self._links.unsubscribe_token(request.checkout_id)
+            unsubscribe = Unsubscribe(
+                url=self._links.unsubscribe_url(request.checkout_id),
+                mailto=f"mailto:{self._unsubscribe_mailbox}?subject=unsubscribe%20{token}",
+            )
+            context["unsubscribe_url"] = unsubscribe.url
+        if request.step.coupon is not None and self._coupons is not None:
+            # Keyed by the step: a retry after a failed send shows the same code.
+            coupon = await self._coupons.issue(
+                request.key, request.checkout_id, request.step.coupon, checkout.currency, request.at
+            )
+            context["coupon"] = coupon_context(coupon, locale, request.time_zone)
+        rendered = self._renderer.render_email(template, language, context)
+        message = build_message(
+            rendered,
+            sender=self._sender,
+            to_address=email,
+            to_name=context["buyer_name"] if isinstance(context["buyer_name"], str) else None,
+            message_id=message_id,
+            sent_at=request.at,
+            unsubscribe=unsubscribe,
+        )
+        await self._pool.send(message, self._sender.address, email)
+
+    async def _sent(self, request: EmailStepRequest) -> EmailStepResult:
         entry = _entry(request, ActivityType.EMAIL_SENT)
         await self._store.confirm_send(request.key, request.checkout_id, entry)
         return entry
 
-    async def _not_sent(self, request: EmailStepRequest, reason: NotSentReason) -> Activity:
+    async def _not_sent(self, request: EmailStepRequest, reason: NotSentReason) -> EmailStepResult:
         entry = _entry(request, ActivityType.EMAIL_NOT_SENT, reason)
         await self._store.record_activity(request.checkout_id, request.key, entry)
         return entry
 
 
-def _entry(request: EmailStepRequest, kind: ActivityType, reason: str | None = None) -> Activity:
-    return Activity(type=kind, created_date=request.at, step=request.step_index + 1, reason=reason)
+def _entry(
+    request: EmailStepRequest, kind: ActivityType, reason: str | None = None
+) -> EmailStepResult:
+    return EmailStepResult(
+        type=kind,
+        created_date=request.at,
+        step=request.step_index + 1,
+        reason=reason,
+        consent=request.consent,
+    )
+
+
+def _refusal(start: SendStart) -> NotSentReason | None:
+    """Why the store's answer rules the send out, in the order a buyer would expect."""
+    checkout = start.checkout
+    assert checkout is not None
+    if checkout.status is CheckoutStatus.RECOVERED:
+        return NotSentReason.RECOVERED
+    if not checkout.buyer_info.email:
+        return NotSentReason.NO_EMAIL
+    if start.suppressed:
+        return NotSentReason.UNSUBSCRIBED
+    if start.capped_until is not None:
+        return NotSentReason.FREQUENCY_CAPPED
+    return None
 
 
 def _permanent_failure(err: BaseException) -> ApplicationError | None:

@@ -29,6 +29,14 @@ class Sender:
         return self.address.rpartition("@")[2] or "localhost"
 
 
+@dataclass(frozen=True)
+class Unsubscribe:
+    """Where the buyer unsubscribes: one-click https (RFC 8058) and mailto."""
+
+    url: str
+    mailto: str
+
+
 def message_id_for(key: str, domain: str) -> str:
     """A Message-ID that is the same on every retry of a step, and reveals nothing of the key."""
     digest = hashlib.sha256(key.encode()).hexdigest()[:40]
@@ -43,6 +51,7 @@ def build_message(
     to_name: str | None,
     message_id: str,
     sent_at: datetime,
+    unsubscribe: Unsubscribe | None = None,
 ) -> Message:
     """A multipart/alternative message: plain text first, HTML as the richer alternative.
 
@@ -59,6 +68,11 @@ def build_message(
     message["Subject"] = subject if subject.isascii() else Header(subject, "utf-8").encode()
     message["Date"] = format_datetime(sent_at)
     message["Message-ID"] = message_id
+    if unsubscribe is not None:
+        # RFC 2369 header plus RFC 8058's one-click marker: mail clients show an unsubscribe
+        # button that POSTs "List-Unsubscribe=One-Click" to the https address.
+        message["List-Unsubscribe"] = f"<{unsubscribe.url}>, <{unsubscribe.mailto}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.attach(MIMEText(rendered.text, "plain", "utf-8"))
     message.attach(MIMEText(rendered.html, "html", "utf-8"))
     return message

@@ -1,10 +1,12 @@
 """Rendering of messages from the jinja2 templates under templates/.
 
-Templates live in `templates/<kind>/<name>/<language>/<part>`; a language without its own copy falls
-back to the shop's default language. The environment is sandboxed with strict undefined, so a
-template that names a missing variable fails loudly instead of mailing a blank.
+Templates live in `templates/<kind>/<name>/<language>/<part>`. The language used for a message is
+the buyer's tag when a complete template set exists for it, else its base language, else the shop's
+default language (see `TemplateRenderer.resolve_language`). The environment is sandboxed with strict
+undefined, so a template that names a missing variable fails loudly instead of mailing a blank.
 """
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,12 +22,30 @@ NOTIFICATION_PARTS = ("message.txt",)
 TASK_PARTS = ("title.txt",)
 PARTS_BY_KIND = {"email": EMAIL_PARTS, "notification": NOTIFICATION_PARTS, "task": TASK_PARTS}
 
+# Only ASCII whitespace: str.split() would also turn the no-break spaces French typography puts
+# before a colon ("Dernière chance : ...").
+_ASCII_WHITESPACE = re.compile(r"[ \t\n\r\f\v]+")
+
 
 @dataclass(frozen=True)
 class RenderedEmail:
     subject: str
     html: str
     text: str
+
+
+def normalise_language_tag(tag: str) -> str:
+    """`de_DE`, `de-DE` and `DE-de` all become `de-de`: the form tags are compared in."""
+    return tag.strip().replace("_", "-").lower()
+
+
+def language_candidates(requested: str) -> list[str]:
+    """The tags to try for `requested`, most specific first (`zh-hant-tw`, `zh-hant`, `zh`).
+
+    This is the lookup of RFC 4647: drop subtags from the end until something matches.
+    """
+    subtags = [s for s in normalise_language_tag(requested).split("-") if s]
+    return ["-".join(subtags[:n]) for n in range(len(subtags), 0, -1)]
 
 
 class TemplateRenderer:
@@ -49,10 +69,50 @@ class TemplateRenderer:
         folder = self._directory / kind / name / self._default_language
         return [part for part in PARTS_BY_KIND[kind] if not (folder / part).is_file()]
 
+    def resolve_language(self, kind: str, name: str, requested: str) -> str:
+        """The language folder whose templates a message asked for in `requested` uses.
+
+        The requested tag itself (any case, `-` or `_`), else its base language (`de-AT` gets
+        `de`), else the default language. Only a complete set counts: a half-translated folder
+        would otherwise give an email whose subject and body are in different languages.
+        """
+        available = self._complete_languages(kind, name)
+        for candidate in language_candidates(requested):
+            if candidate in available:
+                return available[candidate]
+        return self._default_language
+
+    def _complete_languages(self, kind: str, name: str) -> dict[str, str]:
+        """Normalised tag -> folder name, for each language with every part of `kind`.
+
+        Read from disk on each call (a directory of a handful of entries, far cheaper than the
+        rendering itself) so that templates added to a running worker are picked up as jinja's
+        loader picks up edited ones.
+        """
+        folder = self._directory / kind / name
+        if not folder.is_dir():
+            return {}
+        parts = PARTS_BY_KIND.get(kind, ())
+        return {
+            normalise_language_tag(entry.name): entry.name
+            for entry in folder.iterdir()
+            if entry.is_dir() and all((entry / part).is_file() for part in parts)
+        }
+
     def render(
         self, kind: str, name: str, part: str, language: str, context: dict[str, object]
     ) -> str:
-        for lang in dict.fromkeys((language, self._default_language)):
+        """Render one part; `language` is the requested tag, resolved as in resolve_language."""
+        return self._render_part(
+            kind, name, part, self.resolve_language(kind, name, language), context
+        )
+
+    def _render_part(
+        self, kind: str, name: str, part: str, resolved: str, context: dict[str, object]
+    ) -> str:
+        # The default language stays a per-part fallback for sets outside PARTS_BY_KIND (and
+        # for a default set missing a part, which then fails below with the default's path).
+        for lang in dict.fromkeys((resolved, self._default_language)):
             try:
                 template = self._env.get_template(f"{kind}/{name}/{lang}/{part}")
             except TemplateNotFound:
@@ -61,11 +121,15 @@ class TemplateRenderer:
         raise TemplateNotFound(f"{kind}/{name}/{self._default_language}/{part}")
 
     def render_email(self, name: str, language: str, context: dict[str, object]) -> RenderedEmail:
+        # Resolved once so that the three parts of one email share a language.
+        resolved = self.resolve_language("email", name, language)
         subject, html, text = (
-            self.render("email", name, part, language, context) for part in EMAIL_PARTS
+            self._render_part("email", name, part, resolved, context) for part in EMAIL_PARTS
         )
         # A subject is one line whatever the template's whitespace.
-        return RenderedEmail(subject=" ".join(subject.split()), html=html, text=text)
+        return RenderedEmail(
+            subject=_ASCII_WHITESPACE.sub(" ", subject).strip(" "), html=html, text=text
+        )
 
     def render_line(self, kind: str, name: str, language: str, context: dict[str, object]) -> str:
         part = PARTS_BY_KIND[kind][0]

@@ -13,6 +13,7 @@ from api.codec_routes import add_codec_cors, codec_router, parse_origins
 from api.errors import BodySizeLimit, install_error_handlers
 from api.schemas import query_body_schema, report_body_schema
 from api.subscription_routes import subscription_router
+from api.unsubscribe_routes import unsubscribe_router
 from domain.access import Scope
 from domain.links import LinkSigner
 from domain.policy import RecoveryPolicy
@@ -48,6 +49,8 @@ def create_app(parts: ApiParts) -> FastAPI:
     )
     install_error_handlers(app)
     auth = Authenticator(ApiKeyStore(parts.store.engine))
+    # Before the checkout routes: /unsubscribe would otherwise match /{checkout_id}.
+    app.include_router(unsubscribe_router(parts.service, parts.links))
     app.include_router(checkout_router(parts.service, parts.store, parts.policy, parts.links, auth))
     app.include_router(subscription_router(SubscriptionStore(parts.store.engine), auth))
     app.include_router(codec_router(parts.codec, auth.require(Scope.READ)))

@@ -19,7 +19,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from domain.checkout import AbandonedCheckout, CheckoutStatus
 from domain.flow import RecoveredSignal, RecoveryInput, workflow_id_for
 from domain.policy import RecoveryPolicy
+from domain.schedule import in_holdout
 from store.sql import SqlStore
+from store.suppressions import abandoned_checkouts_of, suppress
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +95,12 @@ class CheckoutService:
             }
         )
         assert checkout.created_date is not None
-        reported_at = await self._store.save_reported(checkout, now)
+        reported_at = await self._store.save_reported(
+            checkout,
+            now,
+            holdout=in_holdout(checkout_id, policy.holdout_percent),
+            attribution_window=policy.attribution_window,
+        )
         flow = RecoveryInput(
             checkout=checkout,
             policy=policy,
@@ -164,6 +171,27 @@ class CheckoutService:
                 checkout_id or cart_id or "", f"no abandoned checkout with {reference}"
             )
         return await self.recover(found, order_id, recovered_at)
+
+    async def unsubscribe(self, checkout_id: str, now: datetime | None = None) -> list[str]:
+        """The buyer of `checkout_id` wants no more recovery email: suppress their address for
+        every checkout, then tell each of their running flows. Returns the flows told.
+
+        The suppression comes first, so an email step already under way finds it in the
+        transaction that would claim its send.
+        """
+        checkout = await self._store.get(checkout_id, with_activities=False)
+        if checkout is None:
+            # Erased or unknown: no address to suppress, and no flow that could mail it.
+            raise CheckoutNotFoundError(checkout_id)
+        email = checkout.buyer_info.email
+        if not email:
+            return []
+        engine = self._store.engine
+        await suppress(engine, email, now or datetime.now(UTC))
+        flows = await abandoned_checkouts_of(engine, email)
+        for flow_checkout_id in flows:
+            await self._signal(flow_checkout_id, "unsubscribed", None)
+        return flows
 
     async def delete(self, checkout_id: str, now: datetime | None = None) -> None:
         """Stop the flow and erase the buyer's personal data; the anonymised row stays.

@@ -24,6 +24,14 @@ class NotSentReason(StrEnum):
     SMTP_REJECTED = "smtp_rejected"
     SMTP_UNAVAILABLE = "smtp_unavailable"
     DELIVERY_UNCONFIRMED = "delivery_unconfirmed"
+    UNSUBSCRIBED = "unsubscribed"
+    FREQUENCY_CAPPED = "frequency_capped"
+    NO_CONSENT = "no_consent"
+    HOLDOUT = "holdout"
+    STALE_REPORT = "stale_report"
+    OVERDUE = "overdue"
+    CONDITION_FAILED = "condition_failed"
+    """Written as `condition_failed:min_total,languages`, naming the conditions that failed."""
 
 
 class Activity(CamelModel):
@@ -33,3 +41,5 @@ class Activity(CamelModel):
     created_date: AwareDatetime
     step: int | None = None
     reason: str | None = None
+    consent: str | None = None
+    """Email steps: the consent decision the step took (see domain.schedule.Consent)."""

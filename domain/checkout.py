@@ -7,8 +7,9 @@ the email; dates are timezone-aware. Pure module: safe to import from workflow c
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -48,7 +49,16 @@ def _web_url(value: str) -> str:
     return value
 
 
+def _time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone such as 'Europe/Berlin'") from None
+    return value
+
+
 DecimalString = Annotated[str, AfterValidator(_decimal_string)]
+TimeZoneName = Annotated[str, AfterValidator(_time_zone)]
 CurrencyCode = Annotated[str, AfterValidator(_currency_code)]
 WebUrl = Annotated[str, AfterValidator(_web_url)]
 
@@ -105,6 +115,18 @@ class LineItem(CamelModel):
     url: WebUrl | None = None
 
 
+class RecoveryAttribution(CamelModel):
+    """How a recovery happened (engine-owned; our extension of the reference)."""
+
+    kind: Literal["link", "assisted", "organic"]
+    """link: the buyer came back through a recovery link; assisted: recovered within the policy's
+    attribution window after an email; organic: neither."""
+    step: int | None = None
+    """The step that touched the buyer last (the clicked link's, or the last email's)."""
+    recovered_amount: DecimalString | None = None
+    """The checkout's total at recovery, in its currency."""
+
+
 class AbandonedCheckout(CamelModel):
     """One abandoned checkout: what the shop reported plus the engine's record of what it did."""
 
@@ -125,6 +147,11 @@ class AbandonedCheckout(CamelModel):
     total_price: Price
     line_items: list[LineItem] = Field(default_factory=list)
     checkout_url: WebUrl
+    buyer_time_zone: TimeZoneName | None = None
+    """Our extension: the buyer's IANA zone, for send windows; the policy's zone when absent."""
+    marketing_consent: bool | None = None
+    """Our extension: whether the buyer agreed to marketing email (absent: not known, so no)."""
+    recovery_attribution: RecoveryAttribution | None = None
     activities: list[Activity] = Field(default_factory=list)
 
     @model_validator(mode="after")

@@ -18,6 +18,7 @@ from enum import StrEnum
 from urllib.parse import quote
 
 REDIRECT_PATH = "/ecom/v1/abandoned-checkout/{checkout_id}/redirect-to-checkout"
+UNSUBSCRIBE_PATH = "/ecom/v1/abandoned-checkout/unsubscribe"
 
 
 class LinkCheck(StrEnum):
@@ -63,7 +64,26 @@ class LinkSigner:
             return LinkVerdict(LinkCheck.EXPIRED, step)
         return LinkVerdict(LinkCheck.GOOD, step)
 
+    def unsubscribe_token(self, checkout_id: str) -> str:
+        """`{checkout id}.{signature}`; it never expires: an unsubscribe link must keep working
+        (RFC 8058) for as long as the email may be read."""
+        return f"{checkout_id}.{self._mac(f'unsubscribe:{checkout_id}')}"
+
+    def unsubscribe_url(self, checkout_id: str) -> str:
+        return f"{self._public_url}{UNSUBSCRIBE_PATH}?token={self.unsubscribe_token(checkout_id)}"
+
+    def verify_unsubscribe(self, token: str) -> str | None:
+        """The checkout id an unsubscribe token was made for; None when it is not ours."""
+        checkout_id, _, signature = token.rpartition(".")
+        if not checkout_id or not hmac.compare_digest(
+            signature, self._mac(f"unsubscribe:{checkout_id}")
+        ):
+            return None
+        return checkout_id
+
     def _sign(self, checkout_id: str, step: int, expires: int) -> str:
-        message = f"{checkout_id}.{step}.{expires}".encode()
-        digest = hmac.new(self._key, message, hashlib.sha256).digest()
+        return self._mac(f"{checkout_id}.{step}.{expires}")
+
+    def _mac(self, message: str) -> str:
+        digest = hmac.new(self._key, message.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()

@@ -5,7 +5,8 @@ an edited file only affects new flows.
 """
 
 import re
-from datetime import timedelta
+from datetime import time, timedelta
+from decimal import Decimal
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -18,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from domain.checkout import WebUrl
+from domain.checkout import CurrencyCode, DecimalString, TimeZoneName, WebUrl
 from domain.durations import parse_duration
 from domain.errors import InvalidInputError, describe_validation_error
 
@@ -45,20 +46,71 @@ def _template_name(value: str) -> str:
     return value
 
 
+def _clock_time(value: Any) -> Any:
+    # TOML has a local-time type (09:00:00) but people write "09:00"; both are accepted.
+    if isinstance(value, str):
+        try:
+            return time.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a time of day such as '09:00'") from None
+    return value
+
+
 Duration = Annotated[timedelta, BeforeValidator(_duration), AfterValidator(_non_negative)]
 TemplateName = Annotated[str, AfterValidator(_template_name)]
+ClockTime = Annotated[time, BeforeValidator(_clock_time)]
 
 
-class _Step(BaseModel):
+class _PolicyPart(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+
+class StepConditions(_PolicyPart):
+    """What must hold, at the step's due time and on the newest snapshot, for the step to run."""
+
+    min_total: DecimalString | None = None
+    max_total: DecimalString | None = None
+    currencies: list[CurrencyCode] | None = None
+    """The totals above are compared in the checkout's own currency; list the currencies they
+    are meant for when a shop sells in several."""
+    buyer: Literal["any", "member", "visitor"] = "any"
+    """member: the buyer is logged in (memberId or userId); visitor: an anonymous visitor."""
+    languages: list[str] | None = None
+    has_phone: bool | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> Self:
+        if self.min_total and self.max_total and Decimal(self.min_total) > Decimal(self.max_total):
+            raise ValueError("min_total is above max_total: no checkout could ever match")
+        return self
+
+
+class Coupon(_PolicyPart):
+    """A unique single-use discount code created for this checkout and step."""
+
+    percent_off: int | None = Field(default=None, ge=1, le=100)
+    amount_off: DecimalString | None = None
+    """In the checkout's currency."""
+    valid_for: Duration = timedelta(days=7)
+    prefix: str = Field(default="BACK", pattern=r"^[A-Z0-9]{0,12}$")
+
+    @model_validator(mode="after")
+    def _one_discount(self) -> Self:
+        if (self.percent_off is None) == (self.amount_off is None):
+            raise ValueError("give exactly one of percent_off and amount_off")
+        return self
+
+
+class _Step(_PolicyPart):
     delay: Duration
     """Counted from the moment of abandonment, not from the previous step."""
+    conditions: StepConditions = StepConditions()
 
 
 class EmailStep(_Step):
     action: Literal["email"]
     template: TemplateName
+    coupon: Coupon | None = None
 
 
 class NotificationStep(_Step):
@@ -78,12 +130,50 @@ class TaskStep(_Step):
 Step = Annotated[EmailStep | NotificationStep | TaskStep, Field(discriminator="action")]
 
 
-class RecoveryPolicy(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class SendWindow(_PolicyPart):
+    """The daily hours, in the buyer's time zone, in which emails may go out."""
 
+    start: ClockTime
+    end: ClockTime
+    """Exclusive. An end before the start means a window across midnight (22:00-06:00)."""
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Self:
+        if self.start == self.end:
+            raise ValueError("start and end are equal: the window would be empty")
+        return self
+
+
+class FrequencyCap(_PolicyPart):
+    """At most one recovery email per buyer (email address) per window, across checkouts."""
+
+    window: Duration = timedelta(hours=24)
+    """0s turns the cap off."""
+    when_capped: Literal["defer", "skip"] = "defer"
+    """defer: send at the end of the window; skip: record EMAIL_NOT_SENT (frequency_capped)."""
+
+
+ConsentMode = Literal["all", "subscribers_only", "first_email_only"]
+
+
+class RecoveryPolicy(_PolicyPart):
     name: str = Field(min_length=1)
     listen_window: Duration = timedelta(days=7)
     """How long a flow keeps listening for recovery after its last step."""
+    time_zone: TimeZoneName = "UTC"
+    """The shop's zone, for buyers whose checkout names none."""
+    send_window: SendWindow | None = None
+    frequency_cap: FrequencyCap = FrequencyCap()
+    consent: ConsentMode = "all"
+    on_cart_update: Literal["keep", "reset"] = "keep"
+    holdout_percent: float = Field(default=0, ge=0, le=100)
+    attribution_window: Duration = timedelta(days=3)
+    """A recovery this long after an email counts as assisted by it."""
+    max_age: Duration = timedelta(days=30)
+    """A checkout reported longer than this after its abandonment is recorded, not messaged;
+    0s means no limit."""
+    overdue_steps: Literal["run", "skip"] = "run"
+    """A step whose due time had passed when the checkout was reported: run it at once or skip."""
     steps: list[Step] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -12,7 +12,7 @@ from domain.checkout import AbandonedCheckout, parse_checkout
 from domain.errors import InvalidInputError
 
 SDK_SPELLINGS = {"_id": "id", "_createdDate": "createdDate", "_updatedDate": "updatedDate"}
-ENGINE_OWNED = ("status", "activities", "checkoutRecoveredDate", "orderId")
+ENGINE_OWNED = ("status", "activities", "checkoutRecoveredDate", "orderId", "recoveryAttribution")
 
 
 def parse_report(body: object) -> AbandonedCheckout:

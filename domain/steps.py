@@ -4,10 +4,12 @@ The workflow calls activities by these names so that it never imports activity c
 SMTP, HTTP and database libraries that have no place in a deterministic sandbox).
 """
 
+from datetime import timedelta
+
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from domain.activity import Activity
-from domain.policy import EmailStep, NotificationStep, TaskStep
+from domain.policy import EmailStep, FrequencyCap, NotificationStep, TaskStep
 
 SEND_EMAIL = "send_recovery_email"
 SEND_NOTIFICATION = "send_staff_notification"
@@ -36,6 +38,18 @@ class StepRequest(_Contract):
 
 class EmailStepRequest(StepRequest):
     step: EmailStep
+    frequency_cap: FrequencyCap = FrequencyCap(window=timedelta(0))
+    consent: str | None = None
+    """The consent decision the flow took for this step; recorded with the entry."""
+    time_zone: str = "UTC"
+    """The buyer's zone, for the dates the email shows."""
+
+
+class EmailStepResult(Activity):
+    """The email step's answer: its entry, or (with `deferred_until`) a send the frequency cap
+    put off, which the flow retries then and which is recorded nowhere yet."""
+
+    deferred_until: AwareDatetime | None = None
 
 
 class NotificationStepRequest(StepRequest):

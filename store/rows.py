@@ -8,7 +8,7 @@ from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.activity import Activity
-from domain.checkout import AbandonedCheckout, CheckoutStatus
+from domain.checkout import AbandonedCheckout, CheckoutStatus, RecoveryAttribution
 from store.schema import activities
 
 
@@ -32,6 +32,7 @@ ENGINE_FIELDS = {
     "checkout_recovered_date",
     "order_id",
     "activities",
+    "recovery_attribution",
 }
 """AbandonedCheckout fields the checkouts row keeps in columns, outside the snapshot."""
 
@@ -47,8 +48,17 @@ def checkout_from_row(row: Row[Any], entries: list[Activity]) -> AbandonedChecko
             "checkout_recovered_date": row.recovered_date,
             "order_id": row.order_id,
             "updated_date": row.updated_date,
+            "recovery_attribution": _attribution(row),
             "activities": entries,
         }
+    )
+
+
+def _attribution(row: Row[Any]) -> RecoveryAttribution | None:
+    if row.attribution is None:
+        return None
+    return RecoveryAttribution(
+        kind=row.attribution, step=row.attributed_step, recovered_amount=row.recovered_amount
     )
 
 
@@ -66,7 +76,13 @@ async def load_activities(
     )
     for e in rows:
         found[e.checkout_id].append(
-            Activity(type=e.type, created_date=e.created_date, step=e.step, reason=e.reason)
+            Activity(
+                type=e.type,
+                created_date=e.created_date,
+                step=e.step,
+                reason=e.reason,
+                consent=e.consent,
+            )
         )
     if newest is not None:
         for checkout_id, entries in found.items():

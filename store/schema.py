@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     Integer,
@@ -14,6 +15,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.expression import false
 from sqlalchemy.types import TypeDecorator
 
 
@@ -60,6 +62,16 @@ checkouts = Table(
     # Set when the buyer's data was erased: the row stays, anonymised, for the statistics, and
     # reads and queries no longer show it.
     Column("deleted_date", UtcDateTime()),
+    # Recovery policy facts fixed at report time, so every path that records a recovery (the
+    # API, a signal straight to Temporal) attributes it the same way.
+    Column("holdout", Boolean, nullable=False, server_default=false()),
+    Column("attribution_window_seconds", Integer),
+    # How the recovery happened: link / assisted / organic, the step that touched the buyer
+    # last, and the total recovered (a decimal string, in the checkout's currency).
+    Column("attribution", String(16)),
+    Column("attributed_step", Integer),
+    Column("recovered_amount", String(40)),
+    Column("currency", String(3)),
     # The reported checkout as JSON, without the engine's status and activities.
     Column("snapshot", Text, nullable=False),
 )
@@ -74,6 +86,7 @@ activities = Table(
     Column("created_date", UtcDateTime(), nullable=False),
     Column("step", Integer),
     Column("reason", String(200)),
+    Column("consent", String(32)),
     # One entry per step of a flow, however often the step's activity is retried.
     UniqueConstraint("checkout_id", "key", name="uq_activities_checkout_key"),
 )
@@ -149,4 +162,38 @@ link_clicks = Table(
     Column("checkout_id", String(64), nullable=False, index=True),
     Column("step", Integer),
     Column("clicked_date", UtcDateTime(), nullable=False),
+)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    # Addresses that unsubscribed, as a SHA-256 of the normalised address: the list outlives an
+    # erased checkout (it must keep being honoured) without keeping the address itself.
+    Column("address_key", String(64), primary_key=True),
+    Column("created_date", UtcDateTime(), nullable=False),
+)
+
+email_sends = Table(
+    "email_sends",
+    metadata,
+    # Every claimed recovery email per address, for the frequency cap across checkouts.
+    Column("key", String(300), primary_key=True),
+    Column("address_key", String(64), nullable=False, index=True),
+    Column("checkout_id", String(64), nullable=False),
+    Column("sent_at", UtcDateTime(), nullable=False),
+)
+
+coupons = Table(
+    "coupons",
+    metadata,
+    Column("code", String(40), primary_key=True),
+    # One code per checkout and step: the step's idempotency key.
+    Column("key", String(300), nullable=False, unique=True),
+    Column("checkout_id", String(64), nullable=False, index=True),
+    Column("percent_off", Integer),
+    Column("amount_off", String(40)),
+    Column("currency", String(3)),
+    Column("created_date", UtcDateTime(), nullable=False),
+    Column("expires_date", UtcDateTime(), nullable=False),
+    Column("redeemed_date", UtcDateTime()),
 )

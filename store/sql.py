@@ -5,8 +5,9 @@ never duplicate a row.
 """
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -21,7 +22,16 @@ from domain.events import EventSlug
 from domain.query import CheckoutPage, CheckoutQuery
 from domain.task import StaffTask, TaskStatus
 from store.anonymise import ERASED, anonymised_snapshot
+from store.attribution import attribute_recovery
 from store.checkout_query import run_query
+from store.email_limits import (
+    address_key,
+    capped_until,
+    forget_send,
+    is_suppressed,
+    lock_address,
+    record_send,
+)
 from store.group_commit import GroupCommitter
 from store.migrate import upgrade_to_head
 from store.outbox import append_event, erase_event_bodies
@@ -49,7 +59,12 @@ class SendStart:
 
     checkout: AbandonedCheckout | None
     claim: SendClaim | None
-    """None when the checkout is missing, no longer abandoned, or has no email address."""
+    """None when the checkout is missing, no longer abandoned, has no email address, or when
+    one of the two fields below says why not."""
+    suppressed: bool = False
+    """The address unsubscribed."""
+    capped_until: datetime | None = None
+    """The frequency cap blocks the send until then (another checkout mailed the address)."""
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -101,7 +116,14 @@ class SqlStore:
 
     # --- checkouts ---------------------------------------------------------------------------
 
-    async def save_reported(self, checkout: AbandonedCheckout, reported_at: datetime) -> datetime:
+    async def save_reported(
+        self,
+        checkout: AbandonedCheckout,
+        reported_at: datetime,
+        *,
+        holdout: bool = False,
+        attribution_window: timedelta | None = None,
+    ) -> datetime:
         """Record a newly reported checkout and its SCHEDULED entry, once.
 
         Returns the time of the first report, which is the SCHEDULED time for every later report
@@ -122,6 +144,10 @@ class SqlStore:
                     "created_date": checkout.created_date,
                     "updated_date": checkout.updated_date or reported_at,
                     "snapshot": _snapshot_json(checkout),
+                    "holdout": holdout,
+                    "attribution_window_seconds": (
+                        int(attribution_window.total_seconds()) if attribution_window else None
+                    ),
                 },
             )
             await self._insert_activity(
@@ -179,6 +205,7 @@ class SqlStore:
                 "order_id": order_id,
                 "updated_date": recovered_at,
             },
+            then=lambda conn: attribute_recovery(conn, checkout_id, recovered_at),
         )
 
     async def _change_abandoned(
@@ -188,6 +215,7 @@ class SqlStore:
         at: datetime,
         values: dict[str, Any],
         *conditions: ColumnElement[bool],
+        then: Callable[[AsyncConnection], Awaitable[None]] | None = None,
     ) -> bool:
         """Update a checkout that is still abandoned (and not erased) and emit `slug` with it, in
         one transaction; False, and no event, when no row changed."""
@@ -205,6 +233,8 @@ class SqlStore:
             )
             if result.rowcount == 0:
                 return False
+            if then is not None:
+                await then(conn)
             await self._append_current(conn, checkout_id, slug, at)
             return True
 
@@ -327,11 +357,17 @@ class SqlStore:
     # --- the sent log: at most one email per idempotency key -----------------------------------
 
     async def begin_send(
-        self, checkout_id: str, key: str, message_id: str, at: datetime
+        self,
+        checkout_id: str,
+        key: str,
+        message_id: str,
+        at: datetime,
+        cap_window: timedelta = timedelta(0),
     ) -> SendStart:
         """Re-read the checkout and, if it may still be mailed, claim the send of `key`.
 
-        Reading and claiming share one transaction, so no recovery can slip in between them.
+        Reading, the unsubscribe and frequency-cap checks and claiming share one transaction, so
+        no recovery, unsubscribe or other checkout's send can slip in between them.
         """
 
         async def write(conn: AsyncConnection) -> SendStart:
@@ -342,6 +378,13 @@ class SqlStore:
                 or not checkout.buyer_info.email
             ):
                 return SendStart(checkout, None)
+            address = address_key(checkout.buyer_info.email)
+            await lock_address(conn, address)
+            if await is_suppressed(conn, address):
+                return SendStart(checkout, None, suppressed=True)
+            blocked = await capped_until(conn, address, checkout_id, at, cap_window)
+            if blocked is not None:
+                return SendStart(checkout, None, capped_until=blocked)
             inserted = await conn.execute(
                 self._insert_claim,
                 {
@@ -352,6 +395,7 @@ class SqlStore:
                 },
             )
             if inserted.rowcount == 1:
+                await record_send(conn, key, address, checkout_id, at)
                 return SendStart(checkout, SendClaim.CLAIMED)
             confirmed = await conn.scalar(
                 select(activities.c.type).where(
@@ -365,7 +409,12 @@ class SqlStore:
 
     async def release_send(self, key: str) -> None:
         """Give a claim back after a send that certainly did not happen, so a retry may send."""
-        await self._execute(sent_log.delete().where(sent_log.c.key == key))
+
+        async def write(conn: AsyncConnection) -> None:
+            await conn.execute(sent_log.delete().where(sent_log.c.key == key))
+            await forget_send(conn, key)
+
+        await self._writes.run(write)
 
     async def confirm_send(self, key: str, checkout_id: str, entry: Activity) -> None:
         """Confirm a claimed send: its EMAIL_SENT entry is the confirmation."""
@@ -414,6 +463,7 @@ class SqlStore:
                 "created_date": entry.created_date,
                 "step": entry.step,
                 "reason": entry.reason,
+                "consent": entry.consent,
             },
         )
 

@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     link_signing_secret: SecretStr | None = None
     """Signs recovery links; the dev stack keeps a generated one in data_dir when unset."""
     link_ttl_days: int = Field(default=30, ge=1)
+    unsubscribe_mailbox: str | None = None
+    """The address of the mailto unsubscribe link; unsubscribe@<the sender's domain> when unset.
+    Mail to it must reach whoever handles unsubscribes at the shop."""
+    coupon_provider: str | None = None
+    """"package.module:factory" of a coupon provider; unset: codes are made and kept here."""
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     """Request bodies larger than this are refused with 413."""
     codec_keys: SecretStr | None = None

@@ -24,6 +24,7 @@ from domain.policy import RecoveryPolicy
 from store.outbox import Outbox
 from store.sql import SqlStore
 from store.subscriptions import SubscriptionStore
+from workers.coupon_provider import coupon_provider_for
 from workers.event_dispatch import EventDispatcher, dispatching
 from workers.link_secret import link_signer_for
 from workers.policy_files import load_policy
@@ -72,6 +73,8 @@ async def open_worker(client: Client, settings: Settings, store: SqlStore) -> As
             Sender(settings.mail_from),
             settings.shop_name,
             links=link_signer_for(settings),
+            coupons=coupon_provider_for(settings, store),
+            unsubscribe_mailbox=settings.unsubscribe_mailbox,
         )
         notification = NotificationActivities(
             store,

@@ -17,7 +17,17 @@ with workflow.unsafe.imports_passed_through():
     from domain.activity import Activity, ActivityType, NotSentReason
     from domain.checkout import AbandonedCheckout, CheckoutStatus
     from domain.flow import RecoveredSignal, RecoveryInput, RecoveryResult, step_key
-    from domain.policy import EmailStep, NotificationStep, Step
+    from domain.policy import EmailStep, NotificationStep, RecoveryPolicy, Step
+    from domain.schedule import (
+        Consent,
+        buyer_zone,
+        consent_decision,
+        failed_conditions,
+        in_holdout,
+        is_stale,
+        next_send_time,
+        skip_reason,
+    )
     from domain.steps import (
         CREATE_TASK,
         PERMANENT_EMAIL_FAILURE,
@@ -26,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         SEND_EMAIL,
         SEND_NOTIFICATION,
         EmailStepRequest,
+        EmailStepResult,
         NotificationStepRequest,
         RecordActivityRequest,
         RecordRecoveryRequest,
@@ -67,19 +78,43 @@ class AbandonedCheckoutWorkflow:
         self._checkout: AbandonedCheckout = flow.checkout.model_copy(
             update={"activities": [scheduled]}
         )
+        self._policy: RecoveryPolicy = flow.policy
         self._recovery: RecoveredSignal | None = None
         self._cancelled = False
+        self._unsubscribed = False
         self._steps_run = 0
+        self._emails_offered = 0
+        """Email steps that reached the consent decision, for first_email_only."""
+        # Steps are due at `anchor + delay`. A cart update under on_cart_update = "reset" moves
+        # the anchor; the counter tells a sleeping step to work out its due time again.
+        self._anchor: datetime = flow.abandoned_at
+        self._schedule_changes = 0
 
     @workflow.run
     async def run(self, flow: RecoveryInput) -> RecoveryResult:
-        for index, step in enumerate(flow.policy.steps):
-            if await self._sleep_until(flow.abandoned_at + step.delay):
+        policy = flow.policy
+        holdout = in_holdout(self._checkout_id, policy.holdout_percent)
+        # A stale report is recorded (the service stored it) but nobody is messaged: every
+        # step is skipped at once, and the flow still listens for a recovery.
+        stale = is_stale(policy, flow.abandoned_at, flow.reported_at)
+        for index, step in enumerate(policy.steps):
+            if not stale and not await self._wait_for(step):
                 break
-            await self._run_step(index, step)
+            overdue = flow.abandoned_at + step.delay < flow.reported_at
+            reason = skip_reason(
+                holdout=holdout,
+                stale=stale,
+                skip_overdue=overdue and policy.overdue_steps == "skip",
+                failed=failed_conditions(step.conditions, self._checkout),
+                consent=None,
+            )
+            if reason is not None:
+                await self._skip(index, step, reason)
+            elif not await self._run_step(index, step):
+                break
             self._steps_run += 1
         else:
-            await self._sleep_until(workflow.now() + flow.policy.listen_window)
+            await self._sleep_until(workflow.now() + policy.listen_window)
         return await self._close()
 
     # --- signals and query -------------------------------------------------------------------
@@ -90,7 +125,15 @@ class AbandonedCheckoutWorkflow:
             self._recovery = signal
 
     @workflow.signal
+    def unsubscribed(self) -> None:
+        """The buyer's address unsubscribed (from any of their checkouts' emails)."""
+        self._unsubscribed = True
+
+    @workflow.signal
     def checkout_updated(self, snapshot: AbandonedCheckout) -> None:
+        if self._policy.on_cart_update == "reset":
+            self._anchor = workflow.now()
+            self._schedule_changes += 1
         # The record's identity and history stay the flow's; the buyer-facing content is replaced.
         self._checkout = snapshot.model_copy(
             update={
@@ -125,7 +168,63 @@ class AbandonedCheckoutWorkflow:
                 await workflow.wait_condition(lambda: self._stopped, timeout=remaining)
         return self._stopped
 
-    async def _run_step(self, index: int, step: Step) -> None:
+    async def _wait_for(self, step: Step) -> bool:
+        """Sleep until the step is due; False when the flow must stop instead."""
+        while True:
+            changes = self._schedule_changes
+
+            def woken(seen: int = changes) -> bool:
+                return self._stopped or self._schedule_changes != seen
+
+            due = self._send_time(self._anchor + step.delay, step)
+            remaining = due - workflow.now()
+            if not self._stopped and remaining > timedelta(0):
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await workflow.wait_condition(woken, timeout=remaining)
+            if self._stopped:
+                return False
+            if self._schedule_changes == changes:
+                return True
+
+    def _send_time(self, due: datetime, step: Step) -> datetime:
+        """When a step due at `due` may run: emails wait for the buyer's send window."""
+        earliest = max(due, workflow.now())
+        if not isinstance(step, EmailStep):
+            return earliest
+        zone = buyer_zone(self._checkout, self._policy)
+        return next_send_time(earliest, self._policy.send_window, zone)
+
+    async def _skip(self, index: int, step: Step, reason: str) -> None:
+        """A step the policy rules out: emails record EMAIL_NOT_SENT with the reason; staff
+        steps have no such entry in the reference, so they only log it."""
+        workflow.logger.info("Step %s skipped: %s", index + 1, reason)
+        if isinstance(step, EmailStep):
+            self._append(await self._record_not_sent(index, reason, workflow.now()))
+
+    async def _record_not_sent(
+        self, index: int, reason: str, at: datetime, consent: str | None = None
+    ) -> Activity:
+        entry = Activity(
+            type=ActivityType.EMAIL_NOT_SENT,
+            created_date=at,
+            step=index + 1,
+            reason=reason,
+            consent=consent,
+        )
+        await workflow.execute_activity(
+            RECORD_ACTIVITY,
+            RecordActivityRequest(
+                checkout_id=self._checkout_id,
+                key=step_key(workflow.info().workflow_id, index),
+                entry=entry,
+            ),
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=STORE_RETRY,
+        )
+        return entry
+
+    async def _run_step(self, index: int, step: Step) -> bool:
+        """Run one step; False when the flow stopped while the step waited (deferred send)."""
         checkout_id = self._checkout_id
         info = workflow.info()
         common = {
@@ -137,8 +236,8 @@ class AbandonedCheckoutWorkflow:
         }
         entry: Activity | None
         if isinstance(step, EmailStep):
-            entry = await self._send_email(EmailStepRequest(step=step, **common))
-        elif isinstance(step, NotificationStep):
+            return await self._email_step(index, step, common)
+        if isinstance(step, NotificationStep):
             entry = await self._best_effort(
                 SEND_NOTIFICATION, NotificationStepRequest(step=step, **common), WEBHOOK_RETRY
             )
@@ -148,28 +247,61 @@ class AbandonedCheckoutWorkflow:
             )
         if entry is not None:
             self._append(entry)
+        return True
 
-    async def _send_email(self, request: EmailStepRequest) -> Activity:
+    async def _email_step(self, index: int, step: EmailStep, common: dict[str, object]) -> bool:
+        self._emails_offered += 1
+        consent = consent_decision(
+            self._policy.consent, self._checkout.marketing_consent, self._emails_offered
+        )
+        refusal = (
+            NotSentReason.UNSUBSCRIBED
+            if self._unsubscribed
+            else NotSentReason.NO_CONSENT
+            if consent == Consent.REFUSED
+            else None
+        )
+        if refusal is not None:
+            self._append(await self._record_not_sent(index, refusal, workflow.now(), consent))
+            return True
+        while True:
+            request = EmailStepRequest.model_validate(
+                {
+                    **common,
+                    "at": workflow.now(),
+                    "step": step,
+                    "frequency_cap": self._policy.frequency_cap,
+                    "consent": consent,
+                    "time_zone": buyer_zone(self._checkout, self._policy).key,
+                }
+            )
+            result = await self._send_email(request)
+            if result.deferred_until is None:
+                self._append(Activity.model_validate(result.model_dump(exclude={"deferred_until"})))
+                return True
+            # Another checkout of this buyer had an email within the cap window: try again when
+            # the window ends (and the send window is open), unless the flow stops meanwhile.
+            workflow.logger.info("Step %s deferred by the frequency cap", index + 1)
+            if await self._sleep_until(self._send_time(result.deferred_until, step)):
+                return False
+
+    async def _send_email(self, request: EmailStepRequest) -> EmailStepResult:
         try:
-            return await _step_activity(SEND_EMAIL, request, EMAIL_RETRY)
+            result: EmailStepResult = await workflow.execute_activity(
+                SEND_EMAIL,
+                request,
+                result_type=EmailStepResult,
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=EMAIL_RETRY,
+            )
+            return result
         except ActivityError as err:
             reason = _not_sent_reason(err)
             workflow.logger.warning("Step %s email not sent: %s", request.step_index + 1, reason)
-            entry = Activity(
-                type=ActivityType.EMAIL_NOT_SENT,
-                created_date=request.at,
-                step=request.step_index + 1,
-                reason=reason,
+            entry = await self._record_not_sent(
+                request.step_index, reason, request.at, request.consent
             )
-            await workflow.execute_activity(
-                RECORD_ACTIVITY,
-                RecordActivityRequest(
-                    checkout_id=request.checkout_id, key=request.key, entry=entry
-                ),
-                start_to_close_timeout=STORE_TIMEOUT,
-                retry_policy=STORE_RETRY,
-            )
-            return entry
+            return EmailStepResult.model_validate(entry.model_dump())
 
     async def _best_effort(
         self, activity_name: str, request: StepRequest, retry: RetryPolicy

@@ -9,6 +9,8 @@ from tests.api.stack import Stack
 PUBLIC = {
     ("GET", "/healthz"),
     ("GET", "/ecom/v1/abandoned-checkout/{checkout_id}/redirect-to-checkout"),
+    ("GET", "/ecom/v1/abandoned-checkout/unsubscribe"),
+    ("POST", "/ecom/v1/abandoned-checkout/unsubscribe"),
     # The OpenAPI document and its viewers describe the API; they hold no data.
     ("GET", "/openapi.json"),
     ("GET", "/docs"),

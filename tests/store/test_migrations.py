@@ -5,13 +5,21 @@ import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect
 
-from store.migrate import current_revision, head_revision, upgrade_to_head
-from store.schema import metadata
-from store.sql import SqlStore
+from store.migrate import (
+    BASELINE,
+    VERSION_TABLE,
+    alembic_config,
+    current_revision,
+    head_revision,
+    upgrade_to_head,
+)
+from store.schema import activities, checkouts, metadata
+from store.sql import SCHEDULED_KEY, SqlStore
 from tests.support import sample_checkout
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
@@ -55,13 +63,32 @@ async def test_parts_starting_together_migrate_once(database_url: str):
             await store.close()
 
 
+def _baseline_without_version_table(connection: Connection) -> None:
+    command.upgrade(alembic_config(connection), BASELINE)
+    connection.exec_driver_sql(f"DROP TABLE {VERSION_TABLE}")
+
+
 async def test_a_store_made_before_migrations_is_stamped_not_recreated(database_url: str):
     checkout = sample_checkout().model_copy(update={"id": "c-1", "created_date": NOW})
-    async with _opened(database_url) as store:
-        # What create_schema did before migrations: tables, no alembic_version, and data.
-        async with store.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
-        await store.save_reported(checkout, NOW)
+    # What create_schema did before migrations: the baseline tables, no alembic_version, and
+    # data in them.
+    async with _opened(database_url) as store, store.engine.begin() as conn:
+        await conn.run_sync(_baseline_without_version_table)
+        await conn.execute(
+            checkouts.insert().values(
+                id="c-1",
+                checkout_id=checkout.checkout_id,
+                status="ABANDONED",
+                created_date=NOW,
+                updated_date=NOW,
+                snapshot=checkout.model_dump_json(by_alias=True, exclude_none=True),
+            )
+        )
+        await conn.execute(
+            activities.insert().values(
+                checkout_id="c-1", key=SCHEDULED_KEY, type="SCHEDULED", created_date=NOW
+            )
+        )
 
     async with _opened(database_url) as store:
         await upgrade_to_head(store.engine)

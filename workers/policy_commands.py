@@ -1,0 +1,155 @@
+"""`checkout-recovery policy check FILE`: validate a policy and show the timeline it gives.
+
+Nothing is sent and nothing is stored: the timeline comes from the same pure functions the
+workflow uses (domain.schedule), applied to a sample checkout.
+"""
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from activities.rendering import TemplateRenderer
+from api.checkouts import derive_checkout_id
+from domain.checkout import AbandonedCheckout
+from domain.durations import format_duration
+from domain.errors import InvalidInputError
+from domain.policy import RecoveryPolicy
+from domain.report import parse_report
+from domain.schedule import PlannedStep, buyer_zone, in_holdout, is_stale, plan
+from workers.cli_support import fail, print_json
+from workers.policy_files import load_policy
+
+policy_app = typer.Typer(help="Check recovery policies.", no_args_is_help=True)
+
+SAMPLE_CHECKOUT: dict[str, Any] = {
+    "checkoutId": "sample-checkout",
+    "buyerInfo": {"visitorId": "sample-visitor", "email": "buyer@example.com"},
+    "buyerLanguage": "en",
+    "currency": "EUR",
+    "totalPrice": {"amount": "100.00"},
+    "checkoutUrl": "https://shop.example/checkout/sample",
+}
+"""Used when no --checkout is given: a visitor with a 100.00 EUR cart, no consent given."""
+
+
+@policy_app.command("check")
+def check(
+    file: Annotated[str, typer.Argument(metavar="FILE", help="Policy TOML file or built-in name")],
+    checkout: Annotated[
+        Path | None,
+        typer.Option("--checkout", help="A sample checkout (JSON, as reported to the API)."),
+    ] = None,
+    reported_at: Annotated[
+        datetime | None,
+        typer.Option("--reported-at", help="When the sample is reported (default: now, UTC)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Validate FILE (keys, values, templates) and print each step's due time, in UTC and in
+    the buyer's zone, with the conditions that hold and what the step would do."""
+    try:
+        policy = load_policy(file, TemplateRenderer())
+        sample = _sample(checkout)
+    except InvalidInputError as err:
+        fail(str(err), code=2)
+    now = _aware(reported_at) if reported_at else datetime.now(UTC)
+    sample = sample.model_copy(
+        update={"id": derive_checkout_id(sample), "created_date": sample.created_date or now}
+    )
+    assert sample.created_date is not None
+    steps = plan(policy, sample, sample.created_date, now)
+    if as_json:
+        print_json(_as_json(policy, sample, now, steps))
+    else:
+        _print_table(policy, sample, now, steps)
+
+
+def _sample(path: Path | None) -> AbandonedCheckout:
+    if path is None:
+        return parse_report(SAMPLE_CHECKOUT)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise InvalidInputError(f"sample checkout {path}", [str(err)]) from None
+    if isinstance(data, dict) and "abandonedCheckout" in data:
+        data = data["abandonedCheckout"]
+    return parse_report(data)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _facts(policy: RecoveryPolicy, sample: AbandonedCheckout, now: datetime) -> dict[str, Any]:
+    assert sample.created_date is not None
+    window = policy.send_window
+    cap = policy.frequency_cap
+    return {
+        "policy": policy.name,
+        "buyerTimeZone": buyer_zone(sample, policy).key,
+        "sendWindow": f"{window.start:%H:%M}-{window.end:%H:%M}" if window else None,
+        "frequencyCap": (
+            f"{format_duration(cap.window)} ({cap.when_capped})"
+            if cap.window.total_seconds()
+            else None
+        ),
+        "consent": policy.consent,
+        "onCartUpdate": policy.on_cart_update,
+        "holdout": in_holdout(sample.id or "", policy.holdout_percent),
+        "stale": is_stale(policy, sample.created_date, now),
+        "abandonedAt": sample.created_date.isoformat(),
+        "reportedAt": now.isoformat(),
+    }
+
+
+def _as_json(
+    policy: RecoveryPolicy, sample: AbandonedCheckout, now: datetime, steps: list[PlannedStep]
+) -> dict[str, Any]:
+    return {
+        **_facts(policy, sample, now),
+        "steps": [
+            {
+                "step": s.number,
+                "action": s.action,
+                "template": s.template,
+                "dueUtc": s.due.astimezone(UTC).isoformat(),
+                "dueLocal": s.local_due.isoformat(),
+                "movedIntoSendWindow": s.shifted_by_send_window,
+                "overdueAtReport": s.overdue_at_report,
+                "failedConditions": s.failed_conditions,
+                "consent": s.consent,
+                "outcome": s.outcome,
+            }
+            for s in steps
+        ],
+    }
+
+
+def _print_table(
+    policy: RecoveryPolicy, sample: AbandonedCheckout, now: datetime, steps: list[PlannedStep]
+) -> None:
+    console = Console()
+    console.print(f"[green]Policy {policy.name!r} is valid.[/green]")
+    for name, value in _facts(policy, sample, now).items():
+        if name != "policy":
+            console.print(f"  {name}: {'-' if value is None else value}")
+    table = Table(title="Timeline for the sample checkout")
+    for column in ("Step", "Action", "Due (UTC)", "Due (buyer)", "Conditions", "Consent", "Does"):
+        table.add_column(column)
+    for s in steps:
+        moved = " (moved into send window)" if s.shifted_by_send_window else ""
+        table.add_row(
+            str(s.number),
+            f"{s.action} {s.template}",
+            f"{s.due.astimezone(UTC):%Y-%m-%d %H:%M}",
+            f"{s.local_due:%Y-%m-%d %H:%M %Z}{moved}",
+            "failed: " + ", ".join(s.failed_conditions) if s.failed_conditions else "hold",
+            s.consent or "-",
+            s.outcome,
+        )
+    console.print(table)
