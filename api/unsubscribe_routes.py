@@ -28,7 +28,8 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
 
 
 def unsubscribe_router(service: CheckoutService, links: LinkSigner) -> APIRouter:
-    router = APIRouter(tags=["unsubscribe"])
+    invalid = {400: {"description": "The token is missing, malformed or not ours"}}
+    router = APIRouter(tags=["unsubscribe"], responses=invalid)
     token_query = Query(max_length=300, description="The token from the email's link")
 
     @router.get(UNSUBSCRIBE_PATH, response_class=HTMLResponse, summary="Unsubscribe page")

@@ -21,7 +21,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.checkouts import CheckoutService
 from domain.checkout import AbandonedCheckout, parse_checkout
+from domain.policy import RecoveryPolicy
 from store.sql import SqlStore
+from workers.policy_files import load_policy
 from workers.settings import Settings
 from workers.worker import open_worker
 
@@ -185,3 +187,9 @@ def body_text(message: EmailMessage, subtype: str) -> str:
 
 def seconds_between(later: datetime, earlier: datetime) -> float:
     return (later - earlier).total_seconds()
+
+
+def default_policy_any_hour() -> RecoveryPolicy:
+    """The shipped default policy without its send window: scenarios that check exact due times
+    must not depend on the hour the suite runs at (send windows have scenarios of their own)."""
+    return load_policy("default").model_copy(update={"send_window": None})

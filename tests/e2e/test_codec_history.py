@@ -35,6 +35,7 @@ from domain.flow import RecoveryInput, RecoveryResult, workflow_id_for
 from store.sql import SqlStore
 from tests.support import (
     SmtpServer,
+    default_policy_any_hour,
     engine_settings,
     eventually,
     free_port,
@@ -43,7 +44,6 @@ from tests.support import (
 )
 from workers.api_server import serving
 from workers.payload_codec import ENCODING, codec_from_settings
-from workers.policy_files import load_policy
 from workers.temporal_client import data_converter_for
 from workflows.abandoned_checkout import AbandonedCheckoutWorkflow
 
@@ -129,7 +129,7 @@ async def test_history_holds_no_buyer_data_readable_without_the_keys(
     async with running_engine(codec_client, store, settings) as service:
         now = await env.get_current_time()
         checkout = checkout.model_copy(update={"created_date": now})
-        outcome = await service.report(checkout, load_policy("default"), now=now)
+        outcome = await service.report(checkout, default_policy_any_hour(), now=now)
         workflow_id = workflow_id_for(outcome.checkout_id)
 
         await env.sleep(timedelta(hours=2))  # past the first email step (1 h)
@@ -276,7 +276,7 @@ async def test_the_temporal_cli_reads_the_history_through_our_codec_endpoint(
         now = await env.get_current_time()
         checkout = sample_checkout(buyerInfo={"email": EMAIL, "visitorId": "visitor-1"})
         outcome = await service.report(
-            checkout.model_copy(update={"created_date": now}), load_policy("default"), now=now
+            checkout.model_copy(update={"created_date": now}), default_policy_any_hour(), now=now
         )
     workflow_id = workflow_id_for(outcome.checkout_id)
     address = env.client.service_client.config.target_host

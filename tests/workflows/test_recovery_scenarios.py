@@ -6,88 +6,33 @@ real SQLite store, and checks what a shop would check: the activity entries, the
 
 from datetime import timedelta
 
-from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
 from temporalio.testing import WorkflowEnvironment
 
-from api.checkouts import CheckoutService
 from domain.activity import ActivityType, NotSentReason
 from domain.checkout import AbandonedCheckout, CheckoutStatus
-from domain.flow import RecoveryResult, workflow_id_for
-from domain.policy import RecoveryPolicy
+from domain.flow import workflow_id_for
 from store.sql import SqlStore
 from tests.support import (
     SmtpServer,
     body_text,
+    default_policy_any_hour,
     engine_settings,
     eventually,
     running_engine,
     sample_checkout,
     seconds_between,
 )
-from workers.policy_files import load_policy
-from workflows.abandoned_checkout import AbandonedCheckoutWorkflow
+from tests.workflows.scenarios import (
+    entries,
+    flow_result,
+    has_entry,
+    report_now,
+    skip_past_first_step,
+)
 
-DEFAULT = load_policy("default")
+DEFAULT = default_policy_any_hour()
 # A timer fires at its due time; the workflow task that runs the step follows within moments.
 DUE_TOLERANCE_SECONDS = 5.0
-
-
-async def _result(
-    service: CheckoutService, env: WorkflowEnvironment, checkout_id: str
-) -> RecoveryResult:
-    """Wait for the flow's result, letting the test server skip time meanwhile.
-
-    The SDK skips time by itself only for handles returned by its own start_workflow; the service
-    starts flows, so the test unlocks time skipping around the wait as the SDK would.
-    """
-    handle = env.client.get_workflow_handle_for(
-        AbandonedCheckoutWorkflow.run, workflow_id_for(checkout_id)
-    )
-    test_service = env.client.test_service
-    await test_service.unlock_time_skipping(UnlockTimeSkippingRequest())
-    try:
-        return await handle.result()
-    finally:
-        await test_service.lock_time_skipping(LockTimeSkippingRequest())
-
-
-async def _entries(store: SqlStore, checkout_id: str) -> list[tuple[ActivityType, str | None]]:
-    found = await store.get(checkout_id)
-    assert found is not None
-    return [(a.type, a.reason) for a in found.activities]
-
-
-def _has_entry(store: SqlStore, checkout_id: str, kind: ActivityType, count: int = 1):
-    async def probe() -> bool:
-        return [t for t, _ in await _entries(store, checkout_id)].count(kind) >= count
-
-    return probe
-
-
-async def _skip_past_first_step(
-    env: WorkflowEnvironment,
-    store: SqlStore,
-    checkout_id: str,
-    entry: ActivityType = ActivityType.EMAIL_SENT,
-    timeout: float = 30.0,
-) -> None:
-    """Move the test server's clock past step 1 (due at 1 h) and wait for its entry."""
-    await env.sleep(timedelta(hours=2))
-    await eventually(_has_entry(store, checkout_id, entry), timeout=timeout, what=f"step 1 {entry}")
-
-
-async def _report(
-    service: CheckoutService,
-    env: WorkflowEnvironment,
-    checkout: AbandonedCheckout,
-    policy: RecoveryPolicy = DEFAULT,
-) -> tuple[str, AbandonedCheckout]:
-    """Report with the test server's clock, which earlier time skips may have moved ahead."""
-    now = await env.get_current_time()
-    checkout = checkout.model_copy(update={"created_date": now})
-    outcome = await service.report(checkout, policy, now=now)
-    assert outcome.new
-    return outcome.checkout_id, checkout
 
 
 async def test_full_default_policy_runs_every_step_at_its_due_time(
@@ -95,8 +40,8 @@ async def test_full_default_policy_runs_every_step_at_its_due_time(
 ) -> None:
     env = time_skipping_env
     async with running_engine(env.client, store, engine_settings(smtp.port)) as service:
-        checkout_id, reported = await _report(service, env, sample_checkout())
-        result = await _result(service, env, checkout_id)
+        checkout_id, reported = await report_now(service, env, sample_checkout())
+        result = await flow_result(service, env, checkout_id)
 
     assert result.status == CheckoutStatus.ABANDONED
     assert result.closed_because == "window_elapsed"
@@ -132,11 +77,11 @@ async def test_recovery_before_step_two_stops_the_flow(
 ) -> None:
     env = time_skipping_env
     async with running_engine(env.client, store, engine_settings(smtp.port)) as service:
-        checkout_id, _ = await _report(service, env, sample_checkout())
-        await _skip_past_first_step(env, store, checkout_id)
+        checkout_id, _ = await report_now(service, env, sample_checkout())
+        await skip_past_first_step(env, store, checkout_id)
         recovered_at = await env.get_current_time()
         await service.recover(checkout_id, order_id="order-77", recovered_at=recovered_at)
-        result = await _result(service, env, checkout_id)
+        result = await flow_result(service, env, checkout_id)
         query = await service.handle(checkout_id).query("checkout", result_type=AbandonedCheckout)
 
     assert result.closed_because == "recovered"
@@ -157,11 +102,11 @@ async def test_recovery_after_last_step_inside_the_window(
 ) -> None:
     env = time_skipping_env
     async with running_engine(env.client, store, engine_settings(smtp.port)) as service:
-        checkout_id, _ = await _report(service, env, sample_checkout())
+        checkout_id, _ = await report_now(service, env, sample_checkout())
         await env.sleep(timedelta(days=4))
-        await eventually(_has_entry(store, checkout_id, ActivityType.TASK_CREATED), what="task")
+        await eventually(has_entry(store, checkout_id, ActivityType.TASK_CREATED), what="task")
         await service.recover(checkout_id)
-        result = await _result(service, env, checkout_id)
+        result = await flow_result(service, env, checkout_id)
 
     assert result.closed_because == "recovered"
     assert result.steps_run == 3
@@ -177,22 +122,22 @@ async def test_the_same_checkout_reported_twice_has_one_flow(
     env = time_skipping_env
     checkout = sample_checkout()
     async with running_engine(env.client, store, engine_settings(smtp.port)) as service:
-        checkout_id, reported = await _report(service, env, checkout)
+        checkout_id, reported = await report_now(service, env, checkout)
         first_run = (await service.handle(checkout_id).describe()).run_id
         again = await service.report(reported, DEFAULT, now=await env.get_current_time())
         assert again.checkout_id == checkout_id
         assert not again.new
         assert (await service.handle(checkout_id).describe()).run_id == first_run
-        await _skip_past_first_step(env, store, checkout_id)
+        await skip_past_first_step(env, store, checkout_id)
         await service.cancel(checkout_id)
-        result = await _result(service, env, checkout_id)
+        result = await flow_result(service, env, checkout_id)
         # Once the flow is closed, a third report still starts nothing.
         third = await service.report(reported, DEFAULT, now=await env.get_current_time())
         assert not third.new
         assert (await service.handle(checkout_id).describe()).run_id == first_run
 
     assert result.closed_because == "cancelled"
-    assert [t for t, _ in await _entries(store, checkout_id)] == [
+    assert [t for t, _ in await entries(store, checkout_id)] == [
         ActivityType.SCHEDULED,
         ActivityType.EMAIL_SENT,
     ]
@@ -204,8 +149,8 @@ async def test_checkout_update_changes_what_the_next_email_shows(
 ) -> None:
     env = time_skipping_env
     async with running_engine(env.client, store, engine_settings(smtp.port)) as service:
-        checkout_id, reported = await _report(service, env, sample_checkout())
-        await _skip_past_first_step(env, store, checkout_id)
+        checkout_id, reported = await report_now(service, env, sample_checkout())
+        await skip_past_first_step(env, store, checkout_id)
         updated = reported.model_copy(
             update={
                 "line_items": [
@@ -219,11 +164,11 @@ async def test_checkout_update_changes_what_the_next_email_shows(
         await service.update(updated)
         await env.sleep(timedelta(days=1))
         await eventually(
-            _has_entry(store, checkout_id, ActivityType.EMAIL_SENT, count=2), what="email 2"
+            has_entry(store, checkout_id, ActivityType.EMAIL_SENT, count=2), what="email 2"
         )
         query = await service.handle(checkout_id).query("checkout", result_type=AbandonedCheckout)
         await service.cancel(checkout_id)
-        await _result(service, env, checkout_id)
+        await flow_result(service, env, checkout_id)
 
     first, second = smtp.handler.messages
     assert "Linen shirt" in body_text(first, "plain")
@@ -246,11 +191,11 @@ async def test_invalid_address_is_recorded_and_the_flow_goes_on(
     smtp.handler.rejected_recipients.add("nobody@example.com")
     checkout = sample_checkout(buyerInfo={"email": "nobody@example.com", "memberId": "m-1"})
     async with running_engine(env.client, store, engine_settings(smtp.port)) as service:
-        checkout_id, _ = await _report(service, env, checkout)
-        result = await _result(service, env, checkout_id)
+        checkout_id, _ = await report_now(service, env, checkout)
+        result = await flow_result(service, env, checkout_id)
 
     assert result.steps_run == 3
-    assert await _entries(store, checkout_id) == [
+    assert await entries(store, checkout_id) == [
         (ActivityType.SCHEDULED, None),
         (ActivityType.EMAIL_NOT_SENT, NotSentReason.INVALID_ADDRESS),
         (ActivityType.EMAIL_NOT_SENT, NotSentReason.INVALID_ADDRESS),
@@ -265,14 +210,14 @@ async def test_smtp_refusing_for_a_while_then_accepting_sends_once(
     env = time_skipping_env
     smtp.handler.refuse_data = 3
     async with running_engine(env.client, store, engine_settings(smtp.port)) as service:
-        checkout_id, _ = await _report(service, env, sample_checkout())
-        await _skip_past_first_step(env, store, checkout_id, timeout=60)
+        checkout_id, _ = await report_now(service, env, sample_checkout())
+        await skip_past_first_step(env, store, checkout_id, timeout=60)
         await service.cancel(checkout_id)
-        await _result(service, env, checkout_id)
+        await flow_result(service, env, checkout_id)
 
     assert smtp.handler.refusals == 3
     assert len(smtp.handler.messages) == 1
-    assert await _entries(store, checkout_id) == [
+    assert await entries(store, checkout_id) == [
         (ActivityType.SCHEDULED, None),
         (ActivityType.EMAIL_SENT, None),
     ]
@@ -284,13 +229,13 @@ async def test_no_email_once_the_store_says_recovered(
     """A recovery written to the store whose signal has not reached the flow yet still wins."""
     env = time_skipping_env
     async with running_engine(env.client, store, engine_settings(smtp.port)) as service:
-        checkout_id, _ = await _report(service, env, sample_checkout())
+        checkout_id, _ = await report_now(service, env, sample_checkout())
         assert await store.mark_recovered(checkout_id, await env.get_current_time(), None)
-        await _skip_past_first_step(env, store, checkout_id, ActivityType.EMAIL_NOT_SENT)
+        await skip_past_first_step(env, store, checkout_id, ActivityType.EMAIL_NOT_SENT)
         await service.cancel(checkout_id)
-        await _result(service, env, checkout_id)
+        await flow_result(service, env, checkout_id)
 
-    assert (await _entries(store, checkout_id))[1] == (
+    assert (await entries(store, checkout_id))[1] == (
         ActivityType.EMAIL_NOT_SENT,
         NotSentReason.RECOVERED,
     )
@@ -302,9 +247,9 @@ async def test_recovery_signal_before_the_first_step(
 ) -> None:
     env = time_skipping_env
     async with running_engine(env.client, store, engine_settings(smtp.port)) as service:
-        checkout_id, _ = await _report(service, env, sample_checkout())
+        checkout_id, _ = await report_now(service, env, sample_checkout())
         await service.recover(checkout_id, order_id="o-1")
-        result = await _result(service, env, checkout_id)
+        result = await flow_result(service, env, checkout_id)
 
     assert result.steps_run == 0
     assert result.closed_because == "recovered"
