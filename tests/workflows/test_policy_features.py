@@ -17,6 +17,7 @@ from api.checkouts import CheckoutService
 from domain.activity import ActivityType, NotSentReason
 from domain.checkout import AbandonedCheckout
 from domain.policy import RecoveryPolicy, parse_policy
+from domain.schedule import in_holdout
 from store.attribution import revenue_by_step
 from store.coupons import StoreCouponProvider
 from store.sql import SqlStore
@@ -252,3 +253,173 @@ def _api(service: CheckoutService, store: SqlStore, settings: Any) -> httpx.Asyn
     )
     transport = httpx.ASGITransport(app=create_app(parts))
     return httpx.AsyncClient(transport=transport, base_url="http://api")
+
+
+async def test_steps_whose_conditions_fail_record_why_and_the_flow_goes_on(
+    time_skipping_env: WorkflowEnvironment, store: SqlStore, smtp: SmtpServer
+) -> None:
+    env = time_skipping_env
+    policy = _policy(
+        _email("1h", conditions={"min_total": "100.00"}),
+        _email("2h", "last_chance", conditions={"buyer": "visitor", "has_phone": False}),
+        {"delay": "3h", "action": "task", "assignee": "sales", "conditions": {"has_phone": True}},
+    )
+    async with running_engine(env.client, store, engine_settings(smtp.port)) as service:
+        checkout_id, _ = await report_now(service, env, sample_checkout(), policy)
+        result = await flow_result(service, env, checkout_id)
+
+    assert await entries(store, checkout_id) == [
+        (ActivityType.SCHEDULED, None),
+        (ActivityType.EMAIL_NOT_SENT, "condition_failed:min_total"),
+        (ActivityType.EMAIL_SENT, None),
+    ]
+    assert result.steps_run == 3  # the task step was reached, and skipped without an entry
+    assert await store.list_tasks() == []
+    assert [m["Subject"].split(":")[0] for m in smtp.handler.messages] == ["Last chance"]
+
+
+async def test_consent_first_email_only_mails_a_non_subscriber_once(
+    time_skipping_env: WorkflowEnvironment, store: SqlStore, smtp: SmtpServer
+) -> None:
+    env = time_skipping_env
+    policy = _policy(
+        _email("1h"),
+        _email("2h", "last_chance"),
+        consent="first_email_only",
+        frequency_cap={"window": "0s"},
+    )
+    async with running_engine(env.client, store, engine_settings(smtp.port)) as service:
+        visitor, _ = await report_now(service, env, sample_checkout(), policy)
+        subscriber, _ = await report_now(
+            service, env, sample_checkout(marketingConsent=True), policy
+        )
+        await flow_result(service, env, visitor)
+        await flow_result(service, env, subscriber)
+
+    def decisions(record: AbandonedCheckout | None) -> list[tuple[str, str | None, str | None]]:
+        assert record is not None
+        return [(a.type, a.reason, a.consent) for a in record.activities[1:]]
+
+    assert decisions(await store.get(visitor)) == [
+        (ActivityType.EMAIL_SENT, None, "first_email"),
+        (ActivityType.EMAIL_NOT_SENT, NotSentReason.NO_CONSENT, "refused"),
+    ]
+    assert decisions(await store.get(subscriber)) == [
+        (ActivityType.EMAIL_SENT, None, "subscriber"),
+        (ActivityType.EMAIL_SENT, None, "subscriber"),
+    ]
+    assert len(smtp.handler.messages) == 3
+
+
+async def test_holdout_checkouts_receive_nothing_and_say_so(
+    time_skipping_env: WorkflowEnvironment, store: SqlStore, smtp: SmtpServer
+) -> None:
+    env = time_skipping_env
+    policy = _policy(_email("1h"), holdout_percent=50, frequency_cap={"window": "0s"})
+    candidates = [sample_checkout(checkoutId=f"holdout-{n}") for n in range(6)]
+    async with running_engine(env.client, store, engine_settings(smtp.port)) as service:
+        flows = [(await report_now(service, env, c, policy))[0] for c in candidates]
+        for flow in flows:
+            await flow_result(service, env, flow)
+
+    held = [f for f in flows if in_holdout(f, 50)]
+    treated = [f for f in flows if not in_holdout(f, 50)]
+    assert held and treated  # 6 ids fall on both sides of a 50% split (fixed ids, fixed hash)
+    for flow in held:
+        assert (await entries(store, flow))[1] == (
+            ActivityType.EMAIL_NOT_SENT,
+            NotSentReason.HOLDOUT,
+        )
+    for flow in treated:
+        assert (await entries(store, flow))[1] == (ActivityType.EMAIL_SENT, None)
+    assert len(smtp.handler.messages) == len(treated)
+
+
+async def test_a_stale_report_is_recorded_but_not_messaged_and_overdue_steps_can_be_skipped(
+    time_skipping_env: WorkflowEnvironment, store: SqlStore, smtp: SmtpServer
+) -> None:
+    env = time_skipping_env
+    policy = _policy(
+        _email("1h"),
+        _email("3h", "last_chance"),
+        max_age="30d",
+        overdue_steps="skip",
+        frequency_cap={"window": "0s"},
+    )
+    async with running_engine(env.client, store, engine_settings(smtp.port)) as service:
+        now = await env.get_current_time()
+        stale = await _report_abandoned_at(service, policy, now - timedelta(days=40), now)
+        late = await _report_abandoned_at(service, policy, now - timedelta(hours=2), now)
+        await flow_result(service, env, stale)
+        await flow_result(service, env, late)
+
+    assert await entries(store, stale) == [
+        (ActivityType.SCHEDULED, None),
+        (ActivityType.EMAIL_NOT_SENT, NotSentReason.STALE_REPORT),
+        (ActivityType.EMAIL_NOT_SENT, NotSentReason.STALE_REPORT),
+    ]
+    assert await entries(store, late) == [
+        (ActivityType.SCHEDULED, None),
+        (ActivityType.EMAIL_NOT_SENT, NotSentReason.OVERDUE),
+        (ActivityType.EMAIL_SENT, None),
+    ]
+    [sent] = await _times(store, late, ActivityType.EMAIL_SENT)
+    assert _close_to(sent, now + timedelta(hours=1))  # abandoned 2 h before, due at 3 h
+    assert len(smtp.handler.messages) == 1
+
+
+async def _report_abandoned_at(
+    service: CheckoutService, policy: RecoveryPolicy, abandoned: datetime, now: datetime
+) -> str:
+    checkout = sample_checkout().model_copy(update={"created_date": abandoned})
+    return (await service.report(checkout, policy, now=now)).checkout_id
+
+
+async def test_cart_update_reset_restarts_the_schedule_and_keep_holds_it(
+    time_skipping_env: WorkflowEnvironment, store: SqlStore, smtp: SmtpServer
+) -> None:
+    env = time_skipping_env
+    steps = (_email("1h"), _email("5h", "last_chance"))
+    no_cap = {"window": "0s"}
+    reset = _policy(*steps, on_cart_update="reset", frequency_cap=no_cap)
+    keep = _policy(*steps, on_cart_update="keep", frequency_cap=no_cap)
+    async with running_engine(env.client, store, engine_settings(smtp.port)) as service:
+        reset_id, reported = await report_now(service, env, sample_checkout(), reset)
+        keep_id, _ = await report_now(service, env, sample_checkout(), keep)
+        await env.sleep(timedelta(hours=2))
+        for flow in (reset_id, keep_id):
+            await eventually(has_entry(store, flow, ActivityType.EMAIL_SENT), what="step 1")
+        updated_at = await env.get_current_time()
+        for flow, source in ((reset_id, reported), (keep_id, reported)):
+            smaller = source.model_copy(update={"id": flow, "line_items": source.line_items[:1]})
+            await service.update(smaller)
+        await flow_result(service, env, reset_id)
+        await flow_result(service, env, keep_id)
+
+    assert reported.created_date is not None
+    reset_second = (await _times(store, reset_id, ActivityType.EMAIL_SENT))[1]
+    keep_second = (await _times(store, keep_id, ActivityType.EMAIL_SENT))[1]
+    assert _close_to(reset_second, updated_at + timedelta(hours=5)), (reset_second, updated_at)
+    assert _close_to(keep_second, reported.created_date + timedelta(hours=5))
+    last_chances = [m for m in smtp.handler.messages if m["Subject"].startswith("Last chance")]
+    assert len(last_chances) == 2
+    for message in last_chances:  # both show the newest snapshot
+        text = body_text(message, "plain")
+        assert "Linen shirt" in text and "Canvas tote" not in text
+
+
+async def test_a_german_buyer_gets_the_german_email_with_german_money(
+    time_skipping_env: WorkflowEnvironment, store: SqlStore, smtp: SmtpServer
+) -> None:
+    env = time_skipping_env
+    policy = _policy(_email("1h"))
+    german = sample_checkout(buyerLanguage="de-DE", buyerTimeZone="Europe/Berlin")
+    async with running_engine(env.client, store, engine_settings(smtp.port)) as service:
+        checkout_id, _ = await report_now(service, env, german, policy)
+        await flow_result(service, env, checkout_id)
+
+    [message] = smtp.handler.messages
+    text = body_text(message, "plain")
+    assert "89,90\u00a0€" in text and "Warenkorb" in message["Subject"]
+    [sent] = await _times(store, checkout_id, ActivityType.EMAIL_SENT)
+    assert message["Date"].datetime == sent.replace(microsecond=0)
