@@ -10,7 +10,9 @@ from api.auth import Authenticator
 from api.checkout_routes import checkout_router
 from api.checkouts import CheckoutService
 from api.codec_routes import add_codec_cors, codec_router, parse_origins
+from api.dashboard import DashboardConfig, dashboard_router
 from api.errors import BodySizeLimit, install_error_handlers
+from api.revenue_routes import revenue_router
 from api.schemas import query_body_schema, report_body_schema
 from api.subscription_routes import subscription_router
 from api.unsubscribe_routes import unsubscribe_router
@@ -35,6 +37,7 @@ class ApiParts:
     codec: PayloadCodec | None
     codec_cors_origins: str
     max_body_bytes: int
+    dashboard: DashboardConfig | None = None
 
 
 def create_app(parts: ApiParts) -> FastAPI:
@@ -49,11 +52,14 @@ def create_app(parts: ApiParts) -> FastAPI:
     )
     install_error_handlers(app)
     auth = Authenticator(ApiKeyStore(parts.store.engine))
-    # Before the checkout routes: /unsubscribe would otherwise match /{checkout_id}.
+    # Before the checkout routes: their paths would otherwise match /{checkout_id}.
     app.include_router(unsubscribe_router(parts.service, parts.links))
+    app.include_router(revenue_router(parts.store, auth))
     app.include_router(checkout_router(parts.service, parts.store, parts.policy, parts.links, auth))
     app.include_router(subscription_router(SubscriptionStore(parts.store.engine), auth))
     app.include_router(codec_router(parts.codec, auth.require(Scope.READ)))
+    if parts.dashboard is not None:
+        app.include_router(dashboard_router(parts.dashboard, parts.store, auth))
 
     @app.get("/healthz", tags=["service"], summary="Liveness: the service answers")
     async def healthz() -> dict[str, str]:

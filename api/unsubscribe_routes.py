@@ -8,7 +8,7 @@ mail clients send (body `List-Unsubscribe=One-Click`) and what the form sends.
 import contextlib
 from datetime import UTC, datetime
 from html import escape
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
@@ -28,7 +28,9 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
 
 
 def unsubscribe_router(service: CheckoutService, links: LinkSigner) -> APIRouter:
-    invalid = {400: {"description": "The token is missing, malformed or not ours"}}
+    invalid: dict[int | str, dict[str, Any]] = {
+        400: {"description": "The token is missing, malformed or not ours"}
+    }
     router = APIRouter(tags=["unsubscribe"], responses=invalid)
     token_query = Query(max_length=300, description="The token from the email's link")
 

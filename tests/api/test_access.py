@@ -19,6 +19,7 @@ PUBLIC = {
 }
 READ = {
     ("POST", "/ecom/v1/abandoned-checkout/query"),
+    ("GET", "/ecom/v1/abandoned-checkout/recovered-revenue"),
     ("GET", "/ecom/v1/abandoned-checkout/{checkout_id}"),
     ("GET", "/ecom/v1/abandoned-checkout/{checkout_id}/activities"),
     ("POST", "/codec/encode"),

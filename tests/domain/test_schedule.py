@@ -14,8 +14,8 @@ DAY = SendWindow(start=time(9), end=time(20))
 NIGHT = SendWindow(start=time(22), end=time(6))
 
 
-def _berlin(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=BERLIN)  # type: ignore[misc]
+def _berlin(year: int, month: int, day: int, hour: int, minute: int) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=BERLIN)
 
 
 @pytest.mark.parametrize(

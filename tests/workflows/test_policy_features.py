@@ -14,10 +14,12 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import ApiParts, create_app
 from api.checkouts import CheckoutService
+from domain.access import Scope
 from domain.activity import ActivityType, NotSentReason
 from domain.checkout import AbandonedCheckout
 from domain.policy import RecoveryPolicy, parse_policy
 from domain.schedule import in_holdout
+from store.api_keys import ApiKeyStore
 from store.attribution import revenue_by_step
 from store.coupons import StoreCouponProvider
 from store.sql import SqlStore
@@ -228,6 +230,19 @@ async def test_recovery_through_the_link_is_attributed_to_that_link(
         (2, "assisted"): "89.90",
         (None, "organic"): "89.90",
     }
+    # The same figures over HTTP (read scope), as a decimal string per step and attribution.
+    async with _api(service, store, settings) as http:
+        _, token = await ApiKeyStore(store.engine).create("revenue", frozenset({Scope.READ}))
+        answer = await http.get(
+            "/ecom/v1/abandoned-checkout/recovered-revenue",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert answer.status_code == 200, answer.text
+    assert [(r["step"], r["attribution"], r["revenue"]) for r in answer.json()["rows"]] == [
+        (2, "assisted", "89.90"),
+        (2, "link", "89.90"),
+        (None, "organic", "89.90"),
+    ]
 
 
 def _link_in(smtp: SmtpServer, checkout_id: str, settings: Any) -> str:
