@@ -1,0 +1,138 @@
+"""One running engine per test module for the operator commands, and a way to run the CLI.
+
+Commands run in-process through typer's CliRunner with environment settings pointing at the stack
+(a separate `checkout-recovery` process spends seconds importing before it does anything; one test
+still runs it that way). The worker runs in the test's event loop, so each command runs on a
+thread of its own and the worker keeps going while the command waits.
+"""
+
+import asyncio
+import os
+import sys
+import traceback
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from typer.testing import CliRunner
+
+from api.checkouts import CheckoutService
+from domain.checkout import AbandonedCheckout
+from domain.policy import RecoveryPolicy
+from store.sql import SqlStore
+from tests.support import REPO, SmtpServer, engine_settings, running_engine, smtp_server
+from workers.cli import app
+from workers.policy_files import load_policy
+from workers.settings import Settings
+
+CLI = str(Path(sys.executable).parent / "checkout-recovery")
+
+# Step 1 mails at once, step 2 makes a task a moment later, step 3 waits an hour (never in a test).
+POLICY_TOML = """
+name = "operator-test"
+listen_window = "1h"
+
+[[steps]]
+delay = "1s"
+action = "email"
+template = "reminder"
+
+[[steps]]
+delay = "2s"
+action = "task"
+template = "follow_up"
+assignee = "sales"
+due_in = "1h"
+
+[[steps]]
+delay = "1h"
+action = "email"
+template = "last_chance"
+"""
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class OperatorStack:
+    client: Client
+    store: SqlStore
+    service: CheckoutService
+    settings: Settings
+    policy: RecoveryPolicy
+    smtp: SmtpServer
+    env: dict[str, str]
+
+    async def cli(self, *args: str) -> CliResult:
+        """The command run in-process on a thread of its own (it runs its own event loop), so
+        that the worker in the test's loop keeps going; the settings come from `env`."""
+        return await asyncio.to_thread(self._invoke, list(args))
+
+    def _invoke(self, args: list[str]) -> CliResult:
+        result = CliRunner().invoke(app, args, env=self.env)
+        stderr = result.stderr
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            # An unexpected error: show its traceback in the failing assertion.
+            stderr += "".join(traceback.format_exception(result.exception))
+        return CliResult(result.exit_code, result.stdout, stderr)
+
+    async def run_process(self, *args: str) -> CliResult:
+        """The installed `checkout-recovery` as a separate process (slow to start: a few s)."""
+        process = await asyncio.create_subprocess_exec(
+            CLI,
+            *args,
+            env={**os.environ, **self.env},
+            cwd=REPO,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+        assert process.returncode is not None
+        return CliResult(process.returncode, out.decode(), err.decode())
+
+    async def report(self, checkout: AbandonedCheckout) -> str:
+        outcome = await self.service.report(checkout, self.policy)
+        return outcome.checkout_id
+
+
+@pytest.fixture(scope="module")
+async def operators(
+    dev_server_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[OperatorStack]:
+    data_dir = tmp_path_factory.mktemp("operators")
+    policy_file = data_dir / "policy.toml"
+    policy_file.write_text(POLICY_TOML)
+    with smtp_server() as smtp:
+        settings = engine_settings(smtp.port, data_dir=data_dir, policy=str(policy_file))
+        store = SqlStore.from_url(settings.store_url)
+        await store.create_schema()
+        env = {
+            "TEMPORAL_ADDRESS": dev_server_env.client.service_client.config.target_host,
+            "TEMPORAL_NAMESPACE": "default",
+            "CHECKOUT_RECOVERY_DATA_DIR": str(data_dir),
+            "CHECKOUT_RECOVERY_TASK_QUEUE": settings.task_queue,
+            "CHECKOUT_RECOVERY_POLICY": str(policy_file),
+            "CHECKOUT_RECOVERY_TEMPORAL_UI_URL": "http://ui.test:8233",
+            "COLUMNS": "200",  # rich wraps tables to the terminal's width; a pipe has none
+        }
+        try:
+            async with running_engine(dev_server_env.client, store, settings) as service:
+                yield OperatorStack(
+                    dev_server_env.client,
+                    store,
+                    service,
+                    settings,
+                    load_policy(str(policy_file)),
+                    smtp,
+                    env,
+                )
+        finally:
+            await store.close()

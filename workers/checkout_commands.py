@@ -1,0 +1,500 @@
+"""`checkout-recovery checkouts ...`: find a checkout, see what happened and what comes next, act.
+
+`list` and `show` read the store (the durable record); `show` adds the flow's state from Temporal
+and `history` reads the flow's event history there. `recover` and `cancel` go through the same
+CheckoutService as the HTTP API, so the store is written before the flow is told.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.table import Column, Table
+from temporalio.client import WorkflowHandle
+from temporalio.converter import DataConverter
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.checkouts import CheckoutNotFoundError
+from domain.activity import Activity
+from domain.checkout import AbandonedCheckout, CheckoutStatus
+from domain.durations import parse_duration
+from domain.errors import InvalidInputError
+from domain.flow import RecoveryInput, workflow_id_for
+from domain.policy import RecoveryPolicy
+from domain.query import MAX_LIMIT, CheckoutPage, parse_query
+from store.sql import SqlStore
+from workers.cli_support import print_json, settings_or_fail
+from workers.history_summary import HistoryRow, decode_failure_messages, summarise_history
+from workers.operator_output import (
+    JsonFlag,
+    NotFoundError,
+    UnreachableError,
+    console,
+    iso,
+    run_command,
+    shown,
+)
+from workers.policy_files import load_policy
+from workers.resources import open_service, open_store
+from workers.settings import Settings
+from workers.temporal_client import connect
+
+checkouts_app = typer.Typer(
+    help="Find abandoned checkouts, read their flows, recover or cancel them.",
+    no_args_is_help=True,
+)
+
+IdArgument = Annotated[str, typer.Argument(metavar="ID", help="The abandoned checkout's id.")]
+
+
+# --- list ----------------------------------------------------------------------------------
+
+
+@checkouts_app.command("list")
+def list_checkouts(  # noqa: PLR0917 - typer takes each option as a parameter
+    status: Annotated[CheckoutStatus | None, typer.Option("--status", case_sensitive=False)] = None,
+    email: Annotated[str | None, typer.Option("--email", help="The buyer's email.")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Created at or after: ISO date/time (UTC if no zone) or 7d."),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Created before: ISO date/time or a duration ago.")
+    ] = None,
+    cart_id: Annotated[str | None, typer.Option("--cart-id")] = None,
+    checkout_id: Annotated[str | None, typer.Option("--checkout-id", help="The shop's.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_LIMIT)] = 20,
+    cursor: Annotated[
+        str | None,
+        typer.Option("--cursor", help="The next page of an earlier listing (alone, no filters)."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List checkouts, newest first, with the filters of the query API; pages by cursor."""
+    settings = settings_or_fail()
+
+    async def run() -> CheckoutPage:
+        conditions = _filter(
+            status=status,
+            email=email,
+            since=since,
+            until=until,
+            cart_id=cart_id,
+            checkout_id=checkout_id,
+            now=datetime.now(UTC),
+        )
+        if cursor is not None and conditions:
+            # A cursor carries its listing's filters; "--since 7d" again would mean another instant.
+            raise InvalidInputError(
+                "options", ["--cursor: give it alone (with --limit), no filters"]
+            )
+        paging: dict[str, Any] = {"limit": limit} | ({"cursor": cursor} if cursor else {})
+        spec: dict[str, Any] = {"cursorPaging": paging} | (
+            {"filter": conditions} if conditions else {}
+        )
+        query = parse_query({"query": spec})
+        async with open_store(settings) as store:
+            return await store.query(query)
+
+    page = run_command(run())
+    if as_json:
+        print_json(page.to_json_dict())
+        return
+    _print_page(page)
+
+
+def _filter(
+    *,
+    status: CheckoutStatus | None,
+    email: str | None,
+    since: str | None,
+    until: str | None,
+    cart_id: str | None,
+    checkout_id: str | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The query API's filter for the options given (empty when none was)."""
+    conditions: dict[str, Any] = {}
+    for field, value in (
+        ("status", status.value if status else None),
+        ("buyerInfo.email", email),
+        ("cartId", cart_id),
+        ("checkoutId", checkout_id),
+    ):
+        if value is not None:
+            conditions[field] = {"$eq": value}
+    created: dict[str, str] = {}
+    if since is not None:
+        created["$gte"] = _moment("--since", since, now).isoformat()
+    if until is not None:
+        created["$lt"] = _moment("--until", until, now).isoformat()
+    if created:
+        conditions["createdDate"] = created
+    return conditions
+
+
+def _moment(option: str, text: str, now: datetime) -> datetime:
+    """An ISO date or date-time (UTC when it names no zone), or a duration back from now."""
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        problem = f"{option}: {text!r} is neither an ISO date/time (2026-05-01, 2026-05-01T10:00Z)"
+        raise InvalidInputError("options", [f"{problem} nor a duration (90m, 7d)"]) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _print_page(page: CheckoutPage) -> None:
+    out = console()
+    if not page.checkouts:
+        out.print("no checkouts match")
+    else:
+        # Ids fold rather than end in "…": an operator copies them into the next command.
+        table = Table(
+            Column("ID", overflow="fold"),
+            "Created (UTC)",
+            "Status",
+            "Email",
+            "Total",
+            "Last activity",
+        )
+        for checkout in page.checkouts:
+            last = checkout.activities[-1] if checkout.activities else None
+            table.add_row(
+                checkout.id,
+                shown(checkout.created_date),
+                checkout.status.value,
+                checkout.buyer_info.email or "-",
+                checkout.total_price.display(checkout.currency),
+                f"{last.type.value} {shown(last.created_date)}" if last else "-",
+            )
+        out.print(table)
+    if page.cursors.next:
+        # Soft wrap: the cursor is one long word and must stay copyable as one.
+        out.print(
+            f"next page: checkout-recovery checkouts list --cursor {page.cursors.next}",
+            soft_wrap=True,
+        )
+
+
+# --- show ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FlowState:
+    """The checkout's workflow as Temporal describes it."""
+
+    workflow_id: str
+    status: str
+    """RUNNING, COMPLETED, CANCELED, TERMINATED, ...; NOT_FOUND when Temporal has no such flow
+    (never started, or past retention); UNREACHABLE when Temporal could not be asked."""
+    link: str
+    start_time: datetime | None = None
+    close_time: datetime | None = None
+    flow_input: RecoveryInput | None = None
+    problem: str | None = None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        found = {
+            "workflowId": self.workflow_id,
+            "status": self.status,
+            "startTime": iso(self.start_time),
+            "closeTime": iso(self.close_time),
+            "link": self.link,
+        }
+        return found | ({"error": self.problem} if self.problem else {})
+
+
+@dataclass(frozen=True)
+class NextStep:
+    number: int
+    """Counted from 1, as activity entries count steps."""
+    action: str
+    template: str
+    due: datetime
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.number,
+            "action": self.action,
+            "template": self.template,
+            "dueDate": iso(self.due),
+        }
+
+
+def next_step(
+    policy: RecoveryPolicy, abandoned_at: datetime, activities: list[Activity]
+) -> NextStep | None:
+    """The first policy step after the last one with an activity entry, due its delay after the
+    abandonment; None when every step has run.
+
+    The due time is the policy's; a flow whose step waits for a send window or is retrying runs
+    it later (its timers are in `checkouts history`).
+    """
+    done = max((entry.step for entry in activities if entry.step is not None), default=0)
+    if done >= len(policy.steps):
+        return None
+    step = policy.steps[done]
+    return NextStep(done + 1, step.action, step.template, abandoned_at + step.delay)
+
+
+@checkouts_app.command("show")
+def show(checkout_id: IdArgument, as_json: JsonFlag = False) -> None:
+    """The checkout, its activity timeline, its next step and its workflow in Temporal."""
+    settings = settings_or_fail()
+
+    async def run() -> tuple[AbandonedCheckout, FlowState]:
+        async with open_store(settings) as store:
+            checkout = await _require(store, checkout_id)
+        return checkout, await _flow_state(settings, checkout_id)
+
+    checkout, flow = run_command(run())
+    policy, source = _policy(flow, settings)
+    upcoming = None
+    if policy is not None and _may_run_more(checkout, flow):
+        abandoned_at = flow.flow_input.abandoned_at if flow.flow_input else checkout.created_date
+        assert abandoned_at is not None
+        upcoming = next_step(policy, abandoned_at, checkout.activities)
+    if as_json:
+        print_json(
+            {
+                "abandonedCheckout": checkout.to_json_dict(),
+                "workflow": flow.to_json_dict(),
+                "policy": {"name": policy.name, "source": source} if policy else None,
+                "nextStep": upcoming.to_json_dict() if upcoming else None,
+            }
+        )
+        return
+    _print_checkout(checkout, flow, policy, source, upcoming)
+
+
+async def _require(store: SqlStore, checkout_id: str) -> AbandonedCheckout:
+    checkout = await store.get(checkout_id)
+    if checkout is None:
+        raise CheckoutNotFoundError(checkout_id)
+    return checkout
+
+
+async def _flow_state(settings: Settings, checkout_id: str) -> FlowState:
+    workflow_id = workflow_id_for(checkout_id)
+    link = settings.workflow_link.format(workflow_id=workflow_id)
+    try:
+        client = await connect(settings)
+    except RuntimeError as err:
+        # The store's record is still worth showing when Temporal is down.
+        return FlowState(workflow_id, "UNREACHABLE", link, problem=str(err))
+    handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(workflow_id)
+    try:
+        description = await handle.describe()
+        flow_input = await _flow_input(handle, client.data_converter)
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return FlowState(workflow_id, "NOT_FOUND", link)
+        return FlowState(workflow_id, "UNREACHABLE", link, problem=f"Temporal: {err}")
+    return FlowState(
+        workflow_id,
+        description.status.name if description.status else "UNKNOWN",
+        link,
+        start_time=description.start_time,
+        close_time=description.close_time,
+        flow_input=flow_input,
+    )
+
+
+async def _flow_input(
+    handle: WorkflowHandle[Any, Any], converter: DataConverter
+) -> RecoveryInput | None:
+    """What the flow was started with: the policy it keeps for its whole life, and its clock."""
+    async for event in handle.fetch_history_events(page_size=1):
+        payloads = event.workflow_execution_started_event_attributes.input
+        try:
+            decoded = await converter.decode_wrapper(payloads, [RecoveryInput])
+        except Exception:
+            # The input only refines the next step; the configured policy stands in when an
+            # older or foreign input cannot be read.
+            return None
+        found = decoded[0] if decoded else None
+        return found if isinstance(found, RecoveryInput) else None
+    return None
+
+
+def _policy(flow: FlowState, settings: Settings) -> tuple[RecoveryPolicy | None, str]:
+    if flow.flow_input is not None:
+        return flow.flow_input.policy, "workflow input"
+    try:
+        return load_policy(settings.policy), "configured"
+    except InvalidInputError:
+        return None, "none"
+
+
+def _may_run_more(checkout: AbandonedCheckout, flow: FlowState) -> bool:
+    running = flow.status in ("RUNNING", "UNREACHABLE")
+    return running and checkout.status is CheckoutStatus.ABANDONED
+
+
+def _print_checkout(
+    checkout: AbandonedCheckout,
+    flow: FlowState,
+    policy: RecoveryPolicy | None,
+    source: str,
+    upcoming: NextStep | None,
+) -> None:
+    out = console()
+    buyer = checkout.buyer_info
+    name = " ".join(
+        part
+        for part in (checkout.contact_details.first_name, checkout.contact_details.last_name)
+        if part
+    )
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold", no_wrap=True)
+    facts.add_column(overflow="fold")
+    facts.add_row("checkout", f"{checkout.id}  [bold]{checkout.status.value}[/bold]")
+    facts.add_row(
+        "shop ids", f"checkoutId {checkout.checkout_id or '-'}, cartId {checkout.cart_id or '-'}"
+    )
+    facts.add_row("buyer", f"{buyer.email or '(no email)'}" + (f" ({name})" if name else ""))
+    items = sum(item.quantity for item in checkout.line_items)
+    facts.add_row("total", f"{checkout.total_price.display(checkout.currency)}, {items} item(s)")
+    facts.add_row("created", f"{shown(checkout.created_date)} UTC")
+    if checkout.checkout_recovered_date:
+        order = f", order {checkout.order_id}" if checkout.order_id else ""
+        facts.add_row("recovered", f"{shown(checkout.checkout_recovered_date)} UTC{order}")
+    facts.add_row("workflow", f"{flow.status}  {flow.workflow_id}")
+    if flow.problem:
+        facts.add_row("", flow.problem)
+    facts.add_row("Temporal UI", flow.link)
+    facts.add_row("policy", f"{policy.name} ({source})" if policy else "unknown")
+    facts.add_row("next step", _next_text(upcoming))
+    out.print(facts)
+    timeline = Table("Time (UTC)", "Activity", "Step", "Reason", title="Activity timeline")
+    for entry in checkout.activities:
+        timeline.add_row(
+            shown(entry.created_date),
+            entry.type.value,
+            str(entry.step) if entry.step is not None else "",
+            entry.reason or "",
+        )
+    out.print(timeline)
+
+
+def _next_text(upcoming: NextStep | None) -> str:
+    if upcoming is None:
+        return "none"
+    due = f"{shown(upcoming.due)} UTC"
+    if upcoming.due <= datetime.now(UTC):
+        due += " (due now: running, retrying or waiting for a send window)"
+    return f"{upcoming.number}: {upcoming.action} {upcoming.template}, due {due}"
+
+
+# --- history -------------------------------------------------------------------------------
+
+
+@checkouts_app.command("history")
+def history(checkout_id: IdArgument, as_json: JsonFlag = False) -> None:
+    """The flow's event history from Temporal, for people: timers, activities, retries, signals."""
+    settings = settings_or_fail()
+    workflow_id = workflow_id_for(checkout_id)
+
+    async def run() -> list[HistoryRow]:
+        async with open_store(settings) as store:
+            await _require(store, checkout_id)
+        try:
+            client = await connect(settings)
+        except RuntimeError as err:
+            address = settings.temporal_address
+            raise UnreachableError(f"cannot reach Temporal at {address}: {err}") from None
+        handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(workflow_id)
+        try:
+            events = (await handle.fetch_history()).events
+        except RPCError as err:
+            if err.status is not RPCStatusCode.NOT_FOUND:
+                raise
+            raise NotFoundError(
+                f"no workflow {workflow_id!r} in Temporal: never started, or its history is past "
+                "the namespace's retention (the checkout's activities stay: checkouts show)"
+            ) from None
+        await decode_failure_messages(events, client.data_converter)
+        return summarise_history(events)
+
+    rows = run_command(run())
+    link = settings.workflow_link.format(workflow_id=workflow_id)
+    if as_json:
+        print_json(
+            {
+                "checkoutId": checkout_id,
+                "workflowId": workflow_id,
+                "link": link,
+                "events": [_row_json(row) for row in rows],
+            }
+        )
+        return
+    table = Table("#", "Time (UTC)", "Event", "Name", "Detail", title=f"{workflow_id}  {link}")
+    for row in rows:
+        style = "red" if row.error and row.event != "activity retried" else None
+        table.add_row(
+            str(row.event_id), shown(row.time), row.event, row.name, row.detail, style=style
+        )
+    console().print(table)
+
+
+def _row_json(row: HistoryRow) -> dict[str, Any]:
+    return {
+        "eventId": row.event_id,
+        "time": iso(row.time),
+        "event": row.event,
+        "name": row.name,
+        "detail": row.detail,
+        "attempt": row.attempt,
+        "error": row.error,
+    }
+
+
+# --- recover and cancel --------------------------------------------------------------------
+
+
+@checkouts_app.command("recover")
+def recover(
+    checkout_id: IdArgument,
+    order_id: Annotated[
+        str | None, typer.Option("--order-id", help="The order that recovered it.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Mark the checkout recovered: its flow stops and no further step runs. Safe to repeat."""
+    settings = settings_or_fail()
+
+    async def run() -> AbandonedCheckout:
+        async with open_service(settings) as service:
+            return await service.recover(checkout_id, order_id)
+
+    checkout = run_command(run())
+    if as_json:
+        print_json({"abandonedCheckout": checkout.to_json_dict()})
+        return
+    order = f" by order {checkout.order_id}" if checkout.order_id else ""
+    console().print(
+        f"{checkout_id} recovered{order} at {shown(checkout.checkout_recovered_date)} UTC; "
+        "its flow stops"
+    )
+
+
+@checkouts_app.command("cancel")
+def cancel(checkout_id: IdArgument, as_json: JsonFlag = False) -> None:
+    """Stop the checkout's flow without marking it recovered."""
+    settings = settings_or_fail()
+
+    async def run() -> None:
+        async with open_service(settings) as service:
+            await service.cancel(checkout_id)
+
+    run_command(run())
+    workflow_id = workflow_id_for(checkout_id)
+    if as_json:
+        print_json({"id": checkout_id, "workflowId": workflow_id, "cancelSent": True})
+        return
+    console().print(f"cancel sent to {workflow_id}; no further step runs")

@@ -1,0 +1,216 @@
+"""`checkout-recovery import FILE`: report many abandoned checkouts from a JSON Lines file.
+
+Each line is one report in the shape the HTTP API accepts. A bad line is recorded with its number
+and error and the import goes on; the exit code (2) tells a script that some lines need fixing.
+Reports go through CheckoutService.report, which starts one flow per checkout ever, so running the
+same file again only finds every line already known.
+
+The file is read line by line, never whole, and a few reports are in flight at once: each one is
+a store write and a workflow start, which mostly wait on the network.
+"""
+
+import asyncio
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from api.checkouts import CheckoutErasedError, CheckoutService
+from domain.checkout import AbandonedCheckout
+from domain.errors import InvalidInputError
+from domain.policy import RecoveryPolicy
+from domain.report import parse_report
+from workers.cli_support import fail, print_json, settings_or_fail
+from workers.operator_output import (
+    EXIT_BAD_INPUT,
+    JsonFlag,
+    console,
+    error_console,
+    run_command,
+)
+from workers.resources import open_service
+from workers.settings import Settings
+from workers.worker import check_policy
+
+_IN_FLIGHT = 16
+"""Reports running at once: enough to hide network waits, few enough not to swamp Temporal."""
+
+
+class BadLineError(ValueError):
+    """Why one line could not be reported."""
+
+
+@dataclass(frozen=True)
+class BadLine:
+    line: int
+    error: str
+
+
+@dataclass
+class ImportReport:
+    lines: int = 0
+    reported: int = 0
+    """Checkouts new to the engine: a flow started for each."""
+    already_known: int = 0
+    """Reported before (by an earlier import, the API, or an earlier line): no new flow."""
+    blank: int = 0
+    bad: list[BadLine] = field(default_factory=list)
+
+    def to_json_dict(self, source: Path) -> dict[str, Any]:
+        return {
+            "file": str(source),
+            "lines": self.lines,
+            "reported": self.reported,
+            "alreadyKnown": self.already_known,
+            "blankLines": self.blank,
+            "badLines": len(self.bad),
+            "errors": [{"line": bad.line, "error": bad.error} for bad in self.bad],
+        }
+
+
+def parse_line(raw: bytes) -> AbandonedCheckout | None:
+    """The checkout a line reports; None for a blank line; BadLineError saying what is wrong."""
+    try:
+        text = raw.decode("utf-8").removeprefix("\ufeff").rstrip("\r\n")
+    except UnicodeDecodeError as err:
+        raise BadLineError(f"not UTF-8 text (byte {err.start}: {err.reason})") from None
+    if not text.strip():
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise BadLineError(f"not JSON: {err.msg} at column {err.colno}") from None
+    try:
+        return parse_report(data)
+    except InvalidInputError as err:
+        raise BadLineError(f"invalid {err.what}: {'; '.join(err.problems)}") from None
+
+
+def _numbered_lines(source: Path) -> Iterator[tuple[int, bytes]]:
+    with source.open("rb") as lines:
+        yield from enumerate(lines, start=1)
+
+
+async def import_lines(
+    source: Path,
+    settings: Settings,
+    policy: RecoveryPolicy,
+    on_line: Callable[[int, int], None] = lambda number, size: None,
+) -> ImportReport:
+    """Report every line of `source`; `on_line(number, bytes)` follows the reading."""
+    report = ImportReport()
+    async with open_service(settings) as service:
+        pending: set[asyncio.Task[None]] = set()
+        for number, raw in _numbered_lines(source):
+            report.lines = number
+            on_line(number, len(raw))
+            try:
+                checkout = parse_line(raw)
+            except BadLineError as err:
+                report.bad.append(BadLine(number, str(err)))
+                continue
+            if checkout is None:
+                report.blank += 1
+                continue
+            pending = await _drain(pending, below=_IN_FLIGHT)
+            pending.add(asyncio.create_task(_report(service, policy, number, checkout, report)))
+        await _drain(pending, below=1)
+    # Reports finish out of order; the error list reads best in file order.
+    report.bad.sort(key=lambda bad: bad.line)
+    return report
+
+
+async def _report(
+    service: CheckoutService,
+    policy: RecoveryPolicy,
+    number: int,
+    checkout: AbandonedCheckout,
+    report: ImportReport,
+) -> None:
+    try:
+        outcome = await service.report(checkout, policy)
+    except CheckoutErasedError as err:
+        report.bad.append(BadLine(number, str(err)))
+        return
+    if outcome.new:
+        report.reported += 1
+    else:
+        report.already_known += 1
+
+
+async def _drain(pending: set[asyncio.Task[None]], below: int) -> set[asyncio.Task[None]]:
+    """Wait until fewer than `below` reports are in flight. Anything but a bad line (Temporal or
+    the store down) stops the import: every later line would fail the same way, and running the
+    file again later is safe."""
+    while len(pending) >= below:
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+    return pending
+
+
+def import_file(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, readable=True, help="JSON Lines: one checkout per line."
+        ),
+    ],
+    policy: Annotated[
+        str | None,
+        typer.Option("--policy", help="Built-in policy name (default, demo) or a TOML file path."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Report abandoned checkouts from a JSON Lines file; bad lines are listed, not fatal."""
+    settings = settings_or_fail(policy)
+    try:
+        recovery_policy = check_policy(settings)
+    except InvalidInputError as err:
+        fail(str(err), code=EXIT_BAD_INPUT)
+    progress = Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[lines]} lines"),
+        TimeRemainingColumn(),
+        console=error_console(),
+        disable=as_json,
+    )
+    with progress:
+        bar = progress.add_task("importing", total=file.stat().st_size or None, lines=0)
+
+        def on_line(number: int, size: int) -> None:
+            progress.update(bar, advance=size, lines=number)
+
+        report = run_command(import_lines(file, settings, recovery_policy, on_line))
+    if as_json:
+        print_json(report.to_json_dict(file))
+    else:
+        _print_report(file, report)
+    if report.bad:
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _print_report(source: Path, report: ImportReport) -> None:
+    out = console()
+    summary = Table.grid(padding=(0, 2))
+    summary.add_column()
+    summary.add_column(justify="right")
+    summary.add_row("reported (new flows started)", str(report.reported))
+    summary.add_row("already known (no new flow)", str(report.already_known))
+    summary.add_row("bad lines", str(len(report.bad)))
+    if report.blank:
+        summary.add_row("blank lines", str(report.blank))
+    out.print(f"{source}: {report.lines} lines")
+    out.print(summary)
+    if report.bad:
+        bad = Table("Line", "Error", title="Bad lines (fix them and import the file again)")
+        for line in report.bad:
+            bad.add_row(str(line.line), line.error)
+        out.print(bad)

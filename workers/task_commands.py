@@ -1,0 +1,83 @@
+"""`checkout-recovery tasks ...`: the to-dos that `task` steps create for shop staff."""
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Column, Table
+
+from domain.task import StaffTask, TaskStatus
+from store.tasks import TaskStore
+from workers.cli_support import print_json, settings_or_fail
+from workers.operator_output import JsonFlag, NotFoundError, console, run_command, shown
+from workers.resources import open_store
+
+tasks_app = typer.Typer(help="Staff tasks created by recovery flows.", no_args_is_help=True)
+
+
+def _task_json(task: StaffTask) -> dict[str, Any]:
+    return task.model_dump(mode="json", by_alias=True)
+
+
+@tasks_app.command("list")
+def list_tasks(
+    open_only: Annotated[
+        bool, typer.Option("--open/--all", help="Only open tasks (default), or all of them.")
+    ] = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """The tasks, soonest due first."""
+    settings = settings_or_fail()
+
+    async def run() -> list[StaffTask]:
+        async with open_store(settings) as store:
+            return await store.list_tasks(TaskStatus.OPEN if open_only else None)
+
+    found = run_command(run())
+    if as_json:
+        print_json({"tasks": [_task_json(task) for task in found]})
+        return
+    if not found:
+        console().print("no open tasks" if open_only else "no tasks")
+        return
+    table = Table(
+        "ID",
+        "Due (UTC)",
+        "Assignee",
+        "Status",
+        Column("Task", overflow="fold"),
+        Column("Checkout", overflow="fold"),
+    )
+    for task in found:
+        # The task's link to the flow is left to --json and `checkouts show`: it would double
+        # every row's height.
+        table.add_row(
+            str(task.id),
+            shown(task.due_date),
+            task.assignee,
+            task.status.value,
+            task.title,
+            task.checkout_id,
+        )
+    console().print(table)
+
+
+@tasks_app.command("done")
+def done(
+    task_id: Annotated[int, typer.Argument(metavar="ID", help="The task's id (tasks list).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Mark a task done; harmless to repeat."""
+    settings = settings_or_fail()
+
+    async def run() -> StaffTask:
+        async with open_store(settings) as store:
+            task = await TaskStore(store.engine).mark_done(task_id)
+        if task is None:
+            raise NotFoundError(f"no task with id {task_id}")
+        return task
+
+    task = run_command(run())
+    if as_json:
+        print_json({"task": _task_json(task)})
+        return
+    console().print(f"task {task.id} done: {task.title}")
