@@ -12,12 +12,23 @@ from datetime import UTC, datetime
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain.checkout import AbandonedCheckout, CheckoutStatus
-from domain.flow import RecoveredSignal, RecoveryInput, workflow_id_for
+from domain.flow import (
+    STATUS_ATTRIBUTE,
+    STEP_ATTRIBUTE,
+    RecoveredSignal,
+    RecoveryInput,
+    workflow_id_for,
+)
 from domain.policy import RecoveryPolicy
 from domain.schedule import in_holdout
 from store.sql import SqlStore
@@ -66,10 +77,19 @@ def derive_checkout_id(checkout: AbandonedCheckout) -> str:
 
 
 class CheckoutService:
-    def __init__(self, client: Client, store: SqlStore, task_queue: str) -> None:
+    def __init__(
+        self,
+        client: Client,
+        store: SqlStore,
+        task_queue: str,
+        *,
+        search_attributes: bool = False,
+    ) -> None:
         self._client = client
         self._store = store
         self._task_queue = task_queue
+        self._search_attributes = search_attributes
+        """Whether flows publish their status and step (the namespace has them registered)."""
 
     @property
     def store(self) -> SqlStore:
@@ -106,6 +126,7 @@ class CheckoutService:
             policy=policy,
             abandoned_at=checkout.created_date,
             reported_at=reported_at,
+            publish_search_attributes=self._search_attributes,
         )
         workflow_id = workflow_id_for(checkout_id)
         new = reported_at == now
@@ -123,11 +144,22 @@ class CheckoutService:
                 # Running: attach to it. Closed: refuse. Either way one flow per checkout, ever.
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=self._initial_search_attributes(),
             )
         except WorkflowAlreadyStartedError:
             # Its flow has closed already: the checkout keeps its one and only flow.
             new = False
         return ReportOutcome(checkout_id, workflow_id, new=new)
+
+    def _initial_search_attributes(self) -> TypedSearchAttributes | None:
+        if not self._search_attributes:
+            return None
+        return TypedSearchAttributes(
+            [
+                SearchAttributePair(STATUS_ATTRIBUTE, "ABANDONED"),
+                SearchAttributePair(STEP_ATTRIBUTE, 0),
+            ]
+        )
 
     async def update(self, checkout: AbandonedCheckout, now: datetime | None = None) -> str:
         """Replace what later steps show (items, prices, address) for a checkout still abandoned."""

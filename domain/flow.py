@@ -3,11 +3,24 @@
 from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
+from temporalio.common import SearchAttributeKey
 
 from domain.checkout import AbandonedCheckout
 from domain.policy import RecoveryPolicy
 
 WORKFLOW_ID_PREFIX = "abandoned-checkout-"
+
+# What a flow publishes for the Temporal UI and `temporal workflow list --query`: no personal data.
+STATUS_ATTRIBUTE = SearchAttributeKey.for_keyword("CheckoutRecoveryStatus")
+"""ABANDONED while the flow runs; RECOVERED, CANCELLED or NOT_RECOVERED once it closed."""
+STEP_ATTRIBUTE = SearchAttributeKey.for_int("CheckoutRecoveryStep")
+"""The number of the policy step the flow reached last (0 before the first)."""
+SEARCH_ATTRIBUTES = (STATUS_ATTRIBUTE, STEP_ATTRIBUTE)
+CLOSED_STATUS = {
+    "recovered": "RECOVERED",
+    "cancelled": "CANCELLED",
+    "window_elapsed": "NOT_RECOVERED",
+}
 
 
 def workflow_id_for(checkout_id: str) -> str:
@@ -31,6 +44,9 @@ class RecoveryInput(_Contract):
     """Delays count from here: the checkout's createdDate, or the moment it was reported."""
     reported_at: AwareDatetime
     """When the engine took the report; the time of the SCHEDULED entry."""
+    publish_search_attributes: bool = False
+    """Set by the starter when the namespace has our search attributes registered: upserting an
+    unregistered one would fail the flow's workflow task."""
 
 
 class RecoveredSignal(_Contract):

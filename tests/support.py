@@ -21,6 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.checkouts import CheckoutService
 from domain.checkout import AbandonedCheckout, parse_checkout
+from domain.flow import SEARCH_ATTRIBUTES
 from domain.policy import RecoveryPolicy
 from store.sql import SqlStore
 from workers.policy_files import load_policy
@@ -129,6 +130,8 @@ async def start_dev_server() -> WorkflowEnvironment:
         data_converter=pydantic_data_converter,
         dev_server_existing_path=str(BIN_DIR / "temporal"),
         ui=False,
+        # As the dev stack does: flows publish their status and step when these exist.
+        search_attributes=SEARCH_ATTRIBUTES,
     )
 
 

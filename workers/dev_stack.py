@@ -11,6 +11,7 @@ from pathlib import Path
 from temporalio.client import Client
 
 from workers.mailbox import EmbeddedSmtpServer
+from workers.search_attributes import dev_server_flags
 from workers.settings import Settings
 from workers.temporal_client import connect
 
@@ -62,6 +63,7 @@ async def temporal_dev_server(settings: Settings) -> AsyncIterator[Client]:
         "--log-level",
         "warn",
         "--ui-disable-news-fetch",
+        *dev_server_flags(),
     ]
     if settings.codec_keys is not None:
         # The Web UI shows encrypted payloads by asking our API to decode them.

@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator
 
 from api.checkouts import CheckoutService
 from store.sql import SqlStore
+from workers.search_attributes import search_attributes_registered
 from workers.settings import Settings
 from workers.temporal_client import connect
 
@@ -24,4 +25,9 @@ async def open_store(settings: Settings) -> AsyncIterator[SqlStore]:
 async def open_service(settings: Settings) -> AsyncIterator[CheckoutService]:
     async with open_store(settings) as store:
         client = await connect(settings)
-        yield CheckoutService(client, store, settings.task_queue)
+        yield CheckoutService(
+            client,
+            store,
+            settings.task_queue,
+            search_attributes=await search_attributes_registered(client),
+        )

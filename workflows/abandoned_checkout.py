@@ -8,15 +8,24 @@ possible. Signal handlers only change state; the main loop reacts to it.
 import asyncio
 import contextlib
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from domain.activity import Activity, ActivityType, NotSentReason
     from domain.checkout import AbandonedCheckout, CheckoutStatus
-    from domain.flow import RecoveredSignal, RecoveryInput, RecoveryResult, step_key
+    from domain.flow import (
+        CLOSED_STATUS,
+        STATUS_ATTRIBUTE,
+        STEP_ATTRIBUTE,
+        RecoveredSignal,
+        RecoveryInput,
+        RecoveryResult,
+        step_key,
+    )
     from domain.policy import EmailStep, NotificationStep, RecoveryPolicy, Step
     from domain.schedule import (
         Consent,
@@ -89,6 +98,7 @@ class AbandonedCheckoutWorkflow:
         # the anchor; the counter tells a sleeping step to work out its due time again.
         self._anchor: datetime = flow.abandoned_at
         self._schedule_changes = 0
+        self._publishes = flow.publish_search_attributes
 
     @workflow.run
     async def run(self, flow: RecoveryInput) -> RecoveryResult:
@@ -108,6 +118,7 @@ class AbandonedCheckoutWorkflow:
                 failed=failed_conditions(step.conditions, self._checkout),
                 consent=None,
             )
+            self._publish(STEP_ATTRIBUTE.value_set(index + 1))
             if reason is not None:
                 await self._skip(index, step, reason)
             elif not await self._run_step(index, step):
@@ -115,7 +126,14 @@ class AbandonedCheckoutWorkflow:
             self._steps_run += 1
         else:
             await self._sleep_until(workflow.now() + policy.listen_window)
-        return await self._close()
+        result = await self._close()
+        self._publish(STATUS_ATTRIBUTE.value_set(CLOSED_STATUS[result.closed_because]))
+        return result
+
+    def _publish(self, update: SearchAttributeUpdate[Any]) -> None:
+        # The patch keeps histories recorded before flows published anything replayable.
+        if self._publishes and workflow.patched("search-attributes"):
+            workflow.upsert_search_attributes([update])
 
     # --- signals and query -------------------------------------------------------------------
 

@@ -1,0 +1,55 @@
+"""Our search attributes: registering them on the dev server, and checking a namespace has them."""
+
+import logging
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.common import SearchAttributeIndexedValueType
+from temporalio.service import RPCError
+
+from domain.flow import SEARCH_ATTRIBUTES
+
+logger = logging.getLogger(__name__)
+
+_CLI_TYPE = {
+    SearchAttributeIndexedValueType.KEYWORD: "Keyword",
+    SearchAttributeIndexedValueType.INT: "Int",
+}
+
+
+def dev_server_flags() -> list[str]:
+    """`temporal server start-dev` arguments that register the attributes at start."""
+    flags: list[str] = []
+    for key in SEARCH_ATTRIBUTES:
+        flags += ["--search-attribute", f"{key.name}={_CLI_TYPE[key.indexed_value_type]}"]
+    return flags
+
+
+async def search_attributes_registered(client: Client) -> bool:
+    """Whether the namespace has all our attributes with the right types. False (and a warning)
+    when it has not, or when the connection may not ask (Temporal Cloud keys without admin
+    rights): flows then run without publishing."""
+    try:
+        answer = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=client.namespace)
+        )
+    except RPCError as err:
+        logger.warning("Cannot list search attributes (%s); flows will not publish them", err)
+        return False
+    registered = dict(answer.custom_attributes)
+    missing = [
+        key.name
+        for key in SEARCH_ATTRIBUTES
+        if registered.get(key.name)
+        != IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{_CLI_TYPE[key.indexed_value_type].upper()}")
+    ]
+    if missing:
+        logger.warning(
+            "Search attributes %s are not registered in namespace %s; flows will not publish "
+            "them (temporal operator search-attribute create --name NAME --type TYPE)",
+            ", ".join(missing),
+            client.namespace,
+        )
+        return False
+    return True
