@@ -117,10 +117,13 @@ def _policy() -> RecoveryPolicy:
 
 
 def _checkout(index: int) -> AbandonedCheckout:
+    # A buyer per checkout, across runs too: the policy's frequency cap would otherwise hold a
+    # second checkout's emails of one address back for a day.
+    unique = uuid.uuid4()
     return parse_checkout(
         {
-            "checkoutId": f"bench-{uuid.uuid4()}-{index}",
-            "buyerInfo": {"email": f"buyer{index}@example.com", "visitorId": f"v-{index}"},
+            "checkoutId": f"bench-{unique}-{index}",
+            "buyerInfo": {"email": f"buyer-{unique}@example.com", "visitorId": f"v-{index}"},
             "contactDetails": {"firstName": "Bench", "lastName": f"Buyer {index}"},
             "currency": "EUR",
             "totalPrice": {"amount": "42.00", "formattedAmount": "€42.00"},

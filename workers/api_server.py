@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import uvicorn
@@ -11,11 +12,13 @@ from fastapi import FastAPI
 
 from api.app import ApiParts, create_app
 from api.checkouts import CheckoutService
+from api.dashboard import DashboardConfig
 from domain.access import Scope
 from domain.policy import RecoveryPolicy
 from store.api_keys import ApiKeyStore
 from store.sql import SqlStore
-from workers.link_secret import link_signer_for
+from workers.link_secret import dashboard_secret, link_signer_for
+from workers.mailbox import read_mailbox
 from workers.payload_codec import codec_from_settings
 from workers.settings import Settings
 
@@ -25,8 +28,13 @@ DEV_KEY_FILE = "dev-api-key"
 
 
 def build_app(
-    settings: Settings, service: CheckoutService, store: SqlStore, policy: RecoveryPolicy
+    settings: Settings,
+    service: CheckoutService,
+    store: SqlStore,
+    policy: RecoveryPolicy,
+    maildir: Path | None = None,
 ) -> FastAPI:
+    """`maildir`: the dev stack's received mail, shown on the dashboard's mailbox page."""
     return create_app(
         ApiParts(
             service=service,
@@ -36,6 +44,11 @@ def build_app(
             codec=codec_from_settings(settings),
             codec_cors_origins=settings.codec_cors_origins,
             max_body_bytes=settings.max_body_bytes,
+            dashboard=DashboardConfig(
+                session_secret=dashboard_secret(settings),
+                workflow_link=settings.workflow_link,
+                mailbox=partial(read_mailbox, maildir) if maildir is not None else None,
+            ),
         )
     )
 

@@ -16,13 +16,13 @@ from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.checkouts import CheckoutNotFoundError
-from domain.activity import Activity
 from domain.checkout import AbandonedCheckout, CheckoutStatus
 from domain.durations import parse_duration
 from domain.errors import InvalidInputError
 from domain.flow import RecoveryInput, workflow_id_for
 from domain.policy import RecoveryPolicy
 from domain.query import MAX_LIMIT, CheckoutPage, parse_query
+from domain.schedule import buyer_zone, next_send_time
 from store.sql import SqlStore
 from workers.cli_support import print_json, settings_or_fail
 from workers.history_summary import HistoryRow, decode_failure_messages, summarise_history
@@ -227,19 +227,24 @@ class NextStep:
 
 
 def next_step(
-    policy: RecoveryPolicy, abandoned_at: datetime, activities: list[Activity]
+    policy: RecoveryPolicy, checkout: AbandonedCheckout, abandoned_at: datetime
 ) -> NextStep | None:
     """The first policy step after the last one with an activity entry, due its delay after the
-    abandonment; None when every step has run.
+    abandonment (an email moved into the policy's send window, in the buyer's zone); None when
+    every step has run.
 
-    The due time is the policy's; a flow whose step waits for a send window or is retrying runs
-    it later (its timers are in `checkouts history`).
+    A step that is retrying, deferred by the frequency cap, or re-timed by a cart update under
+    `on_cart_update = "reset"` runs later (its timers are in `checkouts history`).
     """
-    done = max((entry.step for entry in activities if entry.step is not None), default=0)
+    entries = checkout.activities
+    done = max((entry.step for entry in entries if entry.step is not None), default=0)
     if done >= len(policy.steps):
         return None
     step = policy.steps[done]
-    return NextStep(done + 1, step.action, step.template, abandoned_at + step.delay)
+    due = abandoned_at + step.delay
+    if step.action == "email":
+        due = next_send_time(due, policy.send_window, buyer_zone(checkout, policy))
+    return NextStep(done + 1, step.action, step.template, due)
 
 
 @checkouts_app.command("show")
@@ -258,7 +263,7 @@ def show(checkout_id: IdArgument, as_json: JsonFlag = False) -> None:
     if policy is not None and _may_run_more(checkout, flow):
         abandoned_at = flow.flow_input.abandoned_at if flow.flow_input else checkout.created_date
         assert abandoned_at is not None
-        upcoming = next_step(policy, abandoned_at, checkout.activities)
+        upcoming = next_step(policy, checkout, abandoned_at)
     if as_json:
         print_json(
             {

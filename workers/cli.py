@@ -15,15 +15,21 @@ from domain.checkout import AbandonedCheckout, parse_checkout
 from domain.errors import InvalidInputError
 from domain.policy import RecoveryPolicy
 from workers.api_server import build_app, dev_api_key, serving
+from workers.checkout_commands import checkouts_app
 from workers.cli_support import fail as _fail
 from workers.cli_support import print_json as _print_json
 from workers.cli_support import settings_or_fail as _settings
 from workers.dev_stack import embedded_smtp, mail_folder, temporal_dev_server
+from workers.import_command import import_file
 from workers.key_commands import keys_app
 from workers.mailbox import read_mailbox
 from workers.payload_codec import generate_codec_key
+from workers.policy_commands import policy_app
 from workers.resources import open_service, open_store
+from workers.search_attributes import search_attributes_registered
 from workers.settings import Settings
+from workers.stats_command import stats as stats_command
+from workers.task_commands import tasks_app
 from workers.temporal_client import connect
 from workers.worker import check_policy, open_worker, run_until_stopped, stop_on_signals
 
@@ -76,8 +82,13 @@ def dev(policy: PolicyOption = None) -> None:
             open_store(settings) as store,
             open_worker(client, settings, store) as worker,
         ):
-            service = CheckoutService(client, store, settings.task_queue)
-            app = build_app(settings, service, store, recovery_policy)
+            service = CheckoutService(
+                client,
+                store,
+                settings.task_queue,
+                search_attributes=await search_attributes_registered(client),
+            )
+            app = build_app(settings, service, store, recovery_policy, smtp.folder)
             async with serving(app, settings.api_host, settings.api_port):
                 key = await dev_api_key(store, settings.data_dir)
                 _print_banner(settings, smtp.folder, key)
@@ -287,6 +298,11 @@ def _run_reporting_input_errors(coroutine: Coroutine[object, object, None]) -> N
 
 
 app.add_typer(keys_app, name="keys")
+app.add_typer(policy_app, name="policy")
+app.add_typer(checkouts_app, name="checkouts")
+app.add_typer(tasks_app, name="tasks")
+app.command("import")(import_file)
+app.command("stats")(stats_command)
 
 
 @app.command("codec-key")

@@ -1,16 +1,22 @@
-"""The recovery-link signer, from the settings (or a secret kept in the data folder)."""
+"""Secrets the services generate for themselves: the recovery-link signer's and the dashboard's.
+
+Kept in the data folder, made once, readable by their owner only; every process sharing the folder
+shares them.
+"""
 
 import logging
 import os
 import secrets
 from datetime import timedelta
+from pathlib import Path
 
 from domain.links import LinkSigner
 from workers.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-SECRET_FILE = "link-signing-secret"
+LINK_SECRET_FILE = "link-signing-secret"
+DASHBOARD_SECRET_FILE = "dashboard-session-secret"
 
 
 def link_signer_for(settings: Settings) -> LinkSigner:
@@ -18,14 +24,24 @@ def link_signer_for(settings: Settings) -> LinkSigner:
     into the data folder. The worker (which writes links into emails) and the API (which checks
     them) must share the secret: set the variable whenever they run on different machines."""
     configured = settings.link_signing_secret
-    secret = configured.get_secret_value() if configured else _local_secret(settings)
+    secret = (
+        configured.get_secret_value()
+        if configured
+        else local_secret(settings.data_dir, LINK_SECRET_FILE)
+    )
     return LinkSigner(secret, settings.public_url, timedelta(days=settings.link_ttl_days))
 
 
-def _local_secret(settings: Settings) -> str:
-    path = settings.data_dir / SECRET_FILE
+def dashboard_secret(settings: Settings) -> str:
+    """Encrypts dashboard sessions; API processes sharing the data folder share the sessions."""
+    return local_secret(settings.data_dir, DASHBOARD_SECRET_FILE)
+
+
+def local_secret(data_dir: Path, name: str) -> str:
+    """The secret in `data_dir/name`, generated on first use."""
+    path = data_dir / name
     if not path.exists():
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(parents=True, exist_ok=True)
         # Created readable by its owner only; O_EXCL keeps two starting processes from both
         # writing one.
         try:
@@ -35,5 +51,5 @@ def _local_secret(settings: Settings) -> str:
         else:
             with os.fdopen(fd, "w") as file:
                 file.write(secrets.token_urlsafe(32))
-            logger.info("Generated a recovery-link signing secret in %s", path)
+            logger.info("Generated %s in %s", name, data_dir)
     return path.read_text().strip()

@@ -1,0 +1,105 @@
+"""The dashboard's pages under /dashboard: login and logout, stats, checkouts, tasks, mailbox."""
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import HTMLResponse
+
+from api.auth import Authenticator
+from api.dashboard.chart import daily_chart
+from api.dashboard.config import DashboardConfig
+from api.dashboard.filters import ListFilters
+from api.dashboard.login import PREFIX, Gate, login_router
+from api.dashboard.mail_view import mail_view
+from api.dashboard.timeline import timeline
+from api.dashboard.views import MAILBOX, page
+from domain.access import ApiKey
+from domain.errors import InvalidInputError
+from domain.flow import workflow_id_for
+from domain.query import parse_query
+from domain.task import TaskStatus
+from store.sql import SqlStore
+from store.stats import checkout_stats
+
+DEFAULT_DAYS = 30
+MAX_DAYS = 366
+NEWEST_MAIL = 50
+
+
+def dashboard_router(config: DashboardConfig, store: SqlStore, auth: Authenticator) -> APIRouter:
+    gate = Gate(auth, config.session_secret, config.session_hours)
+    router = APIRouter(prefix=PREFIX, include_in_schema=False)
+    router.include_router(login_router(gate))
+    Operator = Annotated[ApiKey, Depends(gate.operator)]  # noqa: N806 (a type, named as one)
+
+    def show(template: str, key: ApiKey, status: int = 200, **context: Any) -> HTMLResponse:
+        return page(
+            template, status, operator=key, mailbox_enabled=config.mailbox is not None, **context
+        )
+
+    @router.get("")
+    async def overview(key: Operator, since: str = "", until: str = "") -> HTMLResponse:
+        today = datetime.now(UTC).date()
+        first = _day(since) or today - timedelta(days=DEFAULT_DAYS - 1)
+        last = _day(until) or today
+        # At most a year of daily bars: beyond that a bar is thinner than a pixel.
+        first = max(first, last - timedelta(days=MAX_DAYS - 1))
+        # The form names whole days; the window runs to the end of the last one.
+        figures = await checkout_stats(store, _midnight(first), _midnight(last + timedelta(1)))
+        chart = daily_chart(figures.daily)
+        return show("overview.html", key, stats=figures, chart=chart, first=first, last=last)
+
+    @router.get("/checkouts")
+    async def checkout_list(
+        key: Operator, status: str = "", email: str = "", since: str = "", cursor: str = ""
+    ) -> HTMLResponse:
+        filters = ListFilters(status=status.strip(), email=email.strip(), since=since.strip())
+        problems = filters.problems()
+        found = None
+        if not problems:
+            try:
+                found = await store.query(parse_query(filters.query_body(cursor or None)))
+            except InvalidInputError as err:  # a cursor edited by hand, say
+                problems = err.problems
+        status_code = 400 if problems else 200
+        return show(
+            "checkouts.html", key, status_code, filters=filters, page=found, problems=problems
+        )
+
+    @router.get("/checkouts/{checkout_id}")
+    async def checkout_page(key: Operator, checkout_id: str) -> HTMLResponse:
+        checkout = await store.get(checkout_id)
+        if checkout is None:
+            return show("not_found.html", key, 404, what=f"checkout {checkout_id}")
+        flow = config.workflow_link.format(workflow_id=quote(workflow_id_for(checkout_id)))
+        return show(
+            "checkout.html", key, checkout=checkout, timeline=timeline(checkout), flow_link=flow
+        )
+
+    @router.get("/tasks")
+    async def open_tasks(key: Operator) -> HTMLResponse:
+        tasks = await store.list_tasks(TaskStatus.OPEN)
+        return show("tasks.html", key, tasks=tasks, now=datetime.now(UTC))
+
+    @router.get("/mailbox")
+    async def mailbox(key: Operator) -> HTMLResponse:
+        if config.mailbox is None:
+            return show("not_found.html", key, 404, what="the mailbox (dev stack only)")
+        received = config.mailbox()[-NEWEST_MAIL:]
+        mails = [mail_view(m.message) for m in reversed(received)]
+        return show("mailbox.html", key, policy=MAILBOX, mails=mails)
+
+    return router
+
+
+def _day(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text.strip()) if text.strip() else None
+    except ValueError:
+        return None
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)

@@ -1,0 +1,223 @@
+"""How well recovery works: the figures behind `checkout-recovery stats` and the dashboard.
+
+Every figure is about one cohort: the checkouts abandoned (`createdDate`) within the window, erased
+ones included (their anonymised row stays for exactly this). So the recovered count, the revenue,
+the emails and the daily series all describe the same checkouts, and the recovery rate is the share
+of that cohort that came back, whenever it did. Days are UTC days.
+"""
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from pydantic import Field
+from sqlalchemy import ColumnElement, Select, and_, case, func, select, true
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from domain.activity import ActivityType
+from domain.base import CamelModel
+from domain.checkout import CheckoutStatus
+from domain.durations import parse_duration
+from store.schema import activities, checkouts
+from store.sql import SqlStore
+
+
+class StepStats(CamelModel):
+    """What one policy step did across the cohort (steps count from 1, as in activity entries)."""
+
+    step: int
+    emails_sent: int = 0
+    emails_not_sent: dict[str, int] = Field(default_factory=dict)
+    """By reason; a reason with details (`condition_failed:min_total`) counts under its name."""
+    notifications_sent: int = 0
+    tasks_created: int = 0
+
+
+class DayStats(CamelModel):
+    day: date
+    abandoned: int
+    recovered: int
+    """Of the checkouts abandoned that day, how many have been recovered since."""
+
+
+class Stats(CamelModel):
+    since: datetime | None
+    until: datetime | None
+    abandoned: int
+    recovered: int
+    recovered_revenue: dict[str, Decimal]
+    """Per currency code: totals are never converted, and amounts stay exact decimals."""
+    emails_sent: int
+    emails_not_sent: dict[str, int]
+    steps: list[StepStats]
+    daily: list[DayStats]
+    """Every day from the first to the last of the window (or of the data), gaps as zeros."""
+
+    @property
+    def recovery_rate(self) -> float | None:
+        """The recovered share of the cohort; None when nothing was abandoned."""
+        return self.recovered / self.abandoned if self.abandoned else None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The document `stats --json` prints: camelCase, amounts as decimal strings, as in the
+        API."""
+        document = self.model_dump(mode="json", by_alias=True)
+        document["recoveryRate"] = (
+            round(self.recovery_rate, 4) if self.recovery_rate is not None else None
+        )
+        return document
+
+
+async def checkout_stats(
+    store_or_engine: SqlStore | AsyncEngine, since: datetime | None, until: datetime | None
+) -> Stats:
+    """The figures of the checkouts abandoned in [since, until); either bound may be open."""
+    engine = store_or_engine.engine if isinstance(store_or_engine, SqlStore) else store_or_engine
+    cohort = _cohort(since, until)
+    async with engine.connect() as conn:
+        daily = await _daily(conn, cohort)
+        revenue = await _revenue(conn, cohort)
+        steps = await _steps(conn, cohort)
+    not_sent: Counter[str] = Counter()
+    for step in steps:
+        not_sent.update(step.emails_not_sent)
+    return Stats(
+        since=since,
+        until=until,
+        abandoned=sum(d.abandoned for d in daily),
+        recovered=sum(d.recovered for d in daily),
+        recovered_revenue=revenue,
+        emails_sent=sum(s.emails_sent for s in steps),
+        emails_not_sent=dict(sorted(not_sent.items())),
+        steps=steps,
+        daily=_continuous(daily, since, until),
+    )
+
+
+def parse_bound(text: str, now: datetime) -> datetime:
+    """A window bound as people write it: a duration back from now (`7d`, `12h`), an ISO date
+    (midnight UTC) or an ISO date-time (UTC when it names no zone).
+
+    Raises ValueError naming the accepted forms.
+    """
+    text = text.strip()
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is neither a duration back from now (7d, 12h) nor an ISO date or "
+            "date-time (2025-01-31, 2025-01-31T08:00:00+01:00)"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _cohort(since: datetime | None, until: datetime | None) -> ColumnElement[bool]:
+    conditions: list[ColumnElement[bool]] = [true()]
+    if since is not None:
+        conditions.append(checkouts.c.created_date >= since)
+    if until is not None:
+        conditions.append(checkouts.c.created_date < until)
+    return and_(*conditions)
+
+
+def _is_recovered() -> ColumnElement[int]:
+    return case((checkouts.c.status == CheckoutStatus.RECOVERED, 1), else_=0)
+
+
+async def _daily(conn: AsyncConnection, cohort: ColumnElement[bool]) -> list[DayStats]:
+    day = _utc_day(conn.dialect.name)
+    rows = await conn.execute(
+        select(day, func.count(), func.sum(_is_recovered()))
+        .where(cohort)
+        .group_by(day)
+        .order_by(day)
+    )
+    # SQLite answers the day as text, PostgreSQL as a date.
+    return [
+        DayStats(day=date.fromisoformat(str(d)), abandoned=int(n), recovered=int(r or 0))
+        for d, n, r in rows
+    ]
+
+
+def _utc_day(dialect: str) -> ColumnElement[Any]:
+    created = checkouts.c.created_date
+    if dialect == "postgresql":
+        # A timestamptz's date depends on the session's zone; convert to UTC first.
+        return func.date(func.timezone("UTC", created))
+    # SQLite keeps naive UTC text (see UtcDateTime), so its date is already the UTC day.
+    return func.date(created)
+
+
+async def _revenue(conn: AsyncConnection, cohort: ColumnElement[bool]) -> dict[str, Decimal]:
+    # The total lives in the JSON snapshot (kept through erasure). Summed here, not in SQL: SQLite
+    # would sum decimal strings as floats and lose cents.
+    query: Select[Any] = select(checkouts.c.snapshot).where(
+        cohort, checkouts.c.status == CheckoutStatus.RECOVERED
+    )
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for (snapshot,) in await conn.execute(query):
+        data = json.loads(snapshot)
+        totals[data["currency"]] += Decimal(data["totalPrice"]["amount"])
+    return dict(sorted(totals.items()))
+
+
+_STEP_TYPES = (
+    ActivityType.EMAIL_SENT,
+    ActivityType.EMAIL_NOT_SENT,
+    ActivityType.NOTIFICATION_SENT,
+    ActivityType.TASK_CREATED,
+)
+
+
+async def _steps(conn: AsyncConnection, cohort: ColumnElement[bool]) -> list[StepStats]:
+    rows = await conn.execute(
+        select(activities.c.step, activities.c.type, activities.c.reason, func.count())
+        .join(checkouts, checkouts.c.id == activities.c.checkout_id)
+        .where(cohort, activities.c.type.in_(_STEP_TYPES), activities.c.step.is_not(None))
+        .group_by(activities.c.step, activities.c.type, activities.c.reason)
+    )
+    steps: dict[int, StepStats] = {}
+    for step, kind, reason, count in rows:
+        figures = steps.setdefault(step, StepStats(step=step))
+        if kind == ActivityType.EMAIL_SENT:
+            figures.emails_sent += count
+        elif kind == ActivityType.NOTIFICATION_SENT:
+            figures.notifications_sent += count
+        elif kind == ActivityType.TASK_CREATED:
+            figures.tasks_created += count
+        else:
+            name = (reason or "unknown").partition(":")[0]
+            figures.emails_not_sent[name] = figures.emails_not_sent.get(name, 0) + count
+    for figures in steps.values():
+        figures.emails_not_sent = dict(sorted(figures.emails_not_sent.items()))
+    return [steps[n] for n in sorted(steps)]
+
+
+def _continuous(
+    days: list[DayStats], since: datetime | None, until: datetime | None
+) -> list[DayStats]:
+    """The series with a zero for every day without abandonments, so a chart's x axis is time."""
+    found = {d.day: d for d in days}
+    first = since.astimezone(UTC).date() if since else (days[0].day if days else None)
+    # `until` is exclusive: a window ending at midnight does not show the day it ends on.
+    last = (until - timedelta(microseconds=1)).astimezone(UTC).date() if until else None
+    last = last or (days[-1].day if days else None)
+    if first is None or last is None:
+        return []
+    return [
+        found.get(day, DayStats(day=day, abandoned=0, recovered=0)) for day in _days(first, last)
+    ]
+
+
+def _days(first: date, last: date) -> Iterator[date]:
+    day = first
+    while day <= last:
+        yield day
+        day += timedelta(days=1)

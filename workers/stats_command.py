@@ -1,0 +1,89 @@
+"""`checkout-recovery stats`: how well recovery works, as tables for people or one JSON document."""
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from store.stats import Stats, checkout_stats, parse_bound
+from workers.cli_support import fail, print_json, settings_or_fail
+from workers.resources import open_store
+
+_BOUND_HELP = "a duration back from now (7d, 12h), an ISO date (UTC) or an ISO date-time"
+
+
+def stats(
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help=f"Checkouts abandoned from then on: {_BOUND_HELP}."),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help=f"Checkouts abandoned before then: {_BOUND_HELP}.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Abandoned, recovered, recovery rate, recovered revenue, and emails sent and not sent (by
+    reason), per step, for the checkouts abandoned in the window."""
+    now = datetime.now(UTC)
+    try:
+        start = parse_bound(since, now) if since else None
+        end = parse_bound(until, now) if until else None
+    except ValueError as err:
+        fail(str(err), code=2)
+
+    async def run() -> Stats:
+        async with open_store(settings_or_fail()) as store:
+            return await checkout_stats(store, start, end)
+
+    figures = asyncio.run(run())
+    if as_json:
+        print_json(figures.to_json_dict())
+    else:
+        _print_tables(figures)
+
+
+def _print_tables(figures: Stats) -> None:
+    console = Console()
+    console.print(
+        f"Checkouts abandoned from {_moment(figures.since, 'the first')} "
+        f"to {_moment(figures.until, 'now')}",
+        style="bold",
+    )
+    summary = Table(show_header=False)
+    summary.add_column(style="bold")
+    summary.add_column(justify="right")
+    rate = figures.recovery_rate
+    summary.add_row("abandoned", str(figures.abandoned))
+    summary.add_row("recovered", str(figures.recovered))
+    summary.add_row("recovery rate", f"{rate:.1%}" if rate is not None else "-")
+    if not figures.recovered_revenue:
+        summary.add_row("recovered revenue", "-")
+    for currency, amount in figures.recovered_revenue.items():
+        summary.add_row(f"recovered revenue {currency}", str(amount))
+    summary.add_row("emails sent", str(figures.emails_sent))
+    for reason, count in figures.emails_not_sent.items():
+        summary.add_row(f"emails not sent: {reason}", str(count))
+    console.print(summary)
+    if not figures.steps:
+        console.print("No step has run for these checkouts yet.")
+        return
+    steps = Table(title="Per step")
+    for heading in ("step", "emails sent", "emails not sent", "notifications", "tasks"):
+        steps.add_column(heading, justify="left" if heading == "emails not sent" else "right")
+    for step in figures.steps:
+        not_sent = ", ".join(f"{reason} {n}" for reason, n in step.emails_not_sent.items())
+        steps.add_row(
+            str(step.step),
+            str(step.emails_sent),
+            not_sent or "-",
+            str(step.notifications_sent),
+            str(step.tasks_created),
+        )
+    console.print(steps)
+
+
+def _moment(value: datetime | None, open_end: str) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if value else open_end
