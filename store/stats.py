@@ -34,6 +34,21 @@ class StepStats(CamelModel):
     """By reason; a reason with details (`condition_failed:min_total`) counts under its name."""
     notifications_sent: int = 0
     tasks_created: int = 0
+    recoveries_attributed: dict[str, int] = Field(default_factory=dict)
+    """Recoveries this step touched last, by attribution (`link`, `assisted`)."""
+    recovered_revenue: dict[str, Decimal] = Field(default_factory=dict)
+    """Their totals per currency."""
+
+
+class GroupStats(CamelModel):
+    """Abandoned and recovered counts of one part of the cohort."""
+
+    abandoned: int = 0
+    recovered: int = 0
+
+    @property
+    def rate(self) -> float | None:
+        return self.recovered / self.abandoned if self.abandoned else None
 
 
 class DayStats(CamelModel):
@@ -53,6 +68,11 @@ class Stats(CamelModel):
     emails_sent: int
     emails_not_sent: dict[str, int]
     steps: list[StepStats]
+    organic_recoveries: int = 0
+    """Recoveries no step touched (see attribution in the README)."""
+    treated: GroupStats = Field(default_factory=GroupStats)
+    holdout: GroupStats = Field(default_factory=GroupStats)
+    """Checkouts in the policy's holdout group: they got no message."""
     daily: list[DayStats]
     """Every day from the first to the last of the window (or of the data), gaps as zeros."""
 
@@ -61,13 +81,19 @@ class Stats(CamelModel):
         """The recovered share of the cohort; None when nothing was abandoned."""
         return self.recovered / self.abandoned if self.abandoned else None
 
+    @property
+    def lift(self) -> float | None:
+        """Recovery rate of the messaged checkouts minus that of the holdout (in rate points);
+        None without both groups."""
+        treated, holdout = self.treated.rate, self.holdout.rate
+        return treated - holdout if treated is not None and holdout is not None else None
+
     def to_json_dict(self) -> dict[str, Any]:
         """The document `stats --json` prints: camelCase, amounts as decimal strings, as in the
         API."""
         document = self.model_dump(mode="json", by_alias=True)
-        document["recoveryRate"] = (
-            round(self.recovery_rate, 4) if self.recovery_rate is not None else None
-        )
+        for name, value in (("recoveryRate", self.recovery_rate), ("lift", self.lift)):
+            document[name] = round(value, 4) if value is not None else None
         return document
 
 
@@ -81,6 +107,8 @@ async def checkout_stats(
         daily = await _daily(conn, cohort)
         revenue = await _revenue(conn, cohort)
         steps = await _steps(conn, cohort)
+        organic = await _attribute_to_steps(conn, cohort, steps)
+        groups = await _groups(conn, cohort)
     not_sent: Counter[str] = Counter()
     for step in steps:
         not_sent.update(step.emails_not_sent)
@@ -93,6 +121,9 @@ async def checkout_stats(
         emails_sent=sum(s.emails_sent for s in steps),
         emails_not_sent=dict(sorted(not_sent.items())),
         steps=steps,
+        organic_recoveries=organic,
+        treated=groups.get(False, GroupStats()),
+        holdout=groups.get(True, GroupStats()),
         daily=_continuous(daily, since, until),
     )
 
@@ -198,6 +229,41 @@ async def _steps(conn: AsyncConnection, cohort: ColumnElement[bool]) -> list[Ste
     for figures in steps.values():
         figures.emails_not_sent = dict(sorted(figures.emails_not_sent.items()))
     return [steps[n] for n in sorted(steps)]
+
+
+async def _attribute_to_steps(
+    conn: AsyncConnection, cohort: ColumnElement[bool], steps: list[StepStats]
+) -> int:
+    """Add each attributed recovery to the step that touched the buyer last; return how many
+    recoveries were organic."""
+    by_number = {figures.step: figures for figures in steps}
+    organic = 0
+    rows = await conn.execute(
+        select(
+            checkouts.c.attribution,
+            checkouts.c.attributed_step,
+            checkouts.c.currency,
+            checkouts.c.recovered_amount,
+        ).where(cohort, checkouts.c.attribution.is_not(None))
+    )
+    for kind, step, currency, amount in rows:
+        figures = by_number.get(step) if step is not None else None
+        if figures is None:
+            organic += 1
+            continue
+        figures.recoveries_attributed[kind] = figures.recoveries_attributed.get(kind, 0) + 1
+        revenue = figures.recovered_revenue
+        revenue[currency] = revenue.get(currency, Decimal(0)) + Decimal(amount)
+    return organic
+
+
+async def _groups(conn: AsyncConnection, cohort: ColumnElement[bool]) -> dict[bool, GroupStats]:
+    rows = await conn.execute(
+        select(checkouts.c.holdout, func.count(), func.sum(_is_recovered()))
+        .where(cohort)
+        .group_by(checkouts.c.holdout)
+    )
+    return {bool(h): GroupStats(abandoned=int(n), recovered=int(r or 0)) for h, n, r in rows}
 
 
 def _continuous(

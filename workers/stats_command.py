@@ -63,6 +63,12 @@ def _print_tables(figures: Stats) -> None:
         summary.add_row("recovered revenue", "-")
     for currency, amount in figures.recovered_revenue.items():
         summary.add_row(f"recovered revenue {currency}", str(amount))
+    if figures.holdout.abandoned:
+        holdout_rate, lift = figures.holdout.rate, figures.lift
+        summary.add_row("holdout (no messages)", f"{figures.holdout.abandoned} abandoned")
+        summary.add_row("holdout recovery rate", f"{holdout_rate:.1%}" if holdout_rate else "0%")
+        summary.add_row("lift", f"{lift * 100:+.1f} points" if lift is not None else "-")
+    summary.add_row("organic recoveries", str(figures.organic_recoveries))
     summary.add_row("emails sent", str(figures.emails_sent))
     for reason, count in figures.emails_not_sent.items():
         summary.add_row(f"emails not sent: {reason}", str(count))
@@ -71,8 +77,9 @@ def _print_tables(figures: Stats) -> None:
         console.print("No step has run for these checkouts yet.")
         return
     steps = Table(title="Per step")
-    for heading in ("step", "emails sent", "emails not sent", "notifications", "tasks"):
-        steps.add_column(heading, justify="left" if heading == "emails not sent" else "right")
+    headings = ("step", "emails sent", "emails not sent", "notifications", "tasks", "recovered")
+    for heading in (*headings, "revenue"):
+        steps.add_column(heading, justify="right" if heading in headings[:1] else "left")
     for step in figures.steps:
         not_sent = ", ".join(f"{reason} {n}" for reason, n in step.emails_not_sent.items())
         steps.add_row(
@@ -81,6 +88,8 @@ def _print_tables(figures: Stats) -> None:
             not_sent or "-",
             str(step.notifications_sent),
             str(step.tasks_created),
+            ", ".join(f"{kind} {n}" for kind, n in step.recoveries_attributed.items()) or "-",
+            ", ".join(f"{amount} {cur}" for cur, amount in step.recovered_revenue.items()) or "-",
         )
     console.print(steps)
 

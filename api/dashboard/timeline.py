@@ -23,7 +23,7 @@ _EXPLANATIONS: dict[str, str] = {
     NotSentReason.NO_CONSENT: "the buyer has not agreed to marketing email",
     NotSentReason.HOLDOUT: "the checkout is in the holdout group, which gets no email",
     NotSentReason.STALE_REPORT: "the checkout was reported too long after it was abandoned",
-    NotSentReason.OVERDUE: "the step ran too long after its due time",
+    NotSentReason.OVERDUE: "the step was already due when the checkout was reported",
     NotSentReason.CONDITION_FAILED: "the step's conditions did not hold",
 }
 

@@ -26,6 +26,7 @@ async def _seed(
     currency: str,
     entries: list[tuple[int, ActivityType, str | None]],
     recovered: datetime | None = None,
+    holdout: bool = False,
 ) -> None:
     checkout = sample_checkout(
         id=checkout_id,
@@ -34,7 +35,7 @@ async def _seed(
         totalPrice={"amount": amount},
         buyerInfo={"email": f"{checkout_id}@example.com", "visitorId": checkout_id},
     )
-    await store.save_reported(checkout, created)
+    await store.save_reported(checkout, created, holdout=holdout)
     for step, kind, reason in entries:
         at = created + timedelta(minutes=10 * step)
         entry = Activity(type=kind, created_date=at, step=step, reason=reason)
@@ -78,6 +79,7 @@ async def seeded(store: SqlStore) -> SqlStore:
             (1, not_sent, "condition_failed:min_total,languages"),
             (2, ActivityType.NOTIFICATION_SENT, None),
         ],
+        holdout=True,
     )
     await _seed(
         store,
@@ -122,6 +124,18 @@ async def test_figures_of_the_checkouts_abandoned_in_the_window(seeded: SqlStore
         (2, 1, {"recovered": 1}, 1, 0),
         (3, 0, {}, 0, 1),
     ]
+    # c1 and c2 came back within 3 days of an email (assisted); c4 had none (organic).
+    attributed = [(s.step, s.recoveries_attributed, s.recovered_revenue) for s in stats.steps]
+    assert attributed == [
+        (1, {"assisted": 1}, {"EUR": Decimal("89.90")}),
+        (2, {"assisted": 1}, {"USD": Decimal("10.05")}),
+        (3, {}, {}),
+    ]
+    assert stats.organic_recoveries == 1
+    # c3 is the holdout: none of it recovered, all of the rest did.
+    assert (stats.holdout.abandoned, stats.holdout.recovered) == (1, 0)
+    assert (stats.treated.abandoned, stats.treated.recovered) == (3, 3)
+    assert stats.lift == 1.0
     # UTC days, March 3 (nothing abandoned) included; the day the window ends on is not.
     assert stats.daily == [
         DayStats(day=date(2025, 3, 1), abandoned=2, recovered=2),
@@ -175,7 +189,10 @@ def test_the_stats_command_prints_one_json_document(
         "emailsNotSent": {"condition_failed": 1, "unsubscribed": 1},
         "notificationsSent": 0,
         "tasksCreated": 0,
+        "recoveriesAttributed": {"assisted": 1},
+        "recoveredRevenue": {"EUR": "89.90"},
     }
+    assert document["lift"] == 1.0 and document["holdout"] == {"abandoned": 1, "recovered": 0}
     assert document["daily"][0] == {"day": "2025-03-01", "abandoned": 2, "recovered": 2}
     assert (
         document["since"] == "2025-03-01T00:00:00Z" and document["until"] == "2025-03-05T00:00:00Z"
