@@ -52,6 +52,7 @@ class TemplateRenderer:
     def __init__(self, directory: Path = TEMPLATES_DIR, default_language: str = "en") -> None:
         self._directory = directory
         self._default_language = default_language
+        self._languages: dict[tuple[str, str], tuple[int, dict[str, str]]] = {}
         self._env = SandboxedEnvironment(
             loader=FileSystemLoader(directory),
             autoescape=lambda name: name is not None and name.endswith(".html"),
@@ -85,19 +86,26 @@ class TemplateRenderer:
     def _complete_languages(self, kind: str, name: str) -> dict[str, str]:
         """Normalised tag -> folder name, for each language with every part of `kind`.
 
-        Read from disk on each call (a directory of a handful of entries, far cheaper than the
-        rendering itself) so that templates added to a running worker are picked up as jinja's
-        loader picks up edited ones.
+        Kept per template set until its folder changes (a language folder added or removed), so
+        a send costs one stat instead of a directory walk; templates added to a running worker
+        are still picked up, as jinja's loader picks up edited ones.
         """
         folder = self._directory / kind / name
-        if not folder.is_dir():
+        try:
+            changed = folder.stat().st_mtime_ns
+        except FileNotFoundError:
             return {}
+        cached = self._languages.get((kind, name))
+        if cached is not None and cached[0] == changed:
+            return cached[1]
         parts = PARTS_BY_KIND.get(kind, ())
-        return {
+        found = {
             normalise_language_tag(entry.name): entry.name
             for entry in folder.iterdir()
             if entry.is_dir() and all((entry / part).is_file() for part in parts)
         }
+        self._languages[(kind, name)] = (changed, found)
+        return found
 
     def render(
         self, kind: str, name: str, part: str, language: str, context: dict[str, object]

@@ -2,7 +2,9 @@
 
 Runs in every worker. It polls, because events are written by other processes too (the API, the
 CLI); the poll is one indexed query. Two workers dispatching the same event start one workflow
-(its id is the event's), so running several is safe.
+(its id is the event's), so running several is safe. An event no subscription wants at dispatch
+time is marked dispatched without a workflow: most shops subscribe to few events or none, and a
+workflow per checkout change would cost the cluster and the worker for nothing.
 """
 
 import asyncio
@@ -17,6 +19,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from domain.events import EVENT_WORKFLOW_PREFIX
 from store.outbox import Outbox, PendingEvent
+from store.subscriptions import SubscriptionStore
 from workflows.event_delivery import EVENT_WORKFLOW_NAME
 
 logger = logging.getLogger(__name__)
@@ -24,10 +27,16 @@ logger = logging.getLogger(__name__)
 
 class EventDispatcher:
     def __init__(
-        self, client: Client, outbox: Outbox, task_queue: str, interval_seconds: float = 0.5
+        self,
+        client: Client,
+        outbox: Outbox,
+        subscriptions: SubscriptionStore,
+        task_queue: str,
+        interval_seconds: float = 0.5,
     ) -> None:
         self._client = client
         self._outbox = outbox
+        self._subscriptions = subscriptions
         self._task_queue = task_queue
         self._interval = interval_seconds
 
@@ -36,7 +45,9 @@ class EventDispatcher:
         pending = await self._outbox.pending()
         if not pending:
             return 0
-        await asyncio.gather(*(self._start(event) for event in pending))
+        subscribed = await self._subscriptions.list()
+        wanted = [e for e in pending if any(s.wants(e.slug) for s in subscribed)]
+        await asyncio.gather(*(self._start(event) for event in wanted))
         await self._outbox.mark_dispatched([e.id for e in pending], datetime.now(UTC))
         return len(pending)
 

@@ -86,7 +86,8 @@ async def open_worker(client: Client, settings: Settings, store: SqlStore) -> As
         tasks = TaskActivities(store, renderer, settings.shop_name, settings.workflow_link)
         records = RecordActivities(store)
         outbox = Outbox(store.engine)
-        webhooks = WebhookActivities(outbox, SubscriptionStore(store.engine), webhook_http)
+        subscriptions = SubscriptionStore(store.engine)
+        webhooks = WebhookActivities(outbox, subscriptions, webhook_http)
         worker = Worker(
             client,
             task_queue=settings.task_queue,
@@ -105,7 +106,7 @@ async def open_worker(client: Client, settings: Settings, store: SqlStore) -> As
             max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
             graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_seconds),
         )
-        dispatcher = EventDispatcher(client, outbox, settings.task_queue)
+        dispatcher = EventDispatcher(client, outbox, subscriptions, settings.task_queue)
         try:
             async with dispatching(dispatcher):
                 yield worker
