@@ -1,7 +1,7 @@
 """Human durations as written in policy files: "90s", "1h", "1h30m", "3d", "2w"."""
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 _UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _PART = re.compile(r"(\d+)\s*([wdhms])")
@@ -29,3 +29,24 @@ def format_duration(value: timedelta) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts)
+
+
+def parse_moment(text: str, now: datetime) -> datetime:
+    """A window bound as people write it: a duration back from now (`7d`, `12h`), an ISO date
+    (midnight UTC) or an ISO date-time (UTC when it names no zone).
+
+    Raises ValueError naming the accepted forms.
+    """
+    text = text.strip()
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is neither a duration back from now (7d, 12h) nor an ISO date or "
+            "date-time (2025-01-31, 2025-01-31T08:00:00+01:00)"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from domain.activity import ActivityType
 from domain.base import CamelModel
 from domain.checkout import CheckoutStatus
-from domain.durations import parse_duration
 from store.schema import activities, checkouts
 from store.sql import SqlStore
 
@@ -126,27 +125,6 @@ async def checkout_stats(
         holdout=groups.get(True, GroupStats()),
         daily=_continuous(daily, since, until),
     )
-
-
-def parse_bound(text: str, now: datetime) -> datetime:
-    """A window bound as people write it: a duration back from now (`7d`, `12h`), an ISO date
-    (midnight UTC) or an ISO date-time (UTC when it names no zone).
-
-    Raises ValueError naming the accepted forms.
-    """
-    text = text.strip()
-    try:
-        return now - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(
-            f"{text!r} is neither a duration back from now (7d, 12h) nor an ISO date or "
-            "date-time (2025-01-31, 2025-01-31T08:00:00+01:00)"
-        ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _cohort(since: datetime | None, until: datetime | None) -> ColumnElement[bool]:

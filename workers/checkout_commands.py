@@ -17,7 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.checkouts import CheckoutNotFoundError
 from domain.checkout import AbandonedCheckout, CheckoutStatus
-from domain.durations import parse_duration
+from domain.durations import parse_moment
 from domain.errors import InvalidInputError
 from domain.flow import RecoveryInput, workflow_id_for
 from domain.policy import RecoveryPolicy
@@ -135,17 +135,10 @@ def _filter(
 
 
 def _moment(option: str, text: str, now: datetime) -> datetime:
-    """An ISO date or date-time (UTC when it names no zone), or a duration back from now."""
     try:
-        return now - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        problem = f"{option}: {text!r} is neither an ISO date/time (2026-05-01, 2026-05-01T10:00Z)"
-        raise InvalidInputError("options", [f"{problem} nor a duration (90m, 7d)"]) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        return parse_moment(text, now)
+    except ValueError as err:
+        raise InvalidInputError("options", [f"{option}: {err}"]) from None
 
 
 def _print_page(page: CheckoutPage) -> None:

@@ -102,6 +102,7 @@ def _print_banner(settings: Settings, folder: Path, api_key: str) -> None:
     typer.echo(
         "\nCheckout recovery dev stack is running (Ctrl-C stops it)\n"
         f"  HTTP API          {api}  (OpenAPI: {api}/docs)\n"
+        f"  Dashboard         {api}/dashboard  (log in with the development key)\n"
         f"  Development key   {api_key}\n"
         f"  Temporal Web UI   {settings.temporal_ui_url}\n"
         f"  Temporal address  {settings.temporal_address}"

@@ -8,7 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from store.stats import Stats, checkout_stats, parse_bound
+from domain.durations import parse_moment
+from store.stats import Stats, checkout_stats
 from workers.cli_support import fail, print_json, settings_or_fail
 from workers.resources import open_store
 
@@ -29,8 +30,8 @@ def stats(
     reason), per step, for the checkouts abandoned in the window."""
     now = datetime.now(UTC)
     try:
-        start = parse_bound(since, now) if since else None
-        end = parse_bound(until, now) if until else None
+        start = parse_moment(since, now) if since else None
+        end = parse_moment(until, now) if until else None
     except ValueError as err:
         fail(str(err), code=2)
 

@@ -8,7 +8,7 @@ possible. Signal handlers only change state; the main loop reacts to it.
 import asyncio
 import contextlib
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
@@ -52,6 +52,8 @@ with workflow.unsafe.imports_passed_through():
         StepRequest,
         TaskStepRequest,
     )
+
+ActivityT = TypeVar("ActivityT", bound=Activity)
 
 # SMTP 4xx and dropped connections heal within minutes; past ~30 minutes of trying, the step gives
 # up with EMAIL_NOT_SENT rather than surprising the buyer hours later.
@@ -305,14 +307,7 @@ class AbandonedCheckoutWorkflow:
 
     async def _send_email(self, request: EmailStepRequest) -> EmailStepResult:
         try:
-            result: EmailStepResult = await workflow.execute_activity(
-                SEND_EMAIL,
-                request,
-                result_type=EmailStepResult,
-                start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=EMAIL_RETRY,
-            )
-            return result
+            return await _step_activity(SEND_EMAIL, request, EMAIL_RETRY, EmailStepResult)
         except ActivityError as err:
             reason = _not_sent_reason(err)
             workflow.logger.warning("Step %s email not sent: %s", request.step_index + 1, reason)
@@ -330,7 +325,7 @@ class AbandonedCheckoutWorkflow:
         visible in the workflow history.
         """
         try:
-            return await _step_activity(activity_name, request, retry)
+            return await _step_activity(activity_name, request, retry, Activity)
         except ActivityError as err:
             workflow.logger.warning(
                 "Step %s (%s) failed for good: %s", request.step_index + 1, activity_name, err.cause
@@ -382,12 +377,14 @@ class AbandonedCheckoutWorkflow:
         return self._checkout.id
 
 
-async def _step_activity(name: str, request: StepRequest, retry: RetryPolicy) -> Activity:
+async def _step_activity(
+    name: str, request: StepRequest, retry: RetryPolicy, result_type: type[ActivityT]
+) -> ActivityT:
     """One step's single activity: it does the side effect and records the entry it returns."""
-    entry: Activity = await workflow.execute_activity(
+    entry: ActivityT = await workflow.execute_activity(
         name,
         request,
-        result_type=Activity,
+        result_type=result_type,
         start_to_close_timeout=STEP_TIMEOUT,
         retry_policy=retry,
     )

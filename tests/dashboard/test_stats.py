@@ -9,8 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from domain.activity import Activity, ActivityType
+from domain.durations import parse_moment
 from store.sql import SqlStore
-from store.stats import DayStats, checkout_stats, parse_bound
+from store.stats import DayStats, checkout_stats
 from tests.support import sample_checkout
 from workers.cli import app
 
@@ -210,8 +211,8 @@ def test_the_stats_command_prints_one_json_document(
 
 def test_window_bounds_as_people_write_them() -> None:
     now = datetime(2025, 3, 10, 12, tzinfo=UTC)
-    assert parse_bound("7d", now) == datetime(2025, 3, 3, 12, tzinfo=UTC)
-    assert parse_bound("2025-03-01", now) == MARCH_1
-    assert parse_bound("2025-03-01T08:00:00+01:00", now) == MARCH_1.replace(hour=7)
+    assert parse_moment("7d", now) == datetime(2025, 3, 3, 12, tzinfo=UTC)
+    assert parse_moment("2025-03-01", now) == MARCH_1
+    assert parse_moment("2025-03-01T08:00:00+01:00", now) == MARCH_1.replace(hour=7)
     with pytest.raises(ValueError, match="neither a duration"):
-        parse_bound("yesterday", now)
+        parse_moment("yesterday", now)
