@@ -10,6 +10,7 @@ from api.auth import Authenticator
 from api.checkout_routes import checkout_router
 from api.checkouts import CheckoutService
 from api.codec_routes import add_codec_cors, codec_router, parse_origins
+from api.coupon_routes import coupon_router
 from api.dashboard import DashboardConfig, dashboard_router
 from api.errors import BodySizeLimit, install_error_handlers
 from api.revenue_routes import revenue_router
@@ -20,6 +21,7 @@ from domain.access import Scope
 from domain.links import LinkSigner
 from domain.policy import RecoveryPolicy
 from store.api_keys import ApiKeyStore
+from store.coupons import StoreCouponProvider
 from store.sql import SqlStore
 from store.subscriptions import SubscriptionStore
 
@@ -55,6 +57,7 @@ def create_app(parts: ApiParts) -> FastAPI:
     # Before the checkout routes: their paths would otherwise match /{checkout_id}.
     app.include_router(unsubscribe_router(parts.service, parts.links))
     app.include_router(revenue_router(parts.store, auth))
+    app.include_router(coupon_router(StoreCouponProvider(parts.store.engine), auth))
     app.include_router(checkout_router(parts.service, parts.store, parts.policy, parts.links, auth))
     app.include_router(subscription_router(SubscriptionStore(parts.store.engine), auth))
     app.include_router(codec_router(parts.codec, auth.require(Scope.READ)))

@@ -6,7 +6,9 @@ it instead (see domain.coupons.CouponProvider and the coupon_provider setting).
 """
 
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -23,6 +25,25 @@ _ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 def new_code(prefix: str) -> str:
     body = "".join(secrets.choice(_ALPHABET) for _ in range(10))
     return f"{prefix}-{body[:5]}-{body[5:]}" if prefix else f"{body[:5]}-{body[5:]}"
+
+
+@dataclass(frozen=True)
+class StoredCoupon:
+    code: str
+    checkout_id: str
+    percent_off: int | None
+    amount_off: str | None
+    currency: str | None
+    created_date: datetime
+    expires_date: datetime
+    redeemed_date: datetime | None
+
+
+class Redemption(StrEnum):
+    REDEEMED = "redeemed"
+    UNKNOWN = "unknown"
+    ALREADY_REDEEMED = "already_redeemed"
+    EXPIRED = "expired"
 
 
 class StoreCouponProvider:
@@ -59,6 +80,10 @@ class StoreCouponProvider:
         )
 
     async def redeem(self, code: str, at: datetime) -> bool:
+        return await self.redeem_explained(code, at) is Redemption.REDEEMED
+
+    async def redeem_explained(self, code: str, at: datetime) -> Redemption:
+        """Mark the code used, once, while it is valid; otherwise say why not."""
         async with self._engine.begin() as conn:
             result = await conn.execute(
                 update(coupons)
@@ -69,7 +94,21 @@ class StoreCouponProvider:
                 )
                 .values(redeemed_date=at)
             )
-        return result.rowcount == 1
+        if result.rowcount == 1:
+            return Redemption.REDEEMED
+        found = await self.find(code)
+        if found is None:
+            return Redemption.UNKNOWN
+        if found.redeemed_date is not None:
+            return Redemption.ALREADY_REDEEMED
+        return Redemption.EXPIRED
+
+    async def find(self, code: str) -> StoredCoupon | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(coupons).where(coupons.c.code == code))).first()
+        if row is None:
+            return None
+        return StoredCoupon(**{k: v for k, v in row._mapping.items() if k != "key"})
 
     async def is_redeemed(self, code: str) -> bool:
         async with self._engine.connect() as conn:

@@ -20,12 +20,14 @@ PUBLIC = {
 READ = {
     ("POST", "/ecom/v1/abandoned-checkout/query"),
     ("GET", "/ecom/v1/abandoned-checkout/recovered-revenue"),
+    ("GET", "/ecom/v1/abandoned-checkout/coupons/{code}"),
     ("GET", "/ecom/v1/abandoned-checkout/{checkout_id}"),
     ("GET", "/ecom/v1/abandoned-checkout/{checkout_id}/activities"),
     ("POST", "/codec/encode"),
     ("POST", "/codec/decode"),
 }
 MANAGE = {
+    ("POST", "/ecom/v1/abandoned-checkout/coupons/{code}/redeem"),
     ("POST", "/ecom/v1/abandoned-checkout"),
     ("POST", "/ecom/v1/abandoned-checkout/recover"),
     ("POST", "/ecom/v1/abandoned-checkout/{checkout_id}/recover"),

@@ -4,7 +4,7 @@ Each scenario checks the activity entries (types, reasons, times) and the mail t
 received, as a shop would.
 """
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
@@ -17,7 +17,7 @@ from api.checkouts import CheckoutService
 from domain.access import Scope
 from domain.activity import ActivityType, NotSentReason
 from domain.checkout import AbandonedCheckout
-from domain.policy import RecoveryPolicy, parse_policy
+from domain.policy import Coupon, RecoveryPolicy, parse_policy
 from domain.schedule import in_holdout
 from store.api_keys import ApiKeyStore
 from store.attribution import revenue_by_step
@@ -36,6 +36,7 @@ from tests.workflows.scenarios import entries, flow_result, has_entry, report_no
 from workers.link_secret import link_signer_for
 
 TOLERANCE = 5.0
+_LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
 BERLIN = ZoneInfo("Europe/Berlin")
 
 
@@ -182,15 +183,44 @@ async def test_a_retried_coupon_step_creates_one_code(
     env = time_skipping_env
     smtp.handler.refuse_data = 2  # two attempts fail after the code was made
     policy = _policy(_email("1h", coupon={"percent_off": 15, "valid_for": "2d"}))
-    async with running_engine(env.client, store, engine_settings(smtp.port)) as service:
+    settings = engine_settings(smtp.port)
+    async with running_engine(env.client, store, settings) as service:
         checkout_id, _ = await report_now(service, env, sample_checkout(), policy)
         await flow_result(service, env, checkout_id)
 
-    codes = await StoreCouponProvider(store.engine).codes_for(checkout_id)
-    assert smtp.handler.refusals == 2
-    [message] = smtp.handler.messages
-    assert len(codes) == 1 and codes[0].startswith("BACK-")
-    assert codes[0] in body_text(message, "plain") and "15%" in body_text(message, "plain")
+        provider = StoreCouponProvider(store.engine)
+        codes = await provider.codes_for(checkout_id)
+        assert smtp.handler.refusals == 2
+        [message] = smtp.handler.messages
+        assert len(codes) == 1 and codes[0].startswith("BACK-")
+        assert codes[0] in body_text(message, "plain") and "15%" in body_text(message, "plain")
+
+        # The shop's checkout looks the code up and redeems it, once.
+        keys = ApiKeyStore(store.engine)
+        _, reader = await keys.create("reader", frozenset({Scope.READ}))
+        _, manager = await keys.create("manager", frozenset({Scope.MANAGE}))
+        path = f"/ecom/v1/abandoned-checkout/coupons/{codes[0]}"
+        async with _api(service, store, settings) as http:
+            looked_up = await http.get(path, headers={"Authorization": f"Bearer {reader}"})
+            as_manager = {"Authorization": f"Bearer {manager}"}
+            first = await http.post(f"{path}/redeem", headers=as_manager)
+            second = await http.post(f"{path}/redeem", headers=as_manager)
+            unknown = await http.post(f"{path}X/redeem", headers=as_manager)
+            # A code made long ago, for another step: its validity has run out.
+            await provider.issue("old-key", checkout_id, Coupon(percent_off=5), "EUR", _LONG_AGO)
+            old = next(c for c in await provider.codes_for(checkout_id) if c != codes[0])
+            expired = await http.post(
+                f"/ecom/v1/abandoned-checkout/coupons/{old}/redeem", headers=as_manager
+            )
+    assert looked_up.status_code == 200
+    coupon = looked_up.json()["coupon"]
+    assert (coupon["checkoutId"], coupon["percentOff"]) == (checkout_id, 15)
+    assert "redeemedDate" not in coupon
+    assert first.status_code == 200 and "redeemedDate" in first.json()["coupon"]
+    assert (second.status_code, second.json()["code"]) == (409, "coupon_redeemed")
+    assert unknown.status_code == 404
+    assert (expired.status_code, expired.json()["code"]) == (410, "coupon_expired")
+    assert await provider.is_redeemed(codes[0]) and not await provider.is_redeemed(old)
 
 
 async def test_recovery_through_the_link_is_attributed_to_that_link(
