@@ -2,12 +2,16 @@
 
 An address is known by a SHA-256 of its normalised form, so the suppression list can outlive an
 erased checkout (an unsubscribe must keep being honoured) without keeping the address itself.
+
+The statements are built once: a send runs them on its hot path, and building a SQLAlchemy
+statement costs more than SQLite takes to run it.
 """
 
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import BindParameter, bindparam, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from store.schema import email_sends, suppressions
@@ -15,6 +19,34 @@ from store.schema import email_sends, suppressions
 
 def address_key(email: str) -> str:
     return hashlib.sha256(email.strip().lower().encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class AddressState:
+    suppressed: bool
+    """The address unsubscribed."""
+    capped_until: datetime | None
+    """When the frequency cap lets this checkout mail the address again; None: it may now."""
+
+
+_ADDRESS: BindParameter[str] = bindparam("address")
+_STATE = select(
+    select(suppressions.c.address_key)
+    .where(suppressions.c.address_key == _ADDRESS)
+    .scalar_subquery()
+    .label("suppressed"),
+    # Only other checkouts' emails count: a policy's own steps are spaced as the shop chose.
+    select(func.max(email_sends.c.sent_at))
+    .where(
+        email_sends.c.address_key == _ADDRESS,
+        email_sends.c.checkout_id != bindparam("checkout_id"),
+        email_sends.c.sent_at > bindparam("since"),
+    )
+    .scalar_subquery()
+    .label("latest"),
+)
+_RECORD = email_sends.insert()
+_FORGET = delete(email_sends).where(email_sends.c.key == bindparam("send_key"))
 
 
 async def lock_address(conn: AsyncConnection, key: str) -> None:
@@ -27,44 +59,29 @@ async def lock_address(conn: AsyncConnection, key: str) -> None:
         await conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
 
 
-async def is_suppressed(conn: AsyncConnection, key: str) -> bool:
-    found = await conn.scalar(
-        select(suppressions.c.address_key).where(suppressions.c.address_key == key)
-    )
-    return found is not None
-
-
-async def capped_until(
+async def address_state(
     conn: AsyncConnection, key: str, checkout_id: str, at: datetime, window: timedelta
-) -> datetime | None:
-    """When the cap lets this checkout mail the address again; None when it may send now.
-
-    Only other checkouts' emails count: a policy's own steps are spaced as the shop chose.
-    """
-    if window <= timedelta(0):
-        return None
-    latest = await conn.scalar(
-        select(func.max(email_sends.c.sent_at)).where(
-            email_sends.c.address_key == key,
-            email_sends.c.checkout_id != checkout_id,
-            email_sends.c.sent_at > at - window,
+) -> AddressState:
+    """Suppression and frequency cap of an address, in one statement."""
+    row = (
+        await conn.execute(
+            _STATE, {"address": key, "checkout_id": checkout_id, "since": at - window}
         )
+    ).one()
+    latest = row.latest if window > timedelta(0) else None
+    return AddressState(
+        suppressed=row.suppressed is not None,
+        capped_until=max(latest + window, at) if latest is not None else None,
     )
-    if latest is None:
-        return None
-    assert isinstance(latest, datetime)  # MAX() keeps the column's type, UTC-aware
-    return max(latest + window, at)
 
 
 async def record_send(
     conn: AsyncConnection, send_key: str, key: str, checkout_id: str, at: datetime
 ) -> None:
     await conn.execute(
-        email_sends.insert().values(
-            key=send_key, address_key=key, checkout_id=checkout_id, sent_at=at
-        )
+        _RECORD, {"key": send_key, "address_key": key, "checkout_id": checkout_id, "sent_at": at}
     )
 
 
 async def forget_send(conn: AsyncConnection, send_key: str) -> None:
-    await conn.execute(delete(email_sends).where(email_sends.c.key == send_key))
+    await conn.execute(_FORGET, {"send_key": send_key})

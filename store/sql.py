@@ -26,9 +26,8 @@ from store.attribution import attribute_recovery
 from store.checkout_query import run_query
 from store.email_limits import (
     address_key,
-    capped_until,
+    address_state,
     forget_send,
-    is_suppressed,
     lock_address,
     record_send,
 )
@@ -380,11 +379,11 @@ class SqlStore:
                 return SendStart(checkout, None)
             address = address_key(checkout.buyer_info.email)
             await lock_address(conn, address)
-            if await is_suppressed(conn, address):
+            state = await address_state(conn, address, checkout_id, at, cap_window)
+            if state.suppressed:
                 return SendStart(checkout, None, suppressed=True)
-            blocked = await capped_until(conn, address, checkout_id, at, cap_window)
-            if blocked is not None:
-                return SendStart(checkout, None, capped_until=blocked)
+            if state.capped_until is not None:
+                return SendStart(checkout, None, capped_until=state.capped_until)
             inserted = await conn.execute(
                 self._insert_claim,
                 {
