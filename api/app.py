@@ -8,7 +8,6 @@ from temporalio.converter import PayloadCodec
 
 from api.auth import Authenticator
 from api.checkout_routes import checkout_router
-from api.checkouts import CheckoutService
 from api.codec_routes import add_codec_cors, codec_router, parse_origins
 from api.coupon_routes import coupon_router
 from api.dashboard import DashboardConfig, dashboard_router
@@ -20,6 +19,7 @@ from api.unsubscribe_routes import unsubscribe_router
 from domain.access import Scope
 from domain.links import LinkSigner
 from domain.policy import RecoveryPolicy
+from service.checkouts import CheckoutService
 from store.api_keys import ApiKeyStore
 from store.coupons import StoreCouponProvider
 from store.sql import SqlStore

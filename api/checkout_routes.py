@@ -7,7 +7,6 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from api.auth import Authenticator
-from api.checkouts import CheckoutErasedError, CheckoutNotFoundError, CheckoutService
 from api.errors import ERROR_RESPONSES, ApiError
 from api.request_body import json_body_doc, read_json
 from api.schemas import (
@@ -24,6 +23,7 @@ from domain.links import LinkCheck, LinkSigner
 from domain.policy import RecoveryPolicy
 from domain.query import parse_query
 from domain.report import parse_report
+from service.checkouts import CheckoutErasedError, CheckoutNotFoundError, CheckoutService
 from store.sql import SqlStore
 
 PREFIX = "/ecom/v1/abandoned-checkout"

@@ -13,8 +13,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
-from api.checkouts import CheckoutNotFoundError, CheckoutService
 from domain.links import UNSUBSCRIBE_PATH, LinkSigner
+from service.checkouts import CheckoutNotFoundError, CheckoutService
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">

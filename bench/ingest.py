@@ -23,11 +23,11 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
-from api.checkouts import CheckoutService
 from bench.bare_flow import BareFlow
 from bench.support import dev_server, free_port
 from domain.access import Scope
 from domain.policy import parse_policy
+from service.checkouts import CheckoutService
 from store.api_keys import ApiKeyStore
 from store.sql import SqlStore
 from workers.api_server import build_app, serving

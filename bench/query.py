@@ -23,11 +23,11 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client
 
-from api.checkouts import CheckoutService
 from bench.support import dev_server, free_port, p50_p99
 from domain.access import Scope
 from domain.policy import parse_policy
 from domain.query import parse_query
+from service.checkouts import CheckoutService
 from store.api_keys import ApiKeyStore
 from store.checkout_query import page_statement
 from store.schema import activities, checkouts

@@ -28,11 +28,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from api.checkouts import CheckoutService
 from bench.bare_flow import BareFlow, noop
 from domain.checkout import AbandonedCheckout, parse_checkout
 from domain.flow import workflow_id_for
 from domain.policy import RecoveryPolicy, parse_policy
+from service.checkouts import CheckoutService
 from store.sql import SqlStore
 from workers.settings import Settings
 from workers.worker import SANDBOX_RUNNER, open_worker

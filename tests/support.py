@@ -19,10 +19,10 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from api.checkouts import CheckoutService
 from domain.checkout import AbandonedCheckout, parse_checkout
 from domain.flow import SEARCH_ATTRIBUTES
 from domain.policy import RecoveryPolicy
+from service.checkouts import CheckoutService
 from store.sql import SqlStore
 from workers.policy_files import load_policy
 from workers.settings import Settings

@@ -11,10 +11,10 @@ import uvicorn
 from fastapi import FastAPI
 
 from api.app import ApiParts, create_app
-from api.checkouts import CheckoutService
 from api.dashboard import DashboardConfig
 from domain.access import Scope
 from domain.policy import RecoveryPolicy
+from service.checkouts import CheckoutService
 from store.api_keys import ApiKeyStore
 from store.sql import SqlStore
 from workers.link_secret import dashboard_secret, link_signer_for

@@ -15,7 +15,6 @@ from temporalio.client import WorkflowHandle
 from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.checkouts import CheckoutNotFoundError
 from domain.checkout import AbandonedCheckout, CheckoutStatus
 from domain.durations import parse_moment
 from domain.errors import InvalidInputError
@@ -23,6 +22,7 @@ from domain.flow import RecoveryInput, workflow_id_for
 from domain.policy import RecoveryPolicy
 from domain.query import MAX_LIMIT, CheckoutPage, parse_query
 from domain.schedule import buyer_zone, next_send_time
+from service.checkouts import CheckoutNotFoundError
 from store.sql import SqlStore
 from workers.cli_support import print_json, settings_or_fail
 from workers.history_summary import HistoryRow, decode_failure_messages, summarise_history

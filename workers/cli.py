@@ -10,10 +10,10 @@ from typing import Annotated
 
 import typer
 
-from api.checkouts import CheckoutNotFoundError, CheckoutService
 from domain.checkout import AbandonedCheckout, parse_checkout
 from domain.errors import InvalidInputError
 from domain.policy import RecoveryPolicy
+from service.checkouts import CheckoutNotFoundError, CheckoutService
 from workers.api_server import build_app, dev_api_key, serving
 from workers.checkout_commands import checkouts_app
 from workers.cli_support import fail as _fail

@@ -20,11 +20,11 @@ import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from api.checkouts import CheckoutErasedError, CheckoutService
 from domain.checkout import AbandonedCheckout
 from domain.errors import InvalidInputError
 from domain.policy import RecoveryPolicy
 from domain.report import parse_report
+from service.checkouts import CheckoutErasedError, CheckoutService
 from workers.cli_support import fail, print_json, settings_or_fail
 from workers.operator_output import (
     EXIT_BAD_INPUT,

@@ -13,8 +13,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from api.checkouts import CheckoutNotFoundError
 from domain.errors import InvalidInputError
+from service.checkouts import CheckoutNotFoundError
 from workers.cli_support import fail
 
 T = TypeVar("T")

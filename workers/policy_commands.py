@@ -14,13 +14,13 @@ from rich.console import Console
 from rich.table import Table
 
 from activities.rendering import TemplateRenderer
-from api.checkouts import derive_checkout_id
 from domain.checkout import AbandonedCheckout
 from domain.durations import format_duration
 from domain.errors import InvalidInputError
 from domain.policy import RecoveryPolicy
 from domain.report import parse_report
 from domain.schedule import PlannedStep, buyer_zone, in_holdout, is_stale, plan
+from service.checkouts import derive_checkout_id
 from workers.cli_support import fail, print_json
 from workers.policy_files import load_policy
 

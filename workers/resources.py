@@ -3,7 +3,7 @@
 import contextlib
 from collections.abc import AsyncIterator
 
-from api.checkouts import CheckoutService
+from service.checkouts import CheckoutService
 from store.sql import SqlStore
 from workers.search_attributes import search_attributes_registered
 from workers.settings import Settings

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from api.checkouts import CheckoutService
 from domain.flow import workflow_id_for
 from domain.policy import parse_policy
+from service.checkouts import CheckoutService
 from store.sql import SqlStore
 from tests.support import (
     BIN_DIR,

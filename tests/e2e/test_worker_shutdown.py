@@ -9,8 +9,8 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from api.checkouts import CheckoutService
 from domain.activity import ActivityType
+from service.checkouts import CheckoutService
 from store.sql import SqlStore
 from tests.support import SmtpServer, eventually, sample_checkout
 from workers.policy_files import load_policy

@@ -5,8 +5,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from api.checkouts import derive_checkout_id
 from domain.checkout import CheckoutStatus
+from service.checkouts import derive_checkout_id
 from tests.operators.conftest import OperatorStack
 from tests.support import sample_checkout, sample_checkout_data
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
 from temporalio.testing import WorkflowEnvironment
 
-from api.checkouts import CheckoutService
 from domain.flow import workflow_id_for
+from service.checkouts import CheckoutService
 from store.sql import SqlStore
 from tests.support import (
     engine_settings,

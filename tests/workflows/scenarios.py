@@ -6,11 +6,11 @@ from datetime import timedelta
 from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
 from temporalio.testing import WorkflowEnvironment
 
-from api.checkouts import CheckoutService
 from domain.activity import ActivityType
 from domain.checkout import AbandonedCheckout
 from domain.flow import RecoveryResult, workflow_id_for
 from domain.policy import RecoveryPolicy
+from service.checkouts import CheckoutService
 from store.sql import SqlStore
 from tests.support import default_policy_any_hour, eventually
 from workflows.abandoned_checkout import AbandonedCheckoutWorkflow

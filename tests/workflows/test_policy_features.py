@@ -13,12 +13,12 @@ import httpx
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import ApiParts, create_app
-from api.checkouts import CheckoutService
 from domain.access import Scope
 from domain.activity import ActivityType, NotSentReason
 from domain.checkout import AbandonedCheckout
 from domain.policy import Coupon, RecoveryPolicy, parse_policy
 from domain.schedule import in_holdout
+from service.checkouts import CheckoutService
 from store.api_keys import ApiKeyStore
 from store.attribution import revenue_by_step
 from store.coupons import StoreCouponProvider
