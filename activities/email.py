@@ -9,11 +9,11 @@ from temporalio.exceptions import ApplicationError
 from activities.coupon_context import coupon_context
 from activities.email_message import Sender, Unsubscribe, build_message, message_id_for
 from activities.message_context import checkout_context, formatting_locale
-from activities.rendering import TemplateRenderer
+from activities.rendering import TemplateRenderer, TemplateRenderError
 from activities.smtp_pool import SmtpPool
 from activities.step_checkout import missing_checkout
 from domain.activity import ActivityType, NotSentReason
-from domain.checkout import AbandonedCheckout, CheckoutStatus
+from domain.checkout import AbandonedCheckout
 from domain.coupons import CouponProvider
 from domain.links import LinkSigner
 from domain.steps import PERMANENT_EMAIL_FAILURE, SEND_EMAIL, EmailStepRequest, EmailStepResult
@@ -119,16 +119,23 @@ class EmailActivities:
                 request.key, request.checkout_id, request.step.coupon, checkout.currency, request.at
             )
             context["coupon"] = coupon_context(coupon, locale, request.time_zone)
-        rendered = self._renderer.render_email(template, language, context)
-        message = build_message(
-            rendered,
-            sender=self._sender,
-            to_address=email,
-            to_name=context["buyer_name"] if isinstance(context["buyer_name"], str) else None,
-            message_id=message_id,
-            sent_at=request.at,
-            unsubscribe=unsubscribe,
-        )
+        # Rendering is pure: a template that fails now fails on every retry, so the step gives
+        # up at once (the caller releases the claim first) and records template_error.
+        try:
+            rendered = self._renderer.render_email(template, language, context)
+            message = build_message(
+                rendered,
+                sender=self._sender,
+                to_address=email,
+                to_name=context["buyer_name"] if isinstance(context["buyer_name"], str) else None,
+                message_id=message_id,
+                sent_at=request.at,
+                unsubscribe=unsubscribe,
+            )
+        except TemplateRenderError as err:
+            raise _template_failure(f"template {err}") from err
+        except (ValueError, TypeError, LookupError) as err:
+            raise _template_failure(f"message not built: {type(err).__name__}: {err}") from err
         await self._pool.send(message, self._sender.address, email)
 
     async def _sent(self, request: EmailStepRequest) -> EmailStepResult:
@@ -158,8 +165,9 @@ def _refusal(start: SendStart) -> NotSentReason | None:
     """Why the store's answer rules the send out, in the order a buyer would expect."""
     checkout = start.checkout
     assert checkout is not None
-    if checkout.status is CheckoutStatus.RECOVERED:
-        return NotSentReason.RECOVERED
+    halted = checkout.halted()
+    if halted is not None:
+        return halted
     if not checkout.buyer_info.email:
         return NotSentReason.NO_EMAIL
     if start.suppressed:
@@ -167,6 +175,16 @@ def _refusal(start: SendStart) -> NotSentReason | None:
     if start.capped_until is not None:
         return NotSentReason.FREQUENCY_CAPPED
     return None
+
+
+def _template_failure(message: str) -> ApplicationError:
+    logger.warning("Email not sent, its template failed: %s", message)
+    return ApplicationError(
+        message,
+        str(NotSentReason.TEMPLATE_ERROR),
+        type=PERMANENT_EMAIL_FAILURE,
+        non_retryable=True,
+    )
 
 
 def _permanent_failure(err: BaseException) -> ApplicationError | None:

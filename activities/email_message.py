@@ -1,6 +1,7 @@
 """Building the MIME message of a recovery email: plain text first, HTML as the alternative."""
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
@@ -11,6 +12,18 @@ from email.utils import format_datetime, formataddr, getaddresses
 from functools import cached_property
 
 from activities.rendering import RenderedEmail
+
+# What may not reach a header from buyer data: the C0 and C1 controls (Unicode category Cc: CR,
+# LF, tab, NUL, NEL, ...) and the line and paragraph separators, at which some clients break lines.
+_HEADER_BREAKERS = re.compile(r"[ ]*[\x00-\x1f\x7f-\x9f\u2028\u2029]+[ ]*")
+
+
+def header_text(value: str) -> str:
+    """`value` as one header-safe line: each run of control characters becomes one space.
+
+    A name such as "Ada\\r\\nBcc: x@evil" would otherwise end the header and start another.
+    """
+    return _HEADER_BREAKERS.sub(" ", value).strip(" ")
 
 
 @dataclass(frozen=True)
@@ -62,16 +75,19 @@ def build_message(
     # and scan both bodies for it with a freshly compiled regex, on every message.
     boundary = "=_recovery_" + hashlib.sha256(message_id.encode()).hexdigest()[:32]
     message = MIMEMultipart("alternative", boundary=boundary)
-    message["From"] = sender.mail_from
-    message["To"] = formataddr((to_name or "", to_address), charset="utf-8")
-    subject = rendered.subject
+    message["From"] = header_text(sender.mail_from)
+    # Every header below carries buyer data (a name, the rendered subject, links holding the
+    # checkout's id): each is made one clean line first, so none can end early or add a header.
+    to_name = header_text(to_name) if to_name else ""
+    message["To"] = formataddr((to_name, header_text(to_address)), charset="utf-8")
+    subject = header_text(rendered.subject)
     message["Subject"] = subject if subject.isascii() else Header(subject, "utf-8").encode()
     message["Date"] = format_datetime(sent_at)
     message["Message-ID"] = message_id
     if unsubscribe is not None:
         # RFC 2369 header plus RFC 8058's one-click marker: mail clients show an unsubscribe
         # button that POSTs "List-Unsubscribe=One-Click" to the https address.
-        message["List-Unsubscribe"] = f"<{unsubscribe.url}>, <{unsubscribe.mailto}>"
+        message["List-Unsubscribe"] = header_text(f"<{unsubscribe.url}>, <{unsubscribe.mailto}>")
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.attach(MIMEText(rendered.text, "plain", "utf-8"))
     message.attach(MIMEText(rendered.html, "html", "utf-8"))

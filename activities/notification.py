@@ -8,9 +8,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.message_context import checkout_context
-from activities.rendering import TemplateRenderer
+from activities.rendering import TemplateRenderer, TemplateRenderError
 from activities.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign_body
-from activities.step_checkout import checkout_for_step
+from activities.step_checkout import staff_step_checkout
 from domain.activity import Activity, ActivityType
 from domain.steps import SEND_NOTIFICATION, NotificationStepRequest
 from store.sql import SqlStore
@@ -39,11 +39,21 @@ class NotificationActivities:
 
     @activity.defn(name=SEND_NOTIFICATION)
     async def send_staff_notification(self, request: NotificationStepRequest) -> Activity:
-        checkout = await checkout_for_step(self._store, request.checkout_id)
-        context = checkout_context(checkout, self._shop_name)
-        text = self._renderer.render_line(
-            "notification", request.step.template, checkout.buyer_language, context
+        checkout = await staff_step_checkout(
+            self._store, request, ActivityType.NOTIFICATION_NOT_SENT
         )
+        if isinstance(checkout, Activity):
+            return checkout
+        context = checkout_context(checkout, self._shop_name)
+        try:
+            text = self._renderer.render_line(
+                "notification", request.step.template, checkout.buyer_language, context
+            )
+        except TemplateRenderError as err:
+            # Rendering is pure: every retry would fail the same way.
+            raise ApplicationError(
+                f"template {err}", type="TemplateError", non_retryable=True
+            ) from err
         body = json.dumps(
             {
                 "type": "abandoned_checkout.step",

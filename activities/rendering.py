@@ -3,14 +3,17 @@
 Templates live in `templates/<kind>/<name>/<language>/<part>`. The language used for a message is
 the buyer's tag when a complete template set exists for it, else its base language, else the shop's
 default language (see `TemplateRenderer.resolve_language`). The environment is sandboxed with strict
-undefined, so a template that names a missing variable fails loudly instead of mailing a blank.
+undefined, so a template that names a missing variable fails loudly instead of mailing a blank; any
+failure comes out as a `TemplateRenderError` naming the file and line at fault.
 """
 
 import re
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound
+from jinja2 import TemplateSyntaxError as JinjaSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 
 import templates as _templates_package
@@ -25,6 +28,21 @@ PARTS_BY_KIND = {"email": EMAIL_PARTS, "notification": NOTIFICATION_PARTS, "task
 # Only ASCII whitespace: str.split() would also turn the no-break spaces French typography puts
 # before a colon ("Dernière chance : ...").
 _ASCII_WHITESPACE = re.compile(r"[ \t\n\r\f\v]+")
+
+
+class TemplateRenderError(Exception):
+    """A template that cannot render: the file at fault (relative to the templates folder), the
+    line of the failing expression when known, and what went wrong.
+
+    Rendering is pure, so trying again gives the same error: callers treat it as permanent.
+    """
+
+    def __init__(self, template: str, line: int | None, problem: str) -> None:
+        self.template = template
+        self.line = line
+        self.problem = problem
+        where = template if line is None else f"{template} line {line}"
+        super().__init__(f"{where}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -51,6 +69,7 @@ def language_candidates(requested: str) -> list[str]:
 class TemplateRenderer:
     def __init__(self, directory: Path = TEMPLATES_DIR, default_language: str = "en") -> None:
         self._directory = directory
+        self._resolved_directory = directory.resolve()
         self._default_language = default_language
         self._languages: dict[tuple[str, str], tuple[int, dict[str, str]]] = {}
         self._env = SandboxedEnvironment(
@@ -83,6 +102,10 @@ class TemplateRenderer:
                 return available[candidate]
         return self._default_language
 
+    def languages(self, kind: str, name: str) -> list[str]:
+        """The language folders of a template set that messages can use (the complete ones)."""
+        return sorted(set(self._complete_languages(kind, name).values()))
+
     def _complete_languages(self, kind: str, name: str) -> dict[str, str]:
         """Normalised tag -> folder name, for each language with every part of `kind`.
 
@@ -111,28 +134,74 @@ class TemplateRenderer:
         self, kind: str, name: str, part: str, language: str, context: dict[str, object]
     ) -> str:
         """Render one part; `language` is the requested tag, resolved as in resolve_language."""
-        return self._render_part(
+        return self.render_in(
             kind, name, part, self.resolve_language(kind, name, language), context
         )
 
-    def _render_part(
-        self, kind: str, name: str, part: str, resolved: str, context: dict[str, object]
+    def render_in(
+        self, kind: str, name: str, part: str, folder: str, context: dict[str, object]
     ) -> str:
+        """Render one part from the language folder `folder` (as `languages` names it).
+
+        Raises TemplateRenderError for any failure, a missing file included.
+        """
         # The default language stays a per-part fallback for sets outside PARTS_BY_KIND (and
         # for a default set missing a part, which then fails below with the default's path).
-        for lang in dict.fromkeys((resolved, self._default_language)):
+        for lang in dict.fromkeys((folder, self._default_language)):
+            path = f"{kind}/{name}/{lang}/{part}"
             try:
-                template = self._env.get_template(f"{kind}/{name}/{lang}/{part}")
-            except TemplateNotFound:
-                continue
-            return template.render(context)
-        raise TemplateNotFound(f"{kind}/{name}/{self._default_language}/{part}")
+                template = self._env.get_template(path)
+            except TemplateNotFound as err:
+                if err.name == path:
+                    continue
+                raise self._render_error(path, err) from err
+            except Exception as err:
+                raise self._render_error(path, err) from err
+            try:
+                return template.render(context)
+            except Exception as err:
+                raise self._render_error(path, err) from err
+        raise TemplateRenderError(
+            f"{kind}/{name}/{self._default_language}/{part}", None, "no such template"
+        )
+
+    def _render_error(self, path: str, err: Exception) -> TemplateRenderError:
+        """Where `err` happened, as the innermost template frame of its traceback says.
+
+        Jinja rewrites tracebacks so that template code shows as frames of the template file at
+        its own line numbers; a failure inside a layout or an included file names that file.
+        """
+        if isinstance(err, JinjaSyntaxError):
+            return TemplateRenderError(err.name or path, err.lineno, err.message or str(err))
+        template, line = path, None
+        for frame in traceback.extract_tb(err.__traceback__):
+            name = self._template_name(frame.filename)
+            if name is not None:
+                template, line = name, frame.lineno
+        if isinstance(err, TemplateNotFound):
+            problem = f"template {err.name!r} not found"
+        elif isinstance(err, TemplateError):
+            problem = str(err)
+        else:
+            problem = f"{type(err).__name__}: {err}"
+        return TemplateRenderError(template, line, problem)
+
+    def _template_name(self, filename: str) -> str | None:
+        """A frame's file as a template name (`email/reminder/en/body.html`); None for code."""
+        if filename.endswith(".py") or filename.startswith("<"):
+            return None
+        try:
+            return Path(filename).resolve().relative_to(self._resolved_directory).as_posix()
+        except ValueError:
+            return None
 
     def render_email(self, name: str, language: str, context: dict[str, object]) -> RenderedEmail:
         # Resolved once so that the three parts of one email share a language.
-        resolved = self.resolve_language("email", name, language)
+        return self.render_email_in(name, self.resolve_language("email", name, language), context)
+
+    def render_email_in(self, name: str, folder: str, context: dict[str, object]) -> RenderedEmail:
         subject, html, text = (
-            self._render_part("email", name, part, resolved, context) for part in EMAIL_PARTS
+            self.render_in("email", name, part, folder, context) for part in EMAIL_PARTS
         )
         # A subject is one line whatever the template's whitespace.
         return RenderedEmail(

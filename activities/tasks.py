@@ -1,10 +1,11 @@
 """The task step: a to-do for shop staff, kept in the store."""
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.message_context import checkout_context
-from activities.rendering import TemplateRenderer
-from activities.step_checkout import checkout_for_step
+from activities.rendering import TemplateRenderer, TemplateRenderError
+from activities.step_checkout import staff_step_checkout
 from domain.activity import Activity, ActivityType
 from domain.steps import CREATE_TASK, TaskStepRequest
 from domain.task import StaffTask
@@ -23,12 +24,20 @@ class TaskActivities:
 
     @activity.defn(name=CREATE_TASK)
     async def create_staff_task(self, request: TaskStepRequest) -> Activity:
-        checkout = await checkout_for_step(self._store, request.checkout_id)
+        checkout = await staff_step_checkout(self._store, request, ActivityType.TASK_NOT_CREATED)
+        if isinstance(checkout, Activity):
+            return checkout
         context = checkout_context(checkout, self._shop_name)
         # Tasks are read by staff, so they use the shop's language rather than the buyer's.
-        title = self._renderer.render_line(
-            "task", request.step.template, self._renderer.default_language, context
-        )
+        try:
+            title = self._renderer.render_line(
+                "task", request.step.template, self._renderer.default_language, context
+            )
+        except TemplateRenderError as err:
+            # Rendering is pure: every retry would fail the same way.
+            raise ApplicationError(
+                f"template {err}", type="TemplateError", non_retryable=True
+            ) from err
         task = StaffTask(
             checkout_id=request.checkout_id,
             title=title,

@@ -58,7 +58,7 @@ def create_app(parts: ApiParts) -> FastAPI:
     app.include_router(unsubscribe_router(parts.service, parts.links))
     app.include_router(revenue_router(parts.store, auth))
     app.include_router(coupon_router(StoreCouponProvider(parts.store.engine), auth))
-    app.include_router(checkout_router(parts.service, parts.store, parts.policy, parts.links, auth))
+    app.include_router(checkout_router(parts.service, parts.policy, parts.links, auth))
     app.include_router(subscription_router(SubscriptionStore(parts.store.engine), auth))
     app.include_router(codec_router(parts.codec, auth.require(Scope.READ)))
     if parts.dashboard is not None:

@@ -11,10 +11,12 @@ from api.errors import ERROR_RESPONSES, ApiError
 from api.request_body import json_body_doc, read_json
 from api.schemas import (
     ActivityList,
+    BuyerRecoveryResponse,
     CheckoutEnvelope,
     Empty,
     QueryResponse,
     RecoverBody,
+    RecoverBuyerBody,
     RecoverByReferenceBody,
 )
 from domain.access import Scope
@@ -24,7 +26,6 @@ from domain.policy import RecoveryPolicy
 from domain.query import parse_query
 from domain.report import parse_report
 from service.checkouts import CheckoutErasedError, CheckoutNotFoundError, CheckoutService
-from store.sql import SqlStore
 
 PREFIX = "/ecom/v1/abandoned-checkout"
 NEWEST_ACTIVITIES = 20
@@ -33,7 +34,6 @@ NEWEST_ACTIVITIES = 20
 
 def checkout_router(
     service: CheckoutService,
-    store: SqlStore,
     policy: RecoveryPolicy,
     links: LinkSigner,
     auth: Authenticator,
@@ -54,13 +54,17 @@ def checkout_router(
     async def report(request: Request) -> JSONResponse:
         """Idempotent on checkoutId / cartId: a second report of the same checkout answers 200
         with the same abandoned checkout and updates its snapshot; it never starts a second
-        flow. Accepts `_id`, `_createdDate`, `_updatedDate` (SDK spelling) too."""
+        flow. Accepts `_id`, `_createdDate`, `_updatedDate` (SDK spelling) too.
+
+        The answer's `flowState` is STARTED when Temporal confirmed the flow, PENDING when it
+        did not in time (Temporal down or slow): the report is kept and its flow starts as soon
+        as Temporal takes it."""
         checkout = parse_report(await read_json(request))
         try:
             outcome = await service.report(checkout, policy)
         except CheckoutErasedError as err:
             raise ApiError(410, "checkout_deleted", str(err)) from None
-        found = await _get(store, outcome.checkout_id)
+        found = await _get(service, outcome.checkout_id)
         return _checkout_response(found, 201 if outcome.new else 200)
 
     @router.post(
@@ -75,7 +79,7 @@ def checkout_router(
         $not`), sort, and page by `paging {limit, offset}` or `cursorPaging {limit, cursor}`;
         `limit` at most 100."""
         parsed = parse_query(await read_json(request, required=False))
-        page = await store.query(parsed)
+        page = await service.query(parsed)
         return JSONResponse(page.to_json_dict())
 
     @router.post(
@@ -98,7 +102,31 @@ def checkout_router(
             )
         except CheckoutNotFoundError as err:
             raise _not_found(err) from None
-        return _checkout_response(await _get(store, checkout.id or ""))
+        return _checkout_response(await _get(service, checkout.id or ""))
+
+    @router.post(
+        "/recover-buyer",
+        dependencies=manage,
+        summary="A buyer bought: recover their newest open checkout, stop the others",
+        response_model=BuyerRecoveryResponse,
+    )
+    async def recover_buyer(body: RecoverBuyerBody) -> JSONResponse:
+        """For shops that know the order and the buyer (email, contactId, memberId or userId)
+        but not the checkout it came from. The buyer's most recently updated open checkout is
+        marked recovered with the order; every other open one stops before its next step with
+        `stopReason: buyer_purchased` (not recovered, no revenue attributed)."""
+        outcome = await service.recover_buyer(
+            body.buyer_info, body.order_id, body.checkout_recovered_date
+        )
+        if outcome.recovered is None:
+            raise ApiError(404, "not_found", "the buyer has no open abandoned checkout")
+        recovered = await _get(service, outcome.recovered.id or "")
+        return JSONResponse(
+            {
+                "abandonedCheckout": recovered.to_json_dict(),
+                "stoppedCheckoutIds": outcome.stopped,
+            }
+        )
 
     @router.get(
         "/{checkout_id}",
@@ -107,7 +135,7 @@ def checkout_router(
         response_model=CheckoutEnvelope,
     )
     async def get(checkout_id: str) -> JSONResponse:
-        return _checkout_response(await _get(store, checkout_id))
+        return _checkout_response(await _get(service, checkout_id))
 
     @router.get(
         "/{checkout_id}/activities",
@@ -116,7 +144,7 @@ def checkout_router(
         response_model=ActivityList,
     )
     async def activities(checkout_id: str) -> JSONResponse:
-        found = await _get(store, checkout_id, newest=None)
+        found = await _get(service, checkout_id, newest=None)
         return JSONResponse(
             ActivityList(activities=found.activities).model_dump(
                 mode="json", by_alias=True, exclude_none=True
@@ -137,7 +165,7 @@ def checkout_router(
             await service.recover(checkout_id, given.order_id, given.checkout_recovered_date)
         except CheckoutNotFoundError as err:
             raise _not_found(err) from None
-        return _checkout_response(await _get(store, checkout_id))
+        return _checkout_response(await _get(service, checkout_id))
 
     @router.delete(
         "/{checkout_id}",
@@ -174,19 +202,20 @@ def checkout_router(
             raise ApiError(403, "invalid_link", "this recovery link is not valid")
         if verdict.check is LinkCheck.EXPIRED:
             raise ApiError(410, "link_expired", "this recovery link has expired")
-        found = await _get(store, checkout_id, newest=0)
-        await store.record_click(checkout_id, verdict.step, datetime.now(UTC))
+        found = await _get(service, checkout_id, newest=0)
+        await service.record_click(checkout_id, verdict.step, datetime.now(UTC))
         return RedirectResponse(found.checkout_url, status_code=302)
 
     return router
 
 
 async def _get(
-    store: SqlStore, checkout_id: str, newest: int | None = NEWEST_ACTIVITIES
+    service: CheckoutService, checkout_id: str, newest: int | None = NEWEST_ACTIVITIES
 ) -> AbandonedCheckout:
-    found = await store.get(checkout_id, with_activities=newest != 0)
-    if found is None:
-        raise _not_found(CheckoutNotFoundError(checkout_id))
+    try:
+        found = await service.get(checkout_id, with_activities=newest != 0)
+    except CheckoutNotFoundError as err:
+        raise _not_found(err) from None
     if newest:
         return found.model_copy(update={"activities": found.activities[-newest:]})
     return found

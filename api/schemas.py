@@ -6,7 +6,7 @@ from pydantic import AwareDatetime, Field
 
 from domain.activity import Activity
 from domain.base import CamelModel
-from domain.checkout import AbandonedCheckout
+from domain.checkout import AbandonedCheckout, BuyerIdentity
 
 
 class CheckoutEnvelope(CamelModel):
@@ -26,6 +26,17 @@ class RecoverBody(CamelModel):
 class RecoverByReferenceBody(RecoverBody):
     checkout_id: str | None = Field(default=None, max_length=200)
     cart_id: str | None = Field(default=None, max_length=200)
+
+
+class RecoverBuyerBody(RecoverBody):
+    buyer_info: BuyerIdentity
+
+
+class BuyerRecoveryResponse(CamelModel):
+    abandoned_checkout: AbandonedCheckout
+    """The buyer's checkout recovered with the order (the most recently updated open one)."""
+    stopped_checkout_ids: list[str]
+    """The buyer's other open checkouts, now stopped (stopReason buyer_purchased)."""
 
 
 class Cursors(CamelModel):

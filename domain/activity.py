@@ -13,16 +13,28 @@ class ActivityType(StrEnum):
     EMAIL_NOT_SENT = "EMAIL_NOT_SENT"
     NOTIFICATION_SENT = "NOTIFICATION_SENT"
     TASK_CREATED = "TASK_CREATED"
+    # Our extension: a staff step that found, right before its side effect, that the flow had
+    # to stop (recovered, cancelled, erased, the buyer bought elsewhere). Carries a reason.
+    NOTIFICATION_NOT_SENT = "NOTIFICATION_NOT_SENT"
+    TASK_NOT_CREATED = "TASK_NOT_CREATED"
 
 
 class NotSentReason(StrEnum):
-    """Why an email step did not send (our extension of the reference's EMAIL_NOT_SENT)."""
+    """Why a step did not send (our extension of the reference's EMAIL_NOT_SENT); staff steps
+    use the first few for NOTIFICATION_NOT_SENT and TASK_NOT_CREATED."""
 
     RECOVERED = "recovered"
+    CANCELLED = "cancelled"
+    """The flow was cancelled before the step's side effect."""
+    BUYER_PURCHASED = "buyer_purchased"
+    """The buyer completed a purchase through another checkout (on_purchase = stop_buyer)."""
+    ERASED = "erased"
+    """The buyer's data was erased before the step's side effect."""
     NO_EMAIL = "no_email"
     INVALID_ADDRESS = "invalid_address"
     SMTP_REJECTED = "smtp_rejected"
     SMTP_UNAVAILABLE = "smtp_unavailable"
+    TEMPLATE_ERROR = "template_error"
     DELIVERY_UNCONFIRMED = "delivery_unconfirmed"
     UNSUBSCRIBED = "unsubscribed"
     FREQUENCY_CAPPED = "frequency_capped"

@@ -4,6 +4,7 @@ Money amounts are decimal strings (never floats) so that no rounding happens bet
 the email; dates are timezone-aware. Pure module: safe to import from workflow code.
 """
 
+import unicodedata
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -20,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from domain.activity import Activity
+from domain.activity import Activity, NotSentReason
 from domain.base import CamelModel
 from domain.currencies import ISO_4217_CODES
 from domain.errors import InvalidInputError, describe_validation_error
@@ -68,6 +69,27 @@ class CheckoutStatus(StrEnum):
     RECOVERED = "RECOVERED"
 
 
+class StopReason(StrEnum):
+    """Why a checkout still ABANDONED takes no further step (the store's `stopReason`)."""
+
+    CANCELLED = "cancelled"
+    """An operator or service cancelled its flow."""
+    BUYER_PURCHASED = "buyer_purchased"
+    """The same buyer completed a purchase through another checkout, or the shop reported an
+    order of the buyer's."""
+    WINDOW_ELAPSED = "window_elapsed"
+    """The reconciler found it without a flow after its policy's window had passed."""
+
+
+class FlowState(StrEnum):
+    """Whether Temporal has confirmed every change the store holds for the checkout's flow."""
+
+    PENDING = "PENDING"
+    """A start or signal is written and waits for Temporal (down, or the hand-off is behind)."""
+    STARTED = "STARTED"
+    """Temporal confirmed the flow's start and every signal written for it."""
+
+
 class Price(CamelModel):
     amount: DecimalString
     converted_amount: DecimalString | None = None
@@ -92,6 +114,35 @@ class BuyerInfo(CamelModel):
         if len(given) != 1:
             found = ", ".join(given) if given else "none"
             raise ValueError(f"needs exactly one of visitorId, memberId, userId (found: {found})")
+        return self
+
+
+def _no_control_characters(value: str) -> str:
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+IdentityValue = Annotated[
+    str, Field(min_length=1, max_length=200), AfterValidator(_no_control_characters)
+]
+"""An identity given to look checkouts up by: compared with stored columns, so bounded like
+them and free of the characters PostgreSQL refuses (NUL)."""
+
+
+class BuyerIdentity(CamelModel):
+    """Who a purchase belongs to, for stopping the buyer's flows: any of the identities that
+    name a person (a visitorId names a browser, so it is not one of them)."""
+
+    email: EmailStr | None = None
+    contact_id: IdentityValue | None = None
+    member_id: IdentityValue | None = None
+    user_id: IdentityValue | None = None
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> Self:
+        if not (self.email or self.contact_id or self.member_id or self.user_id):
+            raise ValueError("needs at least one of email, contactId, memberId, userId")
         return self
 
 
@@ -152,6 +203,10 @@ class AbandonedCheckout(CamelModel):
     marketing_consent: bool | None = None
     """Our extension: whether the buyer agreed to marketing email (absent: not known, so no)."""
     recovery_attribution: RecoveryAttribution | None = None
+    stop_reason: StopReason | None = None
+    """Engine-owned, our extension: why a checkout still ABANDONED takes no further step."""
+    flow_state: FlowState | None = None
+    """Engine-owned, our extension: PENDING until Temporal confirmed every change for the flow."""
     activities: list[Activity] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -159,6 +214,17 @@ class AbandonedCheckout(CamelModel):
         if not (self.checkout_id or self.cart_id):
             raise ValueError("needs checkoutId or cartId (both are empty)")
         return self
+
+    def halted(self) -> NotSentReason | None:
+        """Why no step may touch the buyer any more, as a step records it; None while the flow
+        may go on. Every step asks this of the store's record right before its side effect."""
+        if self.status is CheckoutStatus.RECOVERED:
+            return NotSentReason.RECOVERED
+        if self.stop_reason is StopReason.BUYER_PURCHASED:
+            return NotSentReason.BUYER_PURCHASED
+        if self.stop_reason is not None:
+            return NotSentReason.CANCELLED
+        return None
 
     @property
     def abandoned_at(self) -> datetime | None:

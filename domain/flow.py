@@ -1,6 +1,7 @@
 """What a recovery workflow takes, keeps and answers: the contracts between callers and the flow."""
 
 from datetime import datetime
+from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 from temporalio.common import SearchAttributeKey
@@ -9,17 +10,39 @@ from domain.checkout import AbandonedCheckout
 from domain.policy import RecoveryPolicy
 
 WORKFLOW_ID_PREFIX = "abandoned-checkout-"
+WORKFLOW_NAME = "AbandonedCheckoutWorkflow"
+
+# The flow's signals, by the names both the workflow and the hand-off use.
+RECOVERED_SIGNAL = "recovered"
+CHECKOUT_UPDATED_SIGNAL = "checkout_updated"
+UNSUBSCRIBED_SIGNAL = "unsubscribed"
+CANCEL_SIGNAL = "cancel"
+BUYER_PURCHASED_SIGNAL = "buyer_purchased"
+"""Another checkout of the same buyer was recovered (or the shop reported the buyer's order):
+this flow stops before its next step, without counting as recovered."""
+
+
+class ClosedBecause(StrEnum):
+    """How a flow ended: its result's `closed_because`."""
+
+    RECOVERED = "recovered"
+    CANCELLED = "cancelled"
+    BUYER_PURCHASED = "buyer_purchased"
+    WINDOW_ELAPSED = "window_elapsed"
+
 
 # What a flow publishes for the Temporal UI and `temporal workflow list --query`: no personal data.
 STATUS_ATTRIBUTE = SearchAttributeKey.for_keyword("CheckoutRecoveryStatus")
-"""ABANDONED while the flow runs; RECOVERED, CANCELLED or NOT_RECOVERED once it closed."""
+"""ABANDONED while the flow runs; RECOVERED, CANCELLED, PURCHASED_ELSEWHERE or NOT_RECOVERED once
+it closed."""
 STEP_ATTRIBUTE = SearchAttributeKey.for_int("CheckoutRecoveryStep")
 """The number of the policy step the flow reached last (0 before the first)."""
 SEARCH_ATTRIBUTES = (STATUS_ATTRIBUTE, STEP_ATTRIBUTE)
-CLOSED_STATUS = {
-    "recovered": "RECOVERED",
-    "cancelled": "CANCELLED",
-    "window_elapsed": "NOT_RECOVERED",
+CLOSED_STATUS: dict[str, str] = {
+    ClosedBecause.RECOVERED: "RECOVERED",
+    ClosedBecause.CANCELLED: "CANCELLED",
+    ClosedBecause.BUYER_PURCHASED: "PURCHASED_ELSEWHERE",
+    ClosedBecause.WINDOW_ELAPSED: "NOT_RECOVERED",
 }
 
 
@@ -55,9 +78,19 @@ class RecoveredSignal(_Contract):
     """When the buyer completed the purchase; the flow's own clock when not given."""
 
 
+SIGNAL_ARGUMENTS: dict[str, type[BaseModel] | None] = {
+    RECOVERED_SIGNAL: RecoveredSignal,
+    CHECKOUT_UPDATED_SIGNAL: AbandonedCheckout,
+    UNSUBSCRIBED_SIGNAL: None,
+    CANCEL_SIGNAL: None,
+    BUYER_PURCHASED_SIGNAL: None,
+}
+"""Each signal's argument type (None: it takes none), for callers that hold it as JSON."""
+
+
 class RecoveryResult(_Contract):
     status: str
     closed_because: str
-    """"recovered", "cancelled" or "window_elapsed"."""
+    """One of ClosedBecause."""
     steps_run: int
     recovered_at: datetime | None = None

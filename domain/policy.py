@@ -174,6 +174,12 @@ class RecoveryPolicy(_PolicyPart):
     0s means no limit."""
     overdue_steps: Literal["run", "skip"] = "run"
     """A step whose due time had passed when the checkout was reported: run it at once or skip."""
+    on_purchase: Literal["stop_buyer", "stop_checkout"] = "stop_buyer"
+    """stop_buyer: recovering this checkout stops every other open flow of the same buyer
+    (same email, contactId, memberId or userId); stop_checkout: only this one."""
+    send_retry_window: Duration = timedelta(hours=6)
+    """While the relay is unreachable or answers 4xx, an email step keeps trying this long
+    (never past the next step's due time) before it records smtp_unavailable."""
     steps: list[Step] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -1,7 +1,11 @@
-"""What services and operators do with checkouts: report, update, recover, cancel, read.
+"""What services and operators do with checkouts: report, update, recover, cancel, erase, read.
 
-Each operation writes the store first and then tells the workflow, so an email activity that
-re-checks the store just before sending already sees a recovery still on its way to the flow.
+Each operation is one store transaction that writes the change together with the command that
+must reach the checkout's flow (store.flow_commands), then hands the command to Temporal at once
+(service.handoff). When Temporal does not confirm in time, the change is still accepted: the
+workers' hand-off delivers it later, and the checkout says `flowState: PENDING` until then. An
+email or staff step re-reads the store right before its side effect, so it already sees a
+recovery whose signal is still on its way.
 """
 
 import logging
@@ -9,37 +13,22 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
 
-from domain.checkout import AbandonedCheckout, CheckoutStatus
-from domain.flow import (
-    STATUS_ATTRIBUTE,
-    STEP_ATTRIBUTE,
-    RecoveredSignal,
-    RecoveryInput,
-    workflow_id_for,
-)
+from domain.checkout import AbandonedCheckout, BuyerIdentity, CheckoutStatus, FlowState
+from domain.flow import RecoveryInput, workflow_id_for
 from domain.policy import RecoveryPolicy
+from domain.query import CheckoutPage, CheckoutQuery
 from domain.schedule import in_holdout
+from service.handoff import Handoff
+from store.flow_commands import NewCommand, start_command
 from store.sql import SqlStore
-from store.suppressions import abandoned_checkouts_of, suppress
 
 logger = logging.getLogger(__name__)
 
 # A fixed namespace for deriving ids: the same shop checkout always maps to the same abandoned
 # checkout id, so a repeated report can never start a second flow.
 _ID_NAMESPACE = uuid.UUID("6f1c1c9e-4b9f-4d61-9a53-2c1e0f3b7a10")
-WORKFLOW_NAME = "AbandonedCheckoutWorkflow"
 
 
 class CheckoutNotFoundError(LookupError):
@@ -65,6 +54,18 @@ class ReportOutcome:
     workflow_id: str
     new: bool
     """False when the checkout had been reported before."""
+    flow_state: FlowState = FlowState.STARTED
+    """PENDING when Temporal has not confirmed the flow's start (or latest change) yet."""
+
+
+@dataclass(frozen=True)
+class BuyerRecovery:
+    """What `recover_buyer` did."""
+
+    recovered: AbandonedCheckout | None
+    """The buyer's checkout marked recovered with the order; None when none was open."""
+    stopped: list[str]
+    """The buyer's other open checkouts, stopped (stopReason buyer_purchased)."""
 
 
 def derive_checkout_id(checkout: AbandonedCheckout) -> str:
@@ -90,6 +91,7 @@ class CheckoutService:
         self._task_queue = task_queue
         self._search_attributes = search_attributes
         """Whether flows publish their status and step (the namespace has them registered)."""
+        self.handoff = Handoff(client, store.commands, task_queue)
 
     @property
     def store(self) -> SqlStore:
@@ -115,76 +117,58 @@ class CheckoutService:
             }
         )
         assert checkout.created_date is not None
-        reported_at = await self._store.save_reported(
+        abandoned_at = checkout.created_date
+
+        def start() -> NewCommand:
+            return start_command(
+                RecoveryInput(
+                    checkout=checkout,
+                    policy=policy,
+                    abandoned_at=abandoned_at,
+                    reported_at=now,
+                    publish_search_attributes=self._search_attributes,
+                )
+            )
+
+        reported = await self._store.save_reported(
             checkout,
             now,
+            start=start,
             holdout=in_holdout(checkout_id, policy.holdout_percent),
             attribution_window=policy.attribution_window,
-        )
-        flow = RecoveryInput(
-            checkout=checkout,
-            policy=policy,
-            abandoned_at=checkout.created_date,
-            reported_at=reported_at,
-            publish_search_attributes=self._search_attributes,
+            on_purchase=policy.on_purchase,
         )
         workflow_id = workflow_id_for(checkout_id)
-        new = reported_at == now
-        if not new:
+        if not reported.new:
             if await self._store.is_erased(checkout_id):
                 raise CheckoutErasedError(checkout_id)
-            await self._apply_update(checkout, now)
-            return ReportOutcome(checkout_id, workflow_id, new=False)
-        try:
-            await self._client.start_workflow(
-                WORKFLOW_NAME,
-                flow,
-                id=workflow_id,
-                task_queue=self._task_queue,
-                # Running: attach to it. Closed: refuse. Either way one flow per checkout, ever.
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                search_attributes=self._initial_search_attributes(),
-            )
-        except WorkflowAlreadyStartedError:
-            # Its flow has closed already: the checkout keeps its one and only flow.
-            new = False
-        return ReportOutcome(checkout_id, workflow_id, new=new)
-
-    def _initial_search_attributes(self) -> TypedSearchAttributes | None:
-        if not self._search_attributes:
-            return None
-        return TypedSearchAttributes(
-            [
-                SearchAttributePair(STATUS_ATTRIBUTE, "ABANDONED"),
-                SearchAttributePair(STEP_ATTRIBUTE, 0),
-            ]
-        )
+            changed = await self._store.update_snapshot(checkout, now)
+            state = await self._deliver([checkout_id] if changed else [])
+            return ReportOutcome(checkout_id, workflow_id, new=False, flow_state=state)
+        state = await self._deliver([checkout_id])
+        return ReportOutcome(checkout_id, workflow_id, new=True, flow_state=state)
 
     async def update(self, checkout: AbandonedCheckout, now: datetime | None = None) -> str:
         """Replace what later steps show (items, prices, address) for a checkout still abandoned."""
         now = now or datetime.now(UTC)
         checkout_id = derive_checkout_id(checkout)
         snapshot = checkout.model_copy(update={"id": checkout_id, "updated_date": now})
-        if not await self._apply_update(snapshot, now):
+        if await self._store.update_snapshot(snapshot, now):
+            await self._deliver([checkout_id])
+        else:
             await self._require(checkout_id)  # unknown: an error; recovered or same: nothing
         return checkout_id
-
-    async def _apply_update(self, snapshot: AbandonedCheckout, now: datetime) -> bool:
-        assert snapshot.id is not None
-        if not await self._store.update_snapshot(snapshot, now):
-            return False
-        await self._signal(snapshot.id, "checkout_updated", snapshot)
-        return True
 
     async def recover(
         self, checkout_id: str, order_id: str | None = None, recovered_at: datetime | None = None
     ) -> AbandonedCheckout:
-        """Mark the checkout recovered and stop its flow; calling it twice is harmless."""
+        """Mark the checkout recovered and stop its flow (and, unless its policy says
+        on_purchase = stop_checkout, the buyer's other open flows); calling it twice is
+        harmless."""
         recovered_at = recovered_at or datetime.now(UTC)
-        if await self._store.mark_recovered(checkout_id, recovered_at, order_id):
-            signal = RecoveredSignal(order_id=order_id, recovered_at=recovered_at)
-            await self._signal(checkout_id, "recovered", signal)
+        recovery = await self._store.mark_recovered(checkout_id, recovered_at, order_id)
+        if recovery is not None:
+            await self._deliver([checkout_id, *recovery.stopped])
         return await self._require(checkout_id)
 
     async def recover_by_reference(
@@ -204,11 +188,27 @@ class CheckoutService:
             )
         return await self.recover(found, order_id, recovered_at)
 
+    async def recover_buyer(
+        self,
+        buyer: BuyerIdentity,
+        order_id: str | None = None,
+        recovered_at: datetime | None = None,
+    ) -> BuyerRecovery:
+        """For shops that know the buyer's order but not the checkout it came from: the buyer's
+        most recently updated open checkout is recovered with the order, every other open one
+        is stopped (whatever the policies' on_purchase says: the shop reported a purchase)."""
+        recovered_at = recovered_at or datetime.now(UTC)
+        recovered_id, stopped = await self._store.recover_buyer(buyer, order_id, recovered_at)
+        if recovered_id is None:
+            return BuyerRecovery(None, [])
+        await self._deliver([recovered_id, *stopped])
+        return BuyerRecovery(await self._require(recovered_id), stopped)
+
     async def unsubscribe(self, checkout_id: str, now: datetime | None = None) -> list[str]:
         """The buyer of `checkout_id` wants no more recovery email: suppress their address for
-        every checkout, then tell each of their running flows. Returns the flows told.
+        every checkout and tell each of their open flows. Returns the checkouts told.
 
-        The suppression comes first, so an email step already under way finds it in the
+        The suppression is committed first, so an email step already under way finds it in the
         transaction that would claim its send.
         """
         checkout = await self._store.get(checkout_id, with_activities=False)
@@ -218,11 +218,8 @@ class CheckoutService:
         email = checkout.buyer_info.email
         if not email:
             return []
-        engine = self._store.engine
-        await suppress(engine, email, now or datetime.now(UTC))
-        flows = await abandoned_checkouts_of(engine, email)
-        for flow_checkout_id in flows:
-            await self._signal(flow_checkout_id, "unsubscribed", None)
+        flows = await self._store.unsubscribe(email, now or datetime.now(UTC))
+        await self._deliver(flows)
         return flows
 
     async def delete(self, checkout_id: str, now: datetime | None = None) -> None:
@@ -232,47 +229,49 @@ class CheckoutService:
         workflow execution is deleted from Temporal (which terminates it when still running):
         its history holds the reported checkout, personal data included.
         """
-        erased_now = await self._store.erase(checkout_id, now or datetime.now(UTC))
-        # Erased before: the execution is deleted again, in case that part failed last time.
-        if not erased_now and not await self._store.is_erased(checkout_id):
-            raise CheckoutNotFoundError(checkout_id)
-        try:
-            await self._client.workflow_service.delete_workflow_execution(
-                DeleteWorkflowExecutionRequest(
-                    namespace=self._client.namespace,
-                    workflow_execution=WorkflowExecution(workflow_id=workflow_id_for(checkout_id)),
-                )
-            )
-        except RPCError as err:
-            if err.status is not RPCStatusCode.NOT_FOUND:
-                raise
+        if not await self._store.erase(checkout_id, now or datetime.now(UTC)):
+            if not await self._store.is_erased(checkout_id):
+                raise CheckoutNotFoundError(checkout_id)
+            return  # erased before; its delete command is delivered or on its way
+        await self._deliver([checkout_id])
 
-    async def cancel(self, checkout_id: str) -> None:
-        """Stop a flow without marking the checkout recovered (no further steps run)."""
+    async def cancel(self, checkout_id: str, now: datetime | None = None) -> None:
+        """Stop a flow without marking the checkout recovered (no further steps run);
+        stopReason says `cancelled`. Harmless to repeat."""
         await self._require(checkout_id)
-        await self._signal(checkout_id, "cancel", None)
+        if await self._store.stop(checkout_id, now or datetime.now(UTC)):
+            await self._deliver([checkout_id])
 
-    async def get(self, checkout_id: str) -> AbandonedCheckout:
-        return await self._require(checkout_id)
+    async def get(self, checkout_id: str, *, with_activities: bool = True) -> AbandonedCheckout:
+        found = await self._store.get(checkout_id, with_activities=with_activities)
+        if found is None:
+            raise CheckoutNotFoundError(checkout_id)
+        return found
+
+    async def query(self, query: CheckoutQuery) -> CheckoutPage:
+        return await self._store.query(query)
+
+    async def record_click(self, checkout_id: str, step: int | None, at: datetime) -> None:
+        """A buyer followed a recovery link (for attribution)."""
+        await self._store.record_click(checkout_id, step, at)
 
     def handle(self, checkout_id: str) -> WorkflowHandle[object, object]:
         return self._client.get_workflow_handle(workflow_id_for(checkout_id))
 
     async def _require(self, checkout_id: str) -> AbandonedCheckout:
-        found = await self._store.get(checkout_id)
-        if found is None:
-            raise CheckoutNotFoundError(checkout_id)
-        return found
+        return await self.get(checkout_id)
 
-    async def _signal(self, checkout_id: str, name: str, arg: object) -> None:
-        handle = self.handle(checkout_id)
+    async def _deliver(self, checkout_ids: list[str]) -> FlowState:
+        if not checkout_ids:
+            return FlowState.STARTED
         try:
-            if arg is None:
-                await handle.signal(name)
-            else:
-                await handle.signal(name, arg)
-        except RPCError as err:
-            # A closed flow takes no signals; the store already holds the change.
-            if err.status is not RPCStatusCode.NOT_FOUND:
-                raise
-            logger.info("Flow of %s already closed; %s kept in the store only", checkout_id, name)
+            delivered = await self.handoff.deliver_now(checkout_ids)
+        except Exception:
+            # The change is committed with its command: the workers deliver it later.
+            logger.warning(
+                "Handing %d command(s) to Temporal failed; left to the workers",
+                len(checkout_ids),
+                exc_info=True,
+            )
+            delivered = False
+        return FlowState.STARTED if delivered else FlowState.PENDING

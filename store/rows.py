@@ -8,7 +8,13 @@ from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.activity import Activity
-from domain.checkout import AbandonedCheckout, CheckoutStatus, RecoveryAttribution
+from domain.checkout import (
+    AbandonedCheckout,
+    CheckoutStatus,
+    FlowState,
+    RecoveryAttribution,
+    StopReason,
+)
 from store.schema import activities
 
 
@@ -33,6 +39,8 @@ ENGINE_FIELDS = {
     "order_id",
     "activities",
     "recovery_attribution",
+    "stop_reason",
+    "flow_state",
 }
 """AbandonedCheckout fields the checkouts row keeps in columns, outside the snapshot."""
 
@@ -49,6 +57,8 @@ def checkout_from_row(row: Row[Any], entries: list[Activity]) -> AbandonedChecko
             "order_id": row.order_id,
             "updated_date": row.updated_date,
             "recovery_attribution": _attribution(row),
+            "stop_reason": StopReason(row.stop_reason) if row.stop_reason else None,
+            "flow_state": FlowState(row.flow_state) if row.flow_state else None,
             "activities": entries,
         }
     )

@@ -74,6 +74,17 @@ checkouts = Table(
     Column("currency", String(3)),
     # The reported checkout as JSON, without the engine's status and activities.
     Column("snapshot", Text, nullable=False),
+    # Set when a checkout still ABANDONED must take no further step (domain.checkout.StopReason).
+    Column("stop_reason", String(32)),
+    Column("stopped_date", UtcDateTime()),
+    # PENDING while the hand-off holds a command for the flow that Temporal has not confirmed;
+    # STARTED once it has. NULL: reported before the hand-off existed.
+    Column("flow_state", String(16)),
+    # The policy's on_purchase at report time: whether recovering this checkout stops the
+    # buyer's other flows (NULL: the default, stop_buyer).
+    Column("on_purchase", String(16)),
+    # The reconciler saw the flow closed, so it need not look again.
+    Column("flow_closed_date", UtcDateTime()),
 )
 
 activities = Table(
@@ -153,6 +164,23 @@ events = Table(
     Column("entity", Text, nullable=False),
     Column("dispatched_date", UtcDateTime(), index=True),
     UniqueConstraint("entity_id", "sequence", name="uq_events_entity_sequence"),
+)
+
+flow_commands = Table(
+    "flow_commands",
+    metadata,
+    # The hand-off: what must reach a checkout's flow in Temporal (its start, a signal, deleting
+    # its execution), written in the same transaction as the change it belongs to and deleted
+    # once Temporal confirmed it. `seq` orders one checkout's commands: they are delivered in turn.
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("checkout_id", String(64), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(64), nullable=False),
+    # The Temporal argument as JSON (it may hold buyer data: erasing the checkout drops it).
+    Column("payload", Text),
+    Column("created_date", UtcDateTime(), nullable=False, index=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", String(500)),
 )
 
 link_clicks = Table(

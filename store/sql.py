@@ -5,20 +5,28 @@ never duplicate a row.
 """
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, event, select, update
+from sqlalchemy import ColumnElement, event, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.dml import Insert
 
 from domain.activity import Activity, ActivityType
-from domain.checkout import AbandonedCheckout, CheckoutStatus
+from domain.checkout import AbandonedCheckout, BuyerIdentity, CheckoutStatus, FlowState, StopReason
 from domain.events import EventSlug
+from domain.flow import (
+    BUYER_PURCHASED_SIGNAL,
+    CANCEL_SIGNAL,
+    CHECKOUT_UPDATED_SIGNAL,
+    RECOVERED_SIGNAL,
+    UNSUBSCRIBED_SIGNAL,
+    RecoveredSignal,
+)
 from domain.query import CheckoutPage, CheckoutQuery
 from domain.task import StaffTask, TaskStatus
 from store.anonymise import ERASED, anonymised_snapshot
@@ -31,15 +39,43 @@ from store.email_limits import (
     lock_address,
     record_send,
 )
+from store.flow_commands import (
+    DELETE_COMMAND,
+    CommandQueue,
+    NewCommand,
+    append_command,
+    discard_commands,
+    signal_command,
+)
 from store.group_commit import GroupCommitter
 from store.migrate import upgrade_to_head
 from store.outbox import append_event, erase_event_bodies
 from store.rows import ENGINE_FIELDS, checkout_from_row, identity_columns, load_activities
-from store.schema import activities, checkouts, link_clicks, sent_log, tasks
+from store.schema import activities, checkouts, link_clicks, sent_log, suppressions, tasks
 
 logger = logging.getLogger(__name__)
 
 SCHEDULED_KEY = "scheduled"
+STOP_CHECKOUT = "stop_checkout"
+"""The on_purchase value under which a recovery stops only its own checkout's flow."""
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What `mark_recovered` did."""
+
+    stopped: list[str]
+    """The buyer's other open checkouts it stopped (on_purchase = stop_buyer)."""
+
+
+@dataclass(frozen=True)
+class Reported:
+    """What `save_reported` found."""
+
+    first_reported_at: datetime
+    """When the checkout was first reported: the SCHEDULED time of every report of it."""
+    new: bool
+    """True when this report was the first (and wrote the flow's start)."""
 
 
 class SendClaim(StrEnum):
@@ -89,6 +125,9 @@ class SqlStore:
         self._insert_activity_row = self._insert_ignore(activities)
         self._insert_claim = self._insert_ignore(sent_log)
         self._insert_task = self._insert_ignore(tasks)
+        self._insert_suppression = self._insert_ignore(suppressions)
+        self.commands = CommandQueue(engine, self._writes)
+        """The hand-off's outbox of commands for Temporal."""
 
     @classmethod
     def from_url(cls, url: str) -> "SqlStore":
@@ -120,13 +159,15 @@ class SqlStore:
         checkout: AbandonedCheckout,
         reported_at: datetime,
         *,
+        start: Callable[[], NewCommand] | None = None,
         holdout: bool = False,
         attribution_window: timedelta | None = None,
-    ) -> datetime:
-        """Record a newly reported checkout and its SCHEDULED entry, once.
+        on_purchase: str | None = None,
+    ) -> Reported:
+        """Record a newly reported checkout, its SCHEDULED entry and its flow's start, once.
 
-        Returns the time of the first report, which is the SCHEDULED time for every later report
-        of the same checkout.
+        `start` makes the command that starts the flow; it is asked for only when this report
+        is the first (without it, none is written: tests that drive a flow themselves).
         """
         checkout_id = checkout.id
         assert checkout_id is not None and checkout.created_date is not None
@@ -147,6 +188,8 @@ class SqlStore:
                     "attribution_window_seconds": (
                         int(attribution_window.total_seconds()) if attribution_window else None
                     ),
+                    "on_purchase": on_purchase,
+                    "flow_state": FlowState.PENDING if start is not None else None,
                 },
             )
             await self._insert_activity(
@@ -159,16 +202,22 @@ class SqlStore:
                 await append_event(
                     conn, checkout_id, EventSlug.CREATED, _entity(checkout), reported_at
                 )
-                return reported_at
-            return await conn.scalar(
+                if start is not None:
+                    await append_command(
+                        conn, checkout_id, start(), reported_at, mark_pending=False
+                    )
+                return Reported(reported_at, new=True)
+            first = await conn.scalar(
                 select(activities.c.created_date).where(
                     activities.c.checkout_id == checkout_id, activities.c.key == SCHEDULED_KEY
                 )
             )
+            assert isinstance(first, datetime)
+            return Reported(first, new=False)
 
-        first = await self._writes.run(write)
-        assert isinstance(first, datetime)
-        return first
+        reported = await self._writes.run(write)
+        assert isinstance(reported, Reported)
+        return reported
 
     async def update_snapshot(self, checkout: AbandonedCheckout, updated_at: datetime) -> bool:
         """Replace what the buyer will be shown, emitting `updated`.
@@ -186,26 +235,192 @@ class SqlStore:
             updated_at,
             {"snapshot": snapshot, **identity_columns(checkout), "updated_date": updated_at},
             checkouts.c.snapshot != snapshot,
+            command=signal_command(CHECKOUT_UPDATED_SIGNAL, checkout),
         )
 
     async def mark_recovered(
-        self, checkout_id: str, recovered_at: datetime, order_id: str | None
-    ) -> bool:
-        """Mark a checkout recovered, emitting `recovered`; False when it was already recovered
-        (or is unknown or erased)."""
+        self,
+        checkout_id: str,
+        recovered_at: datetime,
+        order_id: str | None,
+        *,
+        signal_flow: bool = True,
+    ) -> Recovery | None:
+        """Mark a checkout recovered, emitting `recovered`, and tell its flow; None when it was
+        already recovered (or is unknown or erased).
 
-        return await self._change_abandoned(
-            checkout_id,
-            EventSlug.RECOVERED,
-            recovered_at,
-            {
-                "status": CheckoutStatus.RECOVERED,
-                "recovered_date": recovered_at,
-                "order_id": order_id,
-                "updated_date": recovered_at,
-            },
-            then=lambda conn: attribute_recovery(conn, checkout_id, recovered_at),
+        Unless the checkout's policy said on_purchase = stop_checkout, every other open checkout
+        of the same buyer is stopped in the same transaction (see `_stop_buyer`).
+        `signal_flow=False`: the flow itself is recording its recovery.
+        """
+
+        async def write(conn: AsyncConnection) -> Recovery | None:
+            stopped = await self._recover(conn, checkout_id, recovered_at, order_id, signal_flow)
+            return Recovery(stopped) if stopped is not None else None
+
+        return await self._writes.run(write)
+
+    async def recover_buyer(
+        self, buyer: BuyerIdentity, order_id: str | None, recovered_at: datetime
+    ) -> tuple[str | None, list[str]]:
+        """The shop knows the buyer's order but not the checkout it came from: the buyer's most
+        recently updated open checkout is marked recovered with it, and every other open one is
+        stopped. Returns the recovered checkout's id (None when the buyer had no open checkout)
+        and the ids stopped."""
+
+        async def write(conn: AsyncConnection) -> tuple[str | None, list[str]]:
+            matching = _same_buyer(buyer.email, buyer.contact_id, buyer.member_id, buyer.user_id)
+            if matching is None:
+                return None, []
+            newest = await conn.scalar(
+                select(checkouts.c.id)
+                .where(matching, *_open_checkout())
+                .order_by(checkouts.c.updated_date.desc(), checkouts.c.id)
+                .limit(1)
+            )
+            if newest is None:
+                return None, []
+            stopped = await self._recover(
+                conn, newest, recovered_at, order_id, True, always_stop=True
+            )
+            return str(newest), stopped or []
+
+        return await self._writes.run(write)
+
+    async def _recover(
+        self,
+        conn: AsyncConnection,
+        checkout_id: str,
+        recovered_at: datetime,
+        order_id: str | None,
+        signal_flow: bool,
+        *,
+        always_stop: bool = False,
+    ) -> list[str] | None:
+        """The recovery's write; None when nothing changed, else the buyer's checkouts stopped."""
+        result = await conn.execute(
+            update(checkouts)
+            .where(*_abandoned(checkout_id))
+            .values(
+                status=CheckoutStatus.RECOVERED,
+                recovered_date=recovered_at,
+                order_id=order_id,
+                updated_date=recovered_at,
+                stop_reason=None,
+                stopped_date=None,
+            )
         )
+        if result.rowcount == 0:
+            return None
+        await attribute_recovery(conn, checkout_id, recovered_at)
+        await self._append_current(conn, checkout_id, EventSlug.RECOVERED, recovered_at)
+        if signal_flow:
+            signal = RecoveredSignal(order_id=order_id, recovered_at=recovered_at)
+            await append_command(
+                conn, checkout_id, signal_command(RECOVERED_SIGNAL, signal), recovered_at
+            )
+        return await self._stop_buyer(conn, checkout_id, recovered_at, always=always_stop)
+
+    async def _stop_buyer(
+        self, conn: AsyncConnection, recovered_id: str, at: datetime, *, always: bool
+    ) -> list[str]:
+        """Stop the other open checkouts of the buyer of `recovered_id` (same email, contactId,
+        memberId or userId; a visitorId names a browser, not a person): each records
+        stopReason buyer_purchased, emits `updated`, and its flow gets `buyer_purchased`."""
+        row = (
+            await conn.execute(
+                select(
+                    checkouts.c.buyer_email,
+                    checkouts.c.buyer_contact_id,
+                    checkouts.c.buyer_member_id,
+                    checkouts.c.buyer_user_id,
+                    checkouts.c.on_purchase,
+                ).where(checkouts.c.id == recovered_id)
+            )
+        ).one()
+        if row.on_purchase == STOP_CHECKOUT and not always:
+            return []
+        matching = _same_buyer(
+            row.buyer_email, row.buyer_contact_id, row.buyer_member_id, row.buyer_user_id
+        )
+        if matching is None:
+            return []
+        others = (
+            await conn.scalars(
+                select(checkouts.c.id).where(
+                    matching, *_open_checkout(), checkouts.c.id != recovered_id
+                )
+            )
+        ).all()
+        for other in others:
+            await self._stop(conn, other, StopReason.BUYER_PURCHASED, BUYER_PURCHASED_SIGNAL, at)
+        return [str(other) for other in others]
+
+    async def stop(self, checkout_id: str, at: datetime) -> bool:
+        """Cancel a checkout's flow without recovering it: stopReason cancelled, `updated`, and
+        the flow's `cancel` signal. False when it was recovered, stopped or erased before."""
+
+        async def write(conn: AsyncConnection) -> bool:
+            return await self._stop(conn, checkout_id, StopReason.CANCELLED, CANCEL_SIGNAL, at)
+
+        return await self._writes.run(write)
+
+    async def close_without_flow(self, checkout_id: str, at: datetime) -> bool:
+        """The reconciler found no flow for an open checkout whose policy window has passed:
+        record stopReason window_elapsed (no flow to tell)."""
+
+        async def write(conn: AsyncConnection) -> bool:
+            return await self._stop(conn, checkout_id, StopReason.WINDOW_ELAPSED, None, at)
+
+        return await self._writes.run(write)
+
+    async def enqueue(self, checkout_id: str, command: NewCommand, at: datetime) -> None:
+        """Write a command for a checkout's flow on its own (the reconciler's repairs)."""
+
+        async def write(conn: AsyncConnection) -> None:
+            await append_command(conn, checkout_id, command, at)
+
+        await self._writes.run(write)
+
+    async def _stop(
+        self,
+        conn: AsyncConnection,
+        checkout_id: str,
+        reason: StopReason,
+        signal: str | None,
+        at: datetime,
+    ) -> bool:
+        result = await conn.execute(
+            update(checkouts)
+            .where(*_abandoned(checkout_id), checkouts.c.stop_reason.is_(None))
+            .values(stop_reason=reason, stopped_date=at, updated_date=at)
+        )
+        if result.rowcount == 0:
+            return False
+        await self._append_current(conn, checkout_id, EventSlug.UPDATED, at)
+        if signal is not None:
+            await append_command(conn, checkout_id, signal_command(signal), at)
+        return True
+
+    async def unsubscribe(self, email: str, at: datetime) -> list[str]:
+        """Suppress `email` for every checkout and tell each of its open flows, in one
+        transaction. Returns the ids of the checkouts whose flows are told."""
+        address = address_key(email)
+
+        async def write(conn: AsyncConnection) -> list[str]:
+            await conn.execute(
+                self._insert_suppression, {"address_key": address, "created_date": at}
+            )
+            matching = _same_buyer(email, None, None, None)
+            assert matching is not None
+            flows = (
+                await conn.scalars(select(checkouts.c.id).where(matching, *_open_checkout()))
+            ).all()
+            for flow in flows:
+                await append_command(conn, flow, signal_command(UNSUBSCRIBED_SIGNAL), at)
+            return [str(f) for f in flows]
+
+        return await self._writes.run(write)
 
     async def _change_abandoned(
         self,
@@ -214,27 +429,20 @@ class SqlStore:
         at: datetime,
         values: dict[str, Any],
         *conditions: ColumnElement[bool],
-        then: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+        command: NewCommand,
     ) -> bool:
-        """Update a checkout that is still abandoned (and not erased) and emit `slug` with it, in
-        one transaction; False, and no event, when no row changed."""
+        """Update a checkout that is still abandoned (and not erased), emit `slug` with it and
+        write `command` for its flow, in one transaction; False, and neither, when no row
+        changed."""
 
         async def write(conn: AsyncConnection) -> bool:
             result = await conn.execute(
-                update(checkouts)
-                .where(
-                    checkouts.c.id == checkout_id,
-                    checkouts.c.status == CheckoutStatus.ABANDONED,
-                    checkouts.c.deleted_date.is_(None),
-                    *conditions,
-                )
-                .values(**values)
+                update(checkouts).where(*_abandoned(checkout_id), *conditions).values(**values)
             )
             if result.rowcount == 0:
                 return False
-            if then is not None:
-                await then(conn)
             await self._append_current(conn, checkout_id, slug, at)
+            await append_command(conn, checkout_id, command, at)
             return True
 
         return await self._writes.run(write)
@@ -276,6 +484,10 @@ class SqlStore:
             )
             await erase_event_bodies(conn, checkout_id)
             await append_event(conn, checkout_id, EventSlug.DELETED, {"id": checkout_id}, at)
+            # Undelivered starts and signals carry the buyer's data and are moot now; deleting
+            # the execution removes the history that holds it too.
+            await discard_commands(conn, checkout_id)
+            await append_command(conn, checkout_id, DELETE_COMMAND, at)
             return True
 
         return await self._writes.run(write)
@@ -371,11 +583,7 @@ class SqlStore:
 
         async def write(conn: AsyncConnection) -> SendStart:
             checkout = await self._load(conn, checkout_id, with_activities=False)
-            if (
-                checkout is None
-                or checkout.status is not CheckoutStatus.ABANDONED
-                or not checkout.buyer_info.email
-            ):
+            if checkout is None or checkout.halted() is not None or not checkout.buyer_info.email:
                 return SendStart(checkout, None)
             address = address_key(checkout.buyer_info.email)
             await lock_address(conn, address)
@@ -471,6 +679,39 @@ class SqlStore:
             return int((await conn.execute(statement)).rowcount)
 
         return await self._writes.run(write)
+
+
+def _abandoned(checkout_id: str) -> tuple[ColumnElement[bool], ...]:
+    return (
+        checkouts.c.id == checkout_id,
+        checkouts.c.status == CheckoutStatus.ABANDONED,
+        checkouts.c.deleted_date.is_(None),
+    )
+
+
+def _open_checkout() -> tuple[ColumnElement[bool], ...]:
+    """A checkout whose flow may still message its buyer."""
+    return (
+        checkouts.c.status == CheckoutStatus.ABANDONED,
+        checkouts.c.deleted_date.is_(None),
+        checkouts.c.stop_reason.is_(None),
+    )
+
+
+def _same_buyer(
+    email: str | None, contact_id: str | None, member_id: str | None, user_id: str | None
+) -> ColumnElement[bool] | None:
+    """Checkouts of the same person: any of the identities that name one (None: none given)."""
+    same: list[ColumnElement[bool]] = []
+    if email:
+        same.append(func.lower(checkouts.c.buyer_email) == email.strip().lower())
+    if contact_id:
+        same.append(checkouts.c.buyer_contact_id == contact_id)
+    if member_id:
+        same.append(checkouts.c.buyer_member_id == member_id)
+    if user_id:
+        same.append(checkouts.c.buyer_user_id == user_id)
+    return or_(*same) if same else None
 
 
 def _snapshot_json(checkout: AbandonedCheckout) -> str:

@@ -10,19 +10,21 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.table import Column, Table
-from temporalio.client import WorkflowHandle
+from temporalio.client import Client, WorkflowHandle
 from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain.checkout import AbandonedCheckout, CheckoutStatus
+from domain.checkout import AbandonedCheckout, BuyerIdentity, CheckoutStatus
 from domain.durations import parse_moment
-from domain.errors import InvalidInputError
+from domain.errors import InvalidInputError, describe_validation_error
 from domain.flow import RecoveryInput, workflow_id_for
 from domain.policy import RecoveryPolicy
 from domain.query import MAX_LIMIT, CheckoutPage, parse_query
 from domain.schedule import buyer_zone, next_send_time
-from service.checkouts import CheckoutNotFoundError
+from service.checkouts import BuyerRecovery, CheckoutNotFoundError
+from service.reconciler import Reconciler, ReconcileReport
 from store.sql import SqlStore
 from workers.cli_support import print_json, settings_or_fail
 from workers.history_summary import HistoryRow, decode_failure_messages, summarise_history
@@ -37,6 +39,7 @@ from workers.operator_output import (
 )
 from workers.policy_files import load_policy
 from workers.resources import open_service, open_store
+from workers.search_attributes import search_attributes_registered
 from workers.settings import Settings
 from workers.temporal_client import connect
 
@@ -362,6 +365,12 @@ def _print_checkout(
     if checkout.checkout_recovered_date:
         order = f", order {checkout.order_id}" if checkout.order_id else ""
         facts.add_row("recovered", f"{shown(checkout.checkout_recovered_date)} UTC{order}")
+    if checkout.stop_reason is not None:
+        facts.add_row("stopped", f"{checkout.stop_reason.value}: no further step runs")
+    if checkout.flow_state is not None:
+        pending = checkout.flow_state.value == "PENDING"
+        waiting = "  (a change waits for Temporal; the hand-off delivers it)" if pending else ""
+        facts.add_row("hand-off", f"{checkout.flow_state.value}{waiting}")
     facts.add_row("workflow", f"{flow.status}  {flow.workflow_id}")
     if flow.problem:
         facts.add_row("", flow.problem)
@@ -401,11 +410,7 @@ def history(checkout_id: IdArgument, as_json: JsonFlag = False) -> None:
     async def run() -> list[HistoryRow]:
         async with open_store(settings) as store:
             await _require(store, checkout_id)
-        try:
-            client = await connect(settings)
-        except RuntimeError as err:
-            address = settings.temporal_address
-            raise UnreachableError(f"cannot reach Temporal at {address}: {err}") from None
+        client = await _connected(settings)
         handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(workflow_id)
         try:
             events = (await handle.fetch_history()).events
@@ -496,3 +501,105 @@ def cancel(checkout_id: IdArgument, as_json: JsonFlag = False) -> None:
         print_json({"id": checkout_id, "workflowId": workflow_id, "cancelSent": True})
         return
     console().print(f"cancel sent to {workflow_id}; no further step runs")
+
+
+@checkouts_app.command("recover-buyer")
+def recover_buyer(  # noqa: PLR0917 - typer takes each option as a parameter
+    email: Annotated[str | None, typer.Option("--email", help="The buyer's email.")] = None,
+    contact_id: Annotated[str | None, typer.Option("--contact-id")] = None,
+    member_id: Annotated[str | None, typer.Option("--member-id")] = None,
+    user_id: Annotated[str | None, typer.Option("--user-id")] = None,
+    order_id: Annotated[
+        str | None, typer.Option("--order-id", help="The order the buyer placed.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The buyer bought, the checkout it came from is unknown: recover the buyer's newest open
+    checkout with the order and stop every other open one (stopReason buyer_purchased)."""
+    settings = settings_or_fail()
+
+    async def run() -> BuyerRecovery:
+        buyer = _buyer_identity(email, contact_id, member_id, user_id)
+        async with open_service(settings) as service:
+            outcome = await service.recover_buyer(buyer, order_id)
+        if outcome.recovered is None:
+            raise NotFoundError("the buyer has no open abandoned checkout")
+        return outcome
+
+    outcome = run_command(run())
+    assert outcome.recovered is not None
+    if as_json:
+        print_json(
+            {
+                "abandonedCheckout": outcome.recovered.to_json_dict(),
+                "stoppedCheckoutIds": outcome.stopped,
+            }
+        )
+        return
+    out = console()
+    out.print(f"{outcome.recovered.id} recovered; its flow stops")
+    for stopped in outcome.stopped:
+        out.print(f"{stopped} stopped: buyer_purchased")
+
+
+def _buyer_identity(
+    email: str | None, contact_id: str | None, member_id: str | None, user_id: str | None
+) -> BuyerIdentity:
+    try:
+        return BuyerIdentity.model_validate(
+            {"email": email, "contactId": contact_id, "memberId": member_id, "userId": user_id}
+        )
+    except ValidationError as err:
+        raise InvalidInputError("buyer", describe_validation_error(err)) from None
+
+
+async def _connected(settings: Settings) -> Client:
+    try:
+        return await connect(settings)
+    except RuntimeError as err:
+        address = settings.temporal_address
+        raise UnreachableError(f"cannot reach Temporal at {address}: {err}") from None
+
+
+# --- reconcile -----------------------------------------------------------------------------
+
+
+@checkouts_app.command("reconcile")
+def reconcile(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what is wrong; change nothing.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Compare the store with Temporal and repair where they disagree: flows missing for open
+    checkouts, flows still running after a recovery, stop or erase, commands stuck."""
+    settings = settings_or_fail()
+
+    async def run() -> ReconcileReport:
+        policy = load_policy(settings.policy)
+        async with open_service(settings) as service:
+            client = await _connected(settings)
+            reconciler = Reconciler(
+                client,
+                service.store,
+                service.handoff,
+                policy,
+                search_attributes=await search_attributes_registered(client),
+            )
+            return await reconciler.reconcile(dry_run=dry_run)
+
+    report = run_command(run())
+    if as_json:
+        print_json(report.to_json_dict())
+        return
+    out = console()
+    verb = "would repair" if dry_run else "repaired"
+    out.print(
+        f"checked {report.checked} open checkout(s) against {report.running_flows} running "
+        f"flow(s): {len(report.findings)} problem(s) {verb if report.findings else ''}".rstrip()
+    )
+    if report.findings:
+        table = Table("Checkout", "Problem", "Action", "Detail")
+        for finding in report.findings:
+            table.add_row(finding.checkout_id, finding.problem, finding.action, finding.detail)
+        out.print(table)

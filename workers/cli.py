@@ -1,18 +1,18 @@
 """The `checkout-recovery` command."""
 
 import asyncio
-import json
 import logging
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from domain.checkout import AbandonedCheckout, parse_checkout
+from domain.checkout import AbandonedCheckout
 from domain.errors import InvalidInputError
 from domain.policy import RecoveryPolicy
+from domain.report import NotJsonError, load_json, parse_report, parse_update
 from service.checkouts import CheckoutNotFoundError, CheckoutService
 from workers.api_server import build_app, dev_api_key, serving
 from workers.checkout_commands import checkouts_app
@@ -53,16 +53,20 @@ def _configure_logging() -> None:
     logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
-def _read_checkout(source: str) -> AbandonedCheckout:
-    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+def _read_checkout(source: str, parse: Callable[[object], AbandonedCheckout]) -> AbandonedCheckout:
+    """The checkout in the JSON file `source` (- for stdin), read by `parse`; a file that cannot
+    be read or is not JSON, or a field at fault, exits 2 with the reason before anything runs."""
+    name = "stdin" if source == "-" else source
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        _fail(f"{source} is not JSON: {err}", code=2)
-    if isinstance(data, dict) and "abandonedCheckout" in data:
-        data = data["abandonedCheckout"]
+        raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except IsADirectoryError:
+        _fail(f"{name}: is a directory, not a JSON file", code=2)
+    except OSError as err:
+        _fail(f"{name}: cannot be read: {err.strerror or err}", code=2)
     try:
-        return parse_checkout(data)
+        return parse(load_json(raw))
+    except NotJsonError as err:
+        _fail(f"{name} is {err}", code=2)
     except InvalidInputError as err:
         _fail(str(err), code=2)
 
@@ -168,7 +172,7 @@ def start(
 ) -> None:
     """Report an abandoned checkout and start its recovery flow; prints its id."""
     settings = _settings(policy)
-    checkout = _read_checkout(file)
+    checkout = _read_checkout(file, parse_report)
     recovery_policy = _check_policy_or_fail(settings)
 
     async def run() -> None:
@@ -185,9 +189,12 @@ def start(
 def update(
     file: Annotated[str, typer.Argument(help="JSON file of the new checkout snapshot, or -.")],
 ) -> None:
-    """Give a running flow the buyer's newest cart: later steps show these items and prices."""
+    """Give a running flow the buyer's newest cart: later steps show these items and prices.
+
+    The snapshot has a report's fields; its checkoutId (or cartId) names the checkout, or an
+    `id` (the engine's, as `show` prints it) does."""
     settings = _settings()
-    checkout = _read_checkout(file)
+    checkout = _read_checkout(file, parse_update)
 
     async def run() -> None:
         async with open_service(settings) as service:

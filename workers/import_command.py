@@ -10,7 +10,7 @@ a store write and a workflow start, which mostly wait on the network.
 """
 
 import asyncio
-import json
+import codecs
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +23,7 @@ from rich.table import Table
 from domain.checkout import AbandonedCheckout
 from domain.errors import InvalidInputError
 from domain.policy import RecoveryPolicy
-from domain.report import parse_report
+from domain.report import NotJsonError, load_json, parse_report
 from service.checkouts import CheckoutErasedError, CheckoutService
 from workers.cli_support import fail, print_json, settings_or_fail
 from workers.operator_output import (
@@ -75,18 +75,13 @@ class ImportReport:
 
 def parse_line(raw: bytes) -> AbandonedCheckout | None:
     """The checkout a line reports; None for a blank line; BadLineError saying what is wrong."""
-    try:
-        text = raw.decode("utf-8").removeprefix("\ufeff").rstrip("\r\n")
-    except UnicodeDecodeError as err:
-        raise BadLineError(f"not UTF-8 text (byte {err.start}: {err.reason})") from None
-    if not text.strip():
+    line = raw.removeprefix(codecs.BOM_UTF8).rstrip(b"\r\n")
+    if not line.strip():
         return None
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise BadLineError(f"not JSON: {err.msg} at column {err.colno}") from None
-    try:
-        return parse_report(data)
+        return parse_report(load_json(line))
+    except NotJsonError as err:
+        raise BadLineError(str(err)) from None
     except InvalidInputError as err:
         raise BadLineError(f"invalid {err.what}: {'; '.join(err.problems)}") from None
 
@@ -155,12 +150,7 @@ async def _drain(pending: set[asyncio.Task[None]], below: int) -> set[asyncio.Ta
 
 
 def import_file(
-    file: Annotated[
-        Path,
-        typer.Argument(
-            exists=True, dir_okay=False, readable=True, help="JSON Lines: one checkout per line."
-        ),
-    ],
+    file: Annotated[Path, typer.Argument(help="JSON Lines: one checkout per line.")],
     policy: Annotated[
         str | None,
         typer.Option("--policy", help="Built-in policy name (default, demo) or a TOML file path."),
@@ -168,6 +158,7 @@ def import_file(
     as_json: JsonFlag = False,
 ) -> None:
     """Report abandoned checkouts from a JSON Lines file; bad lines are listed, not fatal."""
+    _require_readable(file)
     settings = settings_or_fail(policy)
     try:
         recovery_policy = check_policy(settings)
@@ -195,6 +186,17 @@ def import_file(
         _print_report(file, report)
     if report.bad:
         raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _require_readable(source: Path) -> None:
+    """Exit 2 with one line saying why when `source` cannot be read, before anything starts."""
+    try:
+        with source.open("rb"):
+            pass
+    except IsADirectoryError:
+        fail(f"{source}: is a directory, not a JSON Lines file", code=EXIT_BAD_INPUT)
+    except OSError as err:
+        fail(f"{source}: cannot be read: {err.strerror or err}", code=EXIT_BAD_INPUT)
 
 
 def _print_report(source: Path, report: ImportReport) -> None:

@@ -52,15 +52,18 @@ def check(
 ) -> None:
     """Validate FILE (keys, values, templates) and print each step's due time, in UTC and in
     the buyer's zone, with the conditions that hold and what the step would do."""
+    now = _aware(reported_at) if reported_at else datetime.now(UTC)
     try:
-        policy = load_policy(file, TemplateRenderer())
         sample = _sample(checkout)
+        sample = sample.model_copy(
+            update={"id": derive_checkout_id(sample), "created_date": sample.created_date or now}
+        )
+        # Every template of every step is rendered, in each of its languages, for this sample
+        # and for edge cases (no names, no items, long values): a failure is exit 2 here rather
+        # than a buyer's lost email later.
+        policy = load_policy(file, TemplateRenderer(), sample=sample)
     except InvalidInputError as err:
         fail(str(err), code=2)
-    now = _aware(reported_at) if reported_at else datetime.now(UTC)
-    sample = sample.model_copy(
-        update={"id": derive_checkout_id(sample), "created_date": sample.created_date or now}
-    )
     assert sample.created_date is not None
     steps = plan(policy, sample, sample.created_date, now)
     if as_json:

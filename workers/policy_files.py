@@ -5,6 +5,8 @@ from pathlib import Path
 
 import policies as _policies_package
 from activities.rendering import TemplateRenderer
+from activities.template_check import template_problems
+from domain.checkout import AbandonedCheckout
 from domain.errors import InvalidInputError
 from domain.policy import RecoveryPolicy, parse_policy
 
@@ -29,8 +31,15 @@ def resolve(name_or_path: str) -> Path:
     return path
 
 
-def load_policy(name_or_path: str, renderer: TemplateRenderer | None = None) -> RecoveryPolicy:
-    """Read and validate a policy; with a renderer, also check every template it names exists."""
+def load_policy(
+    name_or_path: str,
+    renderer: TemplateRenderer | None = None,
+    *,
+    sample: AbandonedCheckout | None = None,
+) -> RecoveryPolicy:
+    """Read and validate a policy; with a renderer, also check that every template it names
+    exists and renders, in each of its languages, for `sample` and for edge cases (see
+    activities.template_check)."""
     path = resolve(name_or_path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -44,6 +53,7 @@ def load_policy(name_or_path: str, renderer: TemplateRenderer | None = None) -> 
             for index, step in enumerate(policy.steps)
             if (missing := renderer.missing_parts(step.action, step.template))
         ]
+        problems += template_problems(policy, renderer, sample)
         if problems:
             raise InvalidInputError(f"recovery policy {path}", problems)
     return policy

@@ -23,8 +23,10 @@ async def open_store(settings: Settings) -> AsyncIterator[SqlStore]:
 
 @contextlib.asynccontextmanager
 async def open_service(settings: Settings) -> AsyncIterator[CheckoutService]:
+    """The service, whether or not Temporal answers yet: what it is told waits in the store's
+    hand-off until Temporal takes it."""
     async with open_store(settings) as store:
-        client = await connect(settings)
+        client = await connect(settings, lazy=True)
         yield CheckoutService(
             client,
             store,

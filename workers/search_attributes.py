@@ -1,6 +1,7 @@
 """Our search attributes: registering them on the dev server, and checking a namespace has them."""
 
 import logging
+from datetime import timedelta
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
@@ -11,6 +12,9 @@ from temporalio.service import RPCError
 from domain.flow import SEARCH_ATTRIBUTES
 
 logger = logging.getLogger(__name__)
+
+_ASK_TIMEOUT = timedelta(seconds=5)
+"""A part starting while Temporal is down must not hang here."""
 
 _CLI_TYPE = {
     SearchAttributeIndexedValueType.KEYWORD: "Keyword",
@@ -32,7 +36,7 @@ async def search_attributes_registered(client: Client) -> bool:
     rights): flows then run without publishing."""
     try:
         answer = await client.operator_service.list_search_attributes(
-            ListSearchAttributesRequest(namespace=client.namespace)
+            ListSearchAttributesRequest(namespace=client.namespace), timeout=_ASK_TIMEOUT
         )
     except RPCError as err:
         logger.warning("Cannot list search attributes (%s); flows will not publish them", err)

@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     max_concurrent_workflow_tasks: int = Field(default=200, ge=1)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     """How long a stopping worker lets running activities finish."""
+    handoff_interval_seconds: float = Field(default=1.0, gt=0)
+    """How often a worker looks for commands the API or CLI could not hand to Temporal."""
+    reconcile_interval_seconds: float = Field(default=300.0, ge=0)
+    """How often a worker compares the store with Temporal and repairs them (0: never)."""
 
     @property
     def store_url(self) -> str:

@@ -34,7 +34,9 @@ def data_converter_for(settings: Settings) -> DataConverter:
     )
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, *, lazy: bool = False) -> Client:
+    """`lazy`: connect on first use, so that a part that can work without Temporal for a while
+    (the API, which keeps what it is told in the store) starts while Temporal is down."""
     api_key = settings.temporal_api_key
     return await Client.connect(
         settings.temporal_address,
@@ -42,4 +44,5 @@ async def connect(settings: Settings) -> Client:
         api_key=api_key.get_secret_value() if api_key else None,
         tls=settings.temporal_tls_config(),
         data_converter=data_converter_for(settings),
+        lazy=lazy,
     )

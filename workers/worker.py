@@ -21,13 +21,17 @@ from activities.smtp_pool import SmtpPool
 from activities.tasks import TaskActivities
 from activities.webhooks import WebhookActivities
 from domain.policy import RecoveryPolicy
+from service.handoff import Handoff
+from service.reconciler import Reconciler
 from store.outbox import Outbox
 from store.sql import SqlStore
 from store.subscriptions import SubscriptionStore
+from workers.background import running_in_background
 from workers.coupon_provider import coupon_provider_for
 from workers.event_dispatch import EventDispatcher, dispatching
 from workers.link_secret import link_signer_for
 from workers.policy_files import load_policy
+from workers.search_attributes import search_attributes_registered
 from workers.settings import Settings
 from workflows.abandoned_checkout import AbandonedCheckoutWorkflow
 from workflows.event_delivery import EventDeliveryWorkflow
@@ -44,10 +48,11 @@ SANDBOX_RUNNER = SandboxedWorkflowRunner(
 )
 
 
-def check_policy(settings: Settings) -> RecoveryPolicy:
-    """Load the configured policy and check every template it names; raises InvalidInputError."""
+def check_policy(settings: Settings, renderer: TemplateRenderer | None = None) -> RecoveryPolicy:
+    """Load the configured policy and render every template it names, in each language, for a
+    sample checkout and edge cases (activities.template_check); raises InvalidInputError."""
     return load_policy(
-        settings.policy, TemplateRenderer(default_language=settings.default_language)
+        settings.policy, renderer or TemplateRenderer(default_language=settings.default_language)
     )
 
 
@@ -55,8 +60,9 @@ def check_policy(settings: Settings) -> RecoveryPolicy:
 async def open_worker(client: Client, settings: Settings, store: SqlStore) -> AsyncIterator[Worker]:
     """A worker with every activity wired in; its connections close when the block ends."""
     renderer = TemplateRenderer(default_language=settings.default_language)
-    # Fails here, before polling, when the policy or one of its templates is wrong.
-    check_policy(settings)
+    # Fails here, before polling, when the policy or one of its templates is wrong (the check
+    # renders with the worker's own renderer, which keeps the compiled templates).
+    policy = check_policy(settings, renderer)
     pool = SmtpPool(settings.smtp_config())
     secret = settings.notification_signing_secret
     async with (
@@ -107,11 +113,47 @@ async def open_worker(client: Client, settings: Settings, store: SqlStore) -> As
             graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_seconds),
         )
         dispatcher = EventDispatcher(client, outbox, subscriptions, settings.task_queue)
+        handoff = Handoff(client, store.commands, settings.task_queue)
+        reconciler = Reconciler(
+            client,
+            store,
+            handoff,
+            policy,
+            search_attributes=await search_attributes_registered(client),
+        )
         try:
-            async with dispatching(dispatcher):
+            async with (
+                dispatching(dispatcher),
+                running_in_background(handoff.run(settings.handoff_interval_seconds), "handoff"),
+                running_in_background(
+                    reconcile_periodically(reconciler, settings.reconcile_interval_seconds),
+                    "reconciler",
+                ),
+            ):
                 yield worker
         finally:
             await pool.close()
+
+
+async def reconcile_periodically(reconciler: Reconciler, interval_seconds: float) -> None:
+    """Reconcile now and then, for ever (never when the interval is 0)."""
+    if interval_seconds <= 0:
+        return
+    while True:
+        await asyncio.sleep(interval_seconds)
+        try:
+            report = await reconciler.reconcile()
+        except Exception:
+            logger.exception("Reconciling the store with Temporal failed; trying again later")
+            continue
+        for finding in report.findings:
+            logger.warning(
+                "Reconciler: %s %s, %s (%s)",
+                finding.checkout_id,
+                finding.problem,
+                finding.action,
+                finding.detail,
+            )
 
 
 async def run_until_stopped(worker: Worker, stop: asyncio.Event) -> None:

@@ -18,9 +18,16 @@ with workflow.unsafe.imports_passed_through():
     from domain.activity import Activity, ActivityType, NotSentReason
     from domain.checkout import AbandonedCheckout, CheckoutStatus
     from domain.flow import (
+        BUYER_PURCHASED_SIGNAL,
+        CANCEL_SIGNAL,
+        CHECKOUT_UPDATED_SIGNAL,
         CLOSED_STATUS,
+        RECOVERED_SIGNAL,
         STATUS_ATTRIBUTE,
         STEP_ATTRIBUTE,
+        UNSUBSCRIBED_SIGNAL,
+        WORKFLOW_NAME,
+        ClosedBecause,
         RecoveredSignal,
         RecoveryInput,
         RecoveryResult,
@@ -55,13 +62,13 @@ with workflow.unsafe.imports_passed_through():
 
 ActivityT = TypeVar("ActivityT", bound=Activity)
 
-# SMTP 4xx and dropped connections heal within minutes; past ~30 minutes of trying, the step gives
-# up with EMAIL_NOT_SENT rather than surprising the buyer hours later.
+# SMTP 4xx and dropped connections: tried again and again for the policy's send_retry_window
+# (the activity's schedule-to-close timeout, see _email_deadline), then EMAIL_NOT_SENT.
 EMAIL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=5),
-    maximum_attempts=10,
+    maximum_attempts=0,
     non_retryable_error_types=[PERMANENT_EMAIL_FAILURE],
 )
 WEBHOOK_RETRY = RetryPolicy(
@@ -70,17 +77,19 @@ WEBHOOK_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=5),
     maximum_attempts=8,
 )
+# Unbounded: a database outage delays a flow, never fails it. Once the store is back, the next
+# attempt comes within a minute.
 STORE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=1),
-    maximum_attempts=20,
+    maximum_attempts=0,
 )
 STEP_TIMEOUT = timedelta(seconds=60)
 STORE_TIMEOUT = timedelta(seconds=30)
 
 
-@workflow.defn
+@workflow.defn(name=WORKFLOW_NAME)
 class AbandonedCheckoutWorkflow:
     @workflow.init
     def __init__(self, flow: RecoveryInput) -> None:
@@ -92,6 +101,7 @@ class AbandonedCheckoutWorkflow:
         self._policy: RecoveryPolicy = flow.policy
         self._recovery: RecoveredSignal | None = None
         self._cancelled = False
+        self._buyer_purchased = False
         self._unsubscribed = False
         self._steps_run = 0
         self._emails_offered = 0
@@ -101,6 +111,8 @@ class AbandonedCheckoutWorkflow:
         self._anchor: datetime = flow.abandoned_at
         self._schedule_changes = 0
         self._publishes = flow.publish_search_attributes
+        self._last_update: datetime | None = None
+        """The updatedDate of the newest cart update applied."""
 
     @workflow.run
     async def run(self, flow: RecoveryInput) -> RecoveryResult:
@@ -139,18 +151,25 @@ class AbandonedCheckoutWorkflow:
 
     # --- signals and query -------------------------------------------------------------------
 
-    @workflow.signal
+    @workflow.signal(name=RECOVERED_SIGNAL)
     def recovered(self, signal: RecoveredSignal) -> None:
         if self._recovery is None:
             self._recovery = signal
 
-    @workflow.signal
+    @workflow.signal(name=UNSUBSCRIBED_SIGNAL)
     def unsubscribed(self) -> None:
         """The buyer's address unsubscribed (from any of their checkouts' emails)."""
         self._unsubscribed = True
 
-    @workflow.signal
+    @workflow.signal(name=BUYER_PURCHASED_SIGNAL)
+    def buyer_purchased(self) -> None:
+        """The buyer bought through another checkout: stop before the next step."""
+        self._buyer_purchased = True
+
+    @workflow.signal(name=CHECKOUT_UPDATED_SIGNAL)
     def checkout_updated(self, snapshot: AbandonedCheckout) -> None:
+        if self._already_applied(snapshot):
+            return
         if self._policy.on_cart_update == "reset":
             self._anchor = workflow.now()
             self._schedule_changes += 1
@@ -166,7 +185,20 @@ class AbandonedCheckoutWorkflow:
             }
         )
 
-    @workflow.signal
+    def _already_applied(self, snapshot: AbandonedCheckout) -> bool:
+        """A snapshot the flow has (or one older than it has): the hand-off delivers at least
+        once, so the same update may arrive twice, and a late copy after a newer one."""
+        if not workflow.patched("dedupe-updates"):
+            return False
+        given, applied = snapshot.updated_date, self._last_update
+        if given is None:
+            return False
+        if applied is not None and given <= applied:
+            return True
+        self._last_update = given
+        return False
+
+    @workflow.signal(name=CANCEL_SIGNAL)
     def cancel(self) -> None:
         self._cancelled = True
 
@@ -178,7 +210,7 @@ class AbandonedCheckoutWorkflow:
 
     @property
     def _stopped(self) -> bool:
-        return self._recovery is not None or self._cancelled
+        return self._recovery is not None or self._cancelled or self._buyer_purchased
 
     async def _sleep_until(self, due: datetime) -> bool:
         """Sleep on a durable timer until `due`; True as soon as the flow must stop instead."""
@@ -307,7 +339,13 @@ class AbandonedCheckoutWorkflow:
 
     async def _send_email(self, request: EmailStepRequest) -> EmailStepResult:
         try:
-            return await _step_activity(SEND_EMAIL, request, EMAIL_RETRY, EmailStepResult)
+            return await _step_activity(
+                SEND_EMAIL,
+                request,
+                EMAIL_RETRY,
+                EmailStepResult,
+                schedule_to_close=self._email_deadline(request.step_index),
+            )
         except ActivityError as err:
             reason = _not_sent_reason(err)
             workflow.logger.warning("Step %s email not sent: %s", request.step_index + 1, reason)
@@ -354,17 +392,29 @@ class AbandonedCheckoutWorkflow:
                 start_to_close_timeout=STORE_TIMEOUT,
                 retry_policy=STORE_RETRY,
             )
-            closed_because = "recovered"
+            closed_because = ClosedBecause.RECOVERED
         elif self._cancelled:
-            closed_because = "cancelled"
+            closed_because = ClosedBecause.CANCELLED
+        elif self._buyer_purchased:
+            closed_because = ClosedBecause.BUYER_PURCHASED
         else:
-            closed_because = "window_elapsed"
+            closed_because = ClosedBecause.WINDOW_ELAPSED
         return RecoveryResult(
             status=self._checkout.status,
             closed_because=closed_because,
             steps_run=self._steps_run,
             recovered_at=self._checkout.checkout_recovered_date,
         )
+
+    def _email_deadline(self, index: int) -> timedelta:
+        """How long an email step may keep trying through a relay outage: the policy's
+        send_retry_window, cut at the next step's due time (a later reminder must not overtake
+        it), and never shorter than one full attempt."""
+        deadline = self._policy.send_retry_window
+        if index + 1 < len(self._policy.steps):
+            next_due = self._anchor + self._policy.steps[index + 1].delay
+            deadline = min(deadline, next_due - workflow.now())
+        return max(deadline, STEP_TIMEOUT)
 
     def _append(self, entry: Activity) -> None:
         self._checkout = self._checkout.model_copy(
@@ -378,7 +428,11 @@ class AbandonedCheckoutWorkflow:
 
 
 async def _step_activity(
-    name: str, request: StepRequest, retry: RetryPolicy, result_type: type[ActivityT]
+    name: str,
+    request: StepRequest,
+    retry: RetryPolicy,
+    result_type: type[ActivityT],
+    schedule_to_close: timedelta | None = None,
 ) -> ActivityT:
     """One step's single activity: it does the side effect and records the entry it returns."""
     entry: ActivityT = await workflow.execute_activity(
@@ -386,6 +440,7 @@ async def _step_activity(
         request,
         result_type=result_type,
         start_to_close_timeout=STEP_TIMEOUT,
+        schedule_to_close_timeout=schedule_to_close,
         retry_policy=retry,
     )
     return entry
@@ -398,5 +453,5 @@ def _not_sent_reason(err: ActivityError) -> str:
         if details and isinstance(details[0], str):
             return details[0]
         return NotSentReason.SMTP_REJECTED
-    # Retries ran out (SMTP down or refusing with 4xx for the whole retry budget).
+    # The send retry window ran out (SMTP down or refusing with 4xx all along).
     return NotSentReason.SMTP_UNAVAILABLE

@@ -30,6 +30,7 @@ MANAGE = {
     ("POST", "/ecom/v1/abandoned-checkout/coupons/{code}/redeem"),
     ("POST", "/ecom/v1/abandoned-checkout"),
     ("POST", "/ecom/v1/abandoned-checkout/recover"),
+    ("POST", "/ecom/v1/abandoned-checkout/recover-buyer"),
     ("POST", "/ecom/v1/abandoned-checkout/{checkout_id}/recover"),
     ("DELETE", "/ecom/v1/abandoned-checkout/{checkout_id}"),
     ("POST", "/ecom/v1/abandoned-checkout-subscriptions"),

@@ -97,4 +97,4 @@ async def test_import_of_a_clean_file_exits_zero(operators: OperatorStack, tmp_p
     assert json.loads(result.stdout)["reported"] == 1
     assert json.loads(result.stdout)["errors"] == []
     missing = await operators.cli("import", str(tmp_path / "nowhere.jsonl"))
-    assert missing.code == 2 and "does not exist" in missing.stderr
+    assert missing.code == 2 and "cannot be read: No such file or directory" in missing.stderr

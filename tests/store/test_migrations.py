@@ -98,6 +98,6 @@ async def test_a_store_made_before_migrations_is_stamped_not_recreated(database_
             tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
         assert {"checkouts", "activities", "events", "alembic_version"} <= tables
         # The old rows are still there, and the store goes on working.
-        assert await store.save_reported(checkout, NOW.replace(hour=11)) == NOW
+        assert (await store.save_reported(checkout, NOW.replace(hour=11))).first_reported_at == NOW
         record = await store.get("c-1")
         assert record is not None and record.checkout_id == checkout.checkout_id

@@ -16,7 +16,7 @@ NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
 async def _report(store: SqlStore, checkout_id: str, at: datetime = NOW) -> datetime:
     checkout = sample_checkout().model_copy(update={"id": checkout_id, "created_date": NOW})
-    return await store.save_reported(checkout, at)
+    return (await store.save_reported(checkout, at)).first_reported_at
 
 
 async def test_a_second_report_keeps_the_first_scheduled_time(store: SqlStore):

@@ -1,0 +1,165 @@
+"""Rendering every template a policy uses before a buyer can meet it.
+
+A template that fails at send time costs a buyer's email (recorded as `template_error`). So when a
+policy is checked (`policy check`, and every worker start) each step's templates are rendered, in
+every language folder shipped for them, with the context the step's activity gives them, for a
+sample checkout and for the shapes of buyer data that break templates in practice: no names, no
+line items, very long values. Email steps with a coupon get one in every case, as at send time.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from activities.coupon_context import coupon_context
+from activities.message_context import checkout_context
+from activities.rendering import PARTS_BY_KIND, TemplateRenderer, TemplateRenderError
+from domain.checkout import AbandonedCheckout, ContactDetails, parse_checkout
+from domain.coupons import IssuedCoupon
+from domain.policy import EmailStep, RecoveryPolicy, Step
+
+SHOP_NAME = "Sample Shop"
+SAMPLE_AT = datetime(2026, 3, 28, 20, 30, tzinfo=UTC)
+UNSUBSCRIBE_URL = "https://shop.example/unsubscribe/sample?token=sample"
+
+_FULL_CHECKOUT: dict[str, Any] = {
+    "id": "sample-checkout",
+    "checkoutId": "sample-checkout",
+    "createdDate": SAMPLE_AT.isoformat(),
+    "buyerInfo": {"visitorId": "sample-visitor", "email": "buyer@example.com"},
+    "buyerLanguage": "en",
+    "buyerTimeZone": "Europe/Berlin",
+    "contactDetails": {
+        "firstName": "Ada",
+        "lastName": "Lovelace",
+        "phone": "+44 20 7946 0000",
+        "company": "Analytical Engines Ltd",
+    },
+    "currency": "EUR",
+    "subtotalPrice": {"amount": "84.00"},
+    "totalPrice": {"amount": "89.90"},
+    "lineItems": [
+        {
+            "id": "item-1",
+            "name": "Linen shirt",
+            "quantity": 2,
+            "price": {"amount": "30.00"},
+            "imageUrl": "https://shop.example/img/shirt.jpg",
+            "url": "https://shop.example/p/shirt",
+        },
+        {"name": "Canvas tote", "quantity": 1, "price": {"amount": "24.00"}},
+    ],
+    "checkoutUrl": "https://shop.example/checkout/sample",
+}
+
+
+@dataclass(frozen=True)
+class SampleCase:
+    """A checkout to render with, and how a problem report names it."""
+
+    label: str
+    checkout: AbandonedCheckout
+
+
+def sample_cases(sample: AbandonedCheckout | None = None) -> list[SampleCase]:
+    """`sample` (or a complete built-in checkout) and the edge cases every template must survive."""
+    full = parse_checkout(_FULL_CHECKOUT)
+    long_name = "Maximiliana-Theodora " * 12
+    many_items = [
+        {
+            "id": f"item-{n}",
+            "name": f"Item {n} " + "with a very long descriptive name " * 8,
+            "quantity": 999,
+            "price": {"amount": "99999.99"},
+            "imageUrl": f"https://shop.example/img/{n}.jpg",
+            "url": f"https://shop.example/p/{n}",
+        }
+        for n in range(120)
+    ]
+    long_values = parse_checkout(
+        {
+            **_FULL_CHECKOUT,
+            "contactDetails": {
+                "firstName": long_name.strip(),
+                "lastName": ("von Hohenzollern-Sigmaringen " * 10).strip(),
+                "company": "A" * 300,
+            },
+            "subtotalPrice": {"amount": "999999999.99"},
+            "totalPrice": {"amount": "999999999.99"},
+            "lineItems": many_items,
+            "checkoutUrl": "https://shop.example/checkout/" + "x" * 1500,
+        }
+    )
+    no_items = full.model_copy(
+        update={"line_items": [], "subtotal_price": None, "created_date": None}
+    )
+    return [
+        SampleCase("the sample checkout", sample if sample is not None else full),
+        SampleCase(
+            "a checkout without names",
+            full.model_copy(update={"contact_details": ContactDetails()}),
+        ),
+        SampleCase("a checkout without line items", no_items),
+        SampleCase("a checkout with very long values", long_values),
+    ]
+
+
+def template_problems(
+    policy: RecoveryPolicy, renderer: TemplateRenderer, sample: AbandonedCheckout | None = None
+) -> list[str]:
+    """One line per failing template part, language and error, naming the cases it fails for.
+
+    Steps whose template set lacks parts are left to the caller, which reports what is missing.
+    """
+    cases = sample_cases(sample)
+    problems: list[str] = []
+    for index, step in enumerate(policy.steps):
+        if renderer.missing_parts(step.action, step.template):
+            continue
+        for language in renderer.languages(step.action, step.template):
+            failures: dict[str, list[str]] = {}
+            for case in cases:
+                for error in _render_errors(renderer, step, language, case.checkout):
+                    failures.setdefault(str(error), []).append(case.label)
+            problems.extend(
+                f"step {index + 1} ({step.action}): template {step.template!r}, language "
+                f"{language}: {message} (with {_cases_named(labels, len(cases))})"
+                for message, labels in failures.items()
+            )
+    return problems
+
+
+def _cases_named(labels: list[str], total: int) -> str:
+    return "every sample checkout" if len(labels) == total else ", ".join(labels)
+
+
+def _render_errors(
+    renderer: TemplateRenderer, step: Step, language: str, checkout: AbandonedCheckout
+) -> Iterator[TemplateRenderError]:
+    """Each part rendered on its own, so that one report names every broken part."""
+    context = _context(step, language, checkout)
+    for part in PARTS_BY_KIND[step.action]:
+        try:
+            renderer.render_in(step.action, step.template, part, language, context)
+        except TemplateRenderError as err:
+            yield err
+
+
+def _context(step: Step, language: str, checkout: AbandonedCheckout) -> dict[str, object]:
+    """What the step's activity gives its templates (see activities/email.py and friends)."""
+    time_zone = checkout.buyer_time_zone or "UTC"
+    context = checkout_context(checkout, SHOP_NAME, locale=language, time_zone=time_zone)
+    if isinstance(step, EmailStep):
+        context["unsubscribe_url"] = UNSUBSCRIBE_URL
+        if step.coupon is not None:
+            spec = step.coupon
+            coupon = IssuedCoupon(
+                code=f"{spec.prefix}-7KQ2M-XR9PT" if spec.prefix else "7KQ2M-XR9PT",
+                expires=SAMPLE_AT + spec.valid_for,
+                percent_off=spec.percent_off,
+                amount_off=spec.amount_off,
+                currency=checkout.currency,
+            )
+            context["coupon"] = coupon_context(coupon, language, time_zone)
+    return context
