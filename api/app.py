@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from temporalio.converter import PayloadCodec
 
 from api.auth import Authenticator
-from api.checkout_routes import checkout_router
+from api.checkout_routes import buyer_router, checkout_router
 from api.codec_routes import add_codec_cors, codec_router, parse_origins
 from api.coupon_routes import coupon_router
 from api.dashboard import DashboardConfig, dashboard_router
@@ -58,6 +58,7 @@ def create_app(parts: ApiParts) -> FastAPI:
     app.include_router(unsubscribe_router(parts.service, parts.links))
     app.include_router(revenue_router(parts.store, auth))
     app.include_router(coupon_router(StoreCouponProvider(parts.store.engine), auth))
+    app.include_router(buyer_router(parts.service, auth))
     app.include_router(checkout_router(parts.service, parts.policy, parts.links, auth))
     app.include_router(subscription_router(SubscriptionStore(parts.store.engine), auth))
     app.include_router(codec_router(parts.codec, auth.require(Scope.READ)))

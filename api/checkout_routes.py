@@ -104,30 +104,6 @@ def checkout_router(
             raise _not_found(err) from None
         return _checkout_response(await _get(service, checkout.id or ""))
 
-    @router.post(
-        "/recover-buyer",
-        dependencies=manage,
-        summary="A buyer bought: recover their newest open checkout, stop the others",
-        response_model=BuyerRecoveryResponse,
-    )
-    async def recover_buyer(body: RecoverBuyerBody) -> JSONResponse:
-        """For shops that know the order and the buyer (email, contactId, memberId or userId)
-        but not the checkout it came from. The buyer's most recently updated open checkout is
-        marked recovered with the order; every other open one stops before its next step with
-        `stopReason: buyer_purchased` (not recovered, no revenue attributed)."""
-        outcome = await service.recover_buyer(
-            body.buyer_info, body.order_id, body.checkout_recovered_date
-        )
-        if outcome.recovered is None:
-            raise ApiError(404, "not_found", "the buyer has no open abandoned checkout")
-        recovered = await _get(service, outcome.recovered.id or "")
-        return JSONResponse(
-            {
-                "abandonedCheckout": recovered.to_json_dict(),
-                "stoppedCheckoutIds": outcome.stopped,
-            }
-        )
-
     @router.get(
         "/{checkout_id}",
         dependencies=read,
@@ -205,6 +181,38 @@ def checkout_router(
         found = await _get(service, checkout_id, newest=0)
         await service.record_click(checkout_id, verdict.step, datetime.now(UTC))
         return RedirectResponse(found.checkout_url, status_code=302)
+
+    return router
+
+
+def buyer_router(service: CheckoutService, auth: Authenticator) -> APIRouter:
+    """Routes about a buyer rather than one checkout; mounted before the checkout routes."""
+    router = APIRouter(prefix=PREFIX, tags=["abandoned checkouts"], responses=ERROR_RESPONSES)
+    manage = [Depends(auth.require(Scope.MANAGE))]
+
+    @router.post(
+        "/recover-buyer",
+        dependencies=manage,
+        summary="A buyer bought: recover their newest open checkout, stop the others",
+        response_model=BuyerRecoveryResponse,
+    )
+    async def recover_buyer(body: RecoverBuyerBody) -> JSONResponse:
+        """For shops that know the order and the buyer (email, contactId, memberId or userId)
+        but not the checkout it came from. The buyer's most recently updated open checkout is
+        marked recovered with the order; every other open one stops before its next step with
+        `stopReason: buyer_purchased` (not recovered, no revenue attributed)."""
+        outcome = await service.recover_buyer(
+            body.buyer_info, body.order_id, body.checkout_recovered_date
+        )
+        if outcome.recovered is None:
+            raise ApiError(404, "not_found", "the buyer has no open abandoned checkout")
+        recovered = await _get(service, outcome.recovered.id or "")
+        return JSONResponse(
+            {
+                "abandonedCheckout": recovered.to_json_dict(),
+                "stoppedCheckoutIds": outcome.stopped,
+            }
+        )
 
     return router
 

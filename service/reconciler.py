@@ -78,6 +78,7 @@ class _Round:
 
     report: ReconcileReport
     now: datetime
+    settle: timedelta
     running: set[str] = field(default_factory=set)
     """Checkouts whose flows Temporal lists as running."""
     waiting: set[str] = field(default_factory=set)
@@ -85,7 +86,7 @@ class _Round:
 
     @property
     def settled(self) -> datetime:
-        return self.now - SETTLE
+        return self.now - self.settle
 
     @property
     def dry_run(self) -> bool:
@@ -101,17 +102,19 @@ class Reconciler:
         policy: RecoveryPolicy,
         *,
         search_attributes: bool = False,
+        settle: timedelta = SETTLE,
     ) -> None:
         """`policy`: the one a checkout found without a flow is started with (the store keeps
-        no policy per checkout)."""
+        no policy per checkout). `settle`: how long a change is left to its own commands."""
         self._client = client
         self._store = store
         self._handoff = handoff
         self._policy = policy
         self._search_attributes = search_attributes
+        self._settle = settle
 
     async def reconcile(self, *, dry_run: bool = False) -> ReconcileReport:
-        facts = _Round(ReconcileReport(dry_run=dry_run), datetime.now(UTC))
+        facts = _Round(ReconcileReport(dry_run=dry_run), datetime.now(UTC), self._settle)
         await self._stuck_commands(facts)
         facts.waiting = await self._store.commands.checkout_ids()
         facts.running = await self._running_flows()
@@ -181,7 +184,7 @@ class Reconciler:
             detail = f"its policy window ended {ends.isoformat()}: stopReason window_elapsed"
             return Finding(checkout_id, "flow_missing", action, detail)
         if not dry_run:
-            await self._store.enqueue(checkout_id, await self._late_start(checkout_id), now)
+            await self._store.enqueue(checkout_id, await self._late_start(checkout_id))
             await self._handoff.deliver_now([checkout_id])
         action = "would start" if dry_run else "started"
         return Finding(checkout_id, "flow_missing", action, f"policy {self._policy.name}")
@@ -213,7 +216,7 @@ class Reconciler:
                 continue
             problem, command = _missed_command(record)
             if not facts.dry_run:
-                await self._store.enqueue(checkout_id, command, facts.now)
+                await self._store.enqueue(checkout_id, command)
                 told.append(checkout_id)
             action = "would tell" if facts.dry_run else "told"
             facts.report.findings.append(Finding(checkout_id, problem, action, command.name))

@@ -12,7 +12,7 @@ writer), so one checkout's commands take their numbers in the order of their cha
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel
@@ -67,12 +67,16 @@ async def append_command(
     conn: AsyncConnection,
     checkout_id: str,
     command: NewCommand,
-    at: datetime,
     *,
     mark_pending: bool = True,
 ) -> FlowCommand:
     """Write `command` in the caller's transaction; `mark_pending=False` when the caller sets
-    the checkout's flow_state itself (the report's insert does)."""
+    the checkout's flow_state itself (the report's insert does).
+
+    Its time is the wall clock's, whatever time the change itself carries (a recovery may be
+    dated when the buyer paid): the hand-off's grace and the reconciler's "stuck" judge by it.
+    """
+    at = datetime.now(UTC)
     result = await conn.execute(
         flow_commands.insert().values(
             checkout_id=checkout_id,

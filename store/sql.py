@@ -203,9 +203,7 @@ class SqlStore:
                     conn, checkout_id, EventSlug.CREATED, _entity(checkout), reported_at
                 )
                 if start is not None:
-                    await append_command(
-                        conn, checkout_id, start(), reported_at, mark_pending=False
-                    )
+                    await append_command(conn, checkout_id, start(), mark_pending=False)
                 return Reported(reported_at, new=True)
             first = await conn.scalar(
                 select(activities.c.created_date).where(
@@ -316,9 +314,7 @@ class SqlStore:
         await self._append_current(conn, checkout_id, EventSlug.RECOVERED, recovered_at)
         if signal_flow:
             signal = RecoveredSignal(order_id=order_id, recovered_at=recovered_at)
-            await append_command(
-                conn, checkout_id, signal_command(RECOVERED_SIGNAL, signal), recovered_at
-            )
+            await append_command(conn, checkout_id, signal_command(RECOVERED_SIGNAL, signal))
         return await self._stop_buyer(conn, checkout_id, recovered_at, always=always_stop)
 
     async def _stop_buyer(
@@ -374,11 +370,11 @@ class SqlStore:
 
         return await self._writes.run(write)
 
-    async def enqueue(self, checkout_id: str, command: NewCommand, at: datetime) -> None:
+    async def enqueue(self, checkout_id: str, command: NewCommand) -> None:
         """Write a command for a checkout's flow on its own (the reconciler's repairs)."""
 
         async def write(conn: AsyncConnection) -> None:
-            await append_command(conn, checkout_id, command, at)
+            await append_command(conn, checkout_id, command)
 
         await self._writes.run(write)
 
@@ -399,7 +395,7 @@ class SqlStore:
             return False
         await self._append_current(conn, checkout_id, EventSlug.UPDATED, at)
         if signal is not None:
-            await append_command(conn, checkout_id, signal_command(signal), at)
+            await append_command(conn, checkout_id, signal_command(signal))
         return True
 
     async def unsubscribe(self, email: str, at: datetime) -> list[str]:
@@ -417,7 +413,7 @@ class SqlStore:
                 await conn.scalars(select(checkouts.c.id).where(matching, *_open_checkout()))
             ).all()
             for flow in flows:
-                await append_command(conn, flow, signal_command(UNSUBSCRIBED_SIGNAL), at)
+                await append_command(conn, flow, signal_command(UNSUBSCRIBED_SIGNAL))
             return [str(f) for f in flows]
 
         return await self._writes.run(write)
@@ -442,7 +438,7 @@ class SqlStore:
             if result.rowcount == 0:
                 return False
             await self._append_current(conn, checkout_id, slug, at)
-            await append_command(conn, checkout_id, command, at)
+            await append_command(conn, checkout_id, command)
             return True
 
         return await self._writes.run(write)
@@ -487,7 +483,7 @@ class SqlStore:
             # Undelivered starts and signals carry the buyer's data and are moot now; deleting
             # the execution removes the history that holds it too.
             await discard_commands(conn, checkout_id)
-            await append_command(conn, checkout_id, DELETE_COMMAND, at)
+            await append_command(conn, checkout_id, DELETE_COMMAND)
             return True
 
         return await self._writes.run(write)

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -20,6 +21,7 @@ from activities.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER
 from domain.activity import ActivityType
 from domain.policy import NotificationStep
 from domain.steps import NotificationStepRequest
+from store.schema import activities as activities_table
 from store.sql import SqlStore
 from tests.support import sample_checkout
 
@@ -103,3 +105,42 @@ async def test_failed_delivery_says_whether_to_retry(store: SqlStore, receiver, 
     record = await store.get("c-1")
     assert record is not None
     assert [a.type for a in record.activities] == [ActivityType.SCHEDULED]
+
+
+@pytest.mark.parametrize(
+    ("halt", "reason"),
+    [("recover", "recovered"), ("cancel", "cancelled"), ("erase", "erased")],
+)
+async def test_no_notification_once_the_store_says_the_flow_must_stop(
+    store: SqlStore, receiver, halt, reason
+):
+    """The signal may still be on its way: the step reads the store right before posting."""
+    state, url = receiver
+    await store.save_reported(
+        sample_checkout().model_copy(update={"id": "c-1", "created_date": NOW}), NOW
+    )
+    if halt == "recover":
+        assert await store.mark_recovered("c-1", NOW, None)
+    elif halt == "cancel":
+        assert await store.stop("c-1", NOW)
+    else:
+        assert await store.erase("c-1", NOW)
+    async with httpx.AsyncClient() as http:
+        activities = NotificationActivities(store, http, TemplateRenderer(), "Test Shop", SECRET)
+        entry = await ActivityEnvironment().run(activities.send_staff_notification, _request(url))
+
+    assert state.requests == []
+    assert (entry.type, entry.reason, entry.step) == (
+        ActivityType.NOTIFICATION_NOT_SENT,
+        reason,
+        2,
+    )
+    async with store.engine.connect() as conn:
+        recorded = (
+            await conn.execute(
+                select(activities_table.c.type, activities_table.c.reason).where(
+                    activities_table.c.key == "abandoned-checkout-c-1/step-2"
+                )
+            )
+        ).all()
+    assert [tuple(r) for r in recorded] == [("NOTIFICATION_NOT_SENT", reason)]

@@ -490,6 +490,8 @@ async def test_temporal_outage_loses_no_report_and_no_recovery(
         # or unsubscribe failed above is already a problem, and expects nothing here.)
         touched = {id(c) for c in [*recover_first, *recover_during, unsubscribe_first]}
         untouched = [c for c in first + during if c.id and id(c) not in touched]
+        if len(untouched) != len(first) + len(during) - len(touched):
+            problems.append(f"only {len(untouched)} untouched checkouts have an id to check")
         for checkout in untouched:
             got = smtp.handler.arrivals_for(checkout.email)
             workflow_id = workflow_id_for(checkout.id)
