@@ -181,7 +181,7 @@ async def test_a_relay_down_for_45_minutes_delays_the_email_and_sends_it_once(
 
             async def sent() -> bool:
                 await env.sleep(timedelta(minutes=1))  # on to the next retry
-                return await has_entry(store, checkout_id, ActivityType.EMAIL_SENT)()
+                return bool(await has_entry(store, checkout_id, ActivityType.EMAIL_SENT)())
 
             await eventually(sent, timeout=60, what="the email after the relay came back")
             await service.cancel(checkout_id)
@@ -208,7 +208,7 @@ async def test_an_outage_past_the_next_steps_due_time_gives_up_for_that_step(
 
             async def sent() -> bool:
                 await env.sleep(timedelta(minutes=1))
-                return await has_entry(store, checkout_id, ActivityType.EMAIL_SENT)()
+                return bool(await has_entry(store, checkout_id, ActivityType.EMAIL_SENT)())
 
             await eventually(sent, timeout=60, what="step 2 after the relay came back")
             await service.cancel(checkout_id)

@@ -13,7 +13,11 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 
 def test_histories_are_committed():
-    assert {p.stem for p in HISTORIES} >= {"full_default_policy", "recovered_after_first_email"}
+    assert {p.stem for p in HISTORIES} >= {
+        "full_default_policy",
+        "recovered_after_first_email",
+        "duplicate_update_then_buyer_purchased",
+    }
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
