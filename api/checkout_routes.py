@@ -64,7 +64,7 @@ def checkout_router(
             outcome = await service.report(checkout, policy)
         except CheckoutErasedError as err:
             raise ApiError(410, "checkout_deleted", str(err)) from None
-        found = await _get(service, outcome.checkout_id)
+        found = outcome.stored or await _get(service, outcome.checkout_id)
         return _checkout_response(found, 201 if outcome.new else 200)
 
     @router.post(

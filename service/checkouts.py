@@ -15,13 +15,14 @@ from datetime import UTC, datetime
 
 from temporalio.client import Client, WorkflowHandle
 
+from domain.activity import Activity, ActivityType
 from domain.checkout import AbandonedCheckout, BuyerIdentity, CheckoutStatus, FlowState
 from domain.flow import RecoveryInput, workflow_id_for
 from domain.policy import RecoveryPolicy
 from domain.query import CheckoutPage, CheckoutQuery
 from domain.schedule import in_holdout
 from service.handoff import Handoff
-from store.flow_commands import NewCommand, start_command
+from store.flow_commands import FlowCommand, NewCommand, start_command
 from store.sql import SqlStore
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ class ReportOutcome:
     """False when the checkout had been reported before."""
     flow_state: FlowState = FlowState.STARTED
     """PENDING when Temporal has not confirmed the flow's start (or latest change) yet."""
+    stored: AbandonedCheckout | None = None
+    """The checkout as the store holds it after the report."""
 
 
 @dataclass(frozen=True)
@@ -140,13 +143,29 @@ class CheckoutService:
         )
         workflow_id = workflow_id_for(checkout_id)
         if not reported.new:
-            if await self._store.is_erased(checkout_id):
+            if reported.erased:
                 raise CheckoutErasedError(checkout_id)
-            changed = await self._store.update_snapshot(checkout, now)
-            state = await self._deliver([checkout_id] if changed else [])
-            return ReportOutcome(checkout_id, workflow_id, new=False, flow_state=state)
-        state = await self._deliver([checkout_id])
-        return ReportOutcome(checkout_id, workflow_id, new=True, flow_state=state)
+            current = reported.current
+            if reported.changed:
+                state = await self._deliver([checkout_id])
+                if current is not None:
+                    current = current.model_copy(update={"flow_state": state})
+            state = current.flow_state if current and current.flow_state else FlowState.STARTED
+            return ReportOutcome(
+                checkout_id, workflow_id, new=False, flow_state=state, stored=current
+            )
+        written = [reported.start] if reported.start is not None else []
+        state = await self._deliver([checkout_id], written=written)
+        # The record as the store now holds it, without reading it back.
+        stored = checkout.model_copy(
+            update={
+                "created_date": abandoned_at.astimezone(UTC),
+                "updated_date": (checkout.updated_date or now).astimezone(UTC),
+                "flow_state": state,
+                "activities": [Activity(type=ActivityType.SCHEDULED, created_date=now)],
+            }
+        )
+        return ReportOutcome(checkout_id, workflow_id, new=True, flow_state=state, stored=stored)
 
     async def update(self, checkout: AbandonedCheckout, now: datetime | None = None) -> str:
         """Replace what later steps show (items, prices, address) for a checkout still abandoned."""
@@ -261,11 +280,13 @@ class CheckoutService:
     async def _require(self, checkout_id: str) -> AbandonedCheckout:
         return await self.get(checkout_id)
 
-    async def _deliver(self, checkout_ids: list[str]) -> FlowState:
+    async def _deliver(
+        self, checkout_ids: list[str], written: list[FlowCommand] | None = None
+    ) -> FlowState:
         if not checkout_ids:
             return FlowState.STARTED
         try:
-            delivered = await self.handoff.deliver_now(checkout_ids)
+            delivered = await self.handoff.deliver_now(checkout_ids, written=written)
         except Exception:
             # The change is committed with its command: the workers deliver it later.
             logger.warning(

@@ -80,10 +80,16 @@ class Handoff:
         self._task_queue = task_queue
         self._slots = asyncio.Semaphore(_CONCURRENCY)
         self._unavailable_until = 0.0
+        self._confirming: list[FlowCommand] = []
+        self._confirmer: asyncio.Task[None] | None = None
 
-    async def deliver(self, commands: Sequence[FlowCommand]) -> Delivery:
+    async def deliver(
+        self, commands: Sequence[FlowCommand], *, confirm_later: bool = False
+    ) -> Delivery:
         """Deliver `commands` (in outbox order), then confirm what Temporal took and count an
-        attempt on the rest."""
+        attempt on the rest. `confirm_later`: the confirmation joins the next background batch
+        instead of being awaited (a crash before it is written only means a harmless second
+        delivery by the workers)."""
         groups: dict[str, list[FlowCommand]] = {}
         for command in commands:
             groups.setdefault(command.checkout_id, []).append(command)
@@ -95,20 +101,30 @@ class Handoff:
             outcome.failed += failed
             if error is not None:
                 outcome.errors.append(error)
-        await self._queue.confirm(outcome.delivered)
+        if confirm_later:
+            self._confirm_soon(outcome.delivered)
+        else:
+            await self._queue.confirm(outcome.delivered)
         if outcome.failed:
             await self._queue.note_failure(outcome.failed, outcome.errors[0])
         return outcome
 
-    async def deliver_now(self, checkout_ids: Collection[str]) -> bool:
+    async def deliver_now(
+        self, checkout_ids: Collection[str], *, written: Sequence[FlowCommand] | None = None
+    ) -> bool:
         """The writer's delivery: every pending command of these checkouts, within a short
-        timeout. True when all reached Temporal; False leaves them to the workers."""
+        timeout. True when all reached Temporal; False leaves them to the workers.
+
+        `written`: the writer knows these are all the checkouts' pending commands (a first
+        report's start), which spares reading them back."""
         if not checkout_ids or time.monotonic() < self._unavailable_until:
             return False
         try:
             async with asyncio.timeout(INLINE_TIMEOUT_SECONDS):
-                pending = await self._queue.pending(checkout_ids=checkout_ids)
-                delivered = (await self.deliver(pending)).complete
+                pending = written
+                if pending is None:
+                    pending = await self._queue.pending(checkout_ids=checkout_ids)
+                delivered = (await self.deliver(pending, confirm_later=True)).complete
         except TimeoutError:
             delivered = False
         if not delivered:
@@ -120,6 +136,29 @@ class Handoff:
         """One round of the workers' loop: the oldest commands past the grace period."""
         pending = await self._queue.pending(limit=limit, created_before=datetime.now(UTC) - GRACE)
         return await self.deliver(pending)
+
+    def _confirm_soon(self, delivered: list[FlowCommand]) -> None:
+        # Confirmations that arrive while one batch is being written wait for the next: under
+        # load, a hundred deliveries cost a few writes instead of a hundred.
+        self._confirming += delivered
+        if self._confirmer is None or self._confirmer.done():
+            self._confirmer = asyncio.create_task(self._write_confirmations())
+
+    async def _write_confirmations(self) -> None:
+        while self._confirming:
+            batch, self._confirming = self._confirming, []
+            try:
+                await self._queue.confirm(batch)
+            except Exception:
+                # Still in the outbox: the workers deliver them again, which changes nothing.
+                logger.warning(
+                    "Recording %d delivered command(s) failed", len(batch), exc_info=True
+                )
+
+    async def flush(self) -> None:
+        """Wait until every delivery made so far is recorded (before a process exits)."""
+        while self._confirmer is not None and not self._confirmer.done():
+            await self._confirmer
 
     async def run(self, interval_seconds: float = 1.0) -> None:
         """Deliver pending commands for ever; a failing store or Temporal is logged once per

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import and_, bindparam, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.checkout import FlowState
@@ -63,6 +63,15 @@ class Backlog:
     oldest: datetime | None
 
 
+# Built once: reused statements skip SQLAlchemy's per-call construction and cache-key work.
+_INSERT_COMMAND = flow_commands.insert().returning(flow_commands.c.seq)
+_MARK_PENDING = (
+    update(checkouts)
+    .where(checkouts.c.id == bindparam("checkout"))
+    .values(flow_state=FlowState.PENDING)
+)
+
+
 async def append_command(
     conn: AsyncConnection,
     checkout_id: str,
@@ -77,22 +86,18 @@ async def append_command(
     dated when the buyer paid): the hand-off's grace and the reconciler's "stuck" judge by it.
     """
     at = datetime.now(UTC)
-    result = await conn.execute(
-        flow_commands.insert().values(
-            checkout_id=checkout_id,
-            kind=command.kind,
-            name=command.name,
-            payload=command.payload,
-            created_date=at,
-        )
+    seq = await conn.scalar(
+        _INSERT_COMMAND,
+        {
+            "checkout_id": checkout_id,
+            "kind": command.kind,
+            "name": command.name,
+            "payload": command.payload,
+            "created_date": at,
+        },
     )
     if mark_pending:
-        await conn.execute(
-            update(checkouts)
-            .where(checkouts.c.id == checkout_id)
-            .values(flow_state=FlowState.PENDING)
-        )
-    seq = result.inserted_primary_key[0] if result.inserted_primary_key else None
+        await conn.execute(_MARK_PENDING, {"checkout": checkout_id})
     assert isinstance(seq, int)
     return FlowCommand(seq, checkout_id, command.kind, command.name, command.payload, at)
 

@@ -19,26 +19,39 @@ from domain.events import EventEnvelope, EventSlug
 from store.schema import events
 
 
+# Built once: reused statements skip SQLAlchemy's per-call construction and cache-key work.
+_INSERT_EVENT = events.insert()
+
+
 async def append_event(
     conn: AsyncConnection,
     entity_id: str,
     slug: EventSlug,
     entity: dict[str, Any],
     at: datetime,
+    *,
+    first: bool = False,
 ) -> str:
-    last = await conn.scalar(
-        select(func.max(events.c.sequence)).where(events.c.entity_id == entity_id)
+    """`first`: the entity was created in this transaction, so it has no events yet (spares
+    the look-up of its last sequence on the hot path of reports)."""
+    last = (
+        0
+        if first
+        else await conn.scalar(
+            select(func.max(events.c.sequence)).where(events.c.entity_id == entity_id)
+        )
     )
     event_id = str(uuid.uuid4())
     await conn.execute(
-        events.insert().values(
-            id=event_id,
-            entity_id=entity_id,
-            slug=slug,
-            sequence=(last or 0) + 1,
-            event_time=at,
-            entity=json.dumps(entity, separators=(",", ":")),
-        )
+        _INSERT_EVENT,
+        {
+            "id": event_id,
+            "entity_id": entity_id,
+            "slug": slug,
+            "sequence": (last or 0) + 1,
+            "event_time": at,
+            "entity": json.dumps(entity, separators=(",", ":")),
+        },
     )
     return event_id
 

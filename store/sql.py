@@ -42,6 +42,7 @@ from store.email_limits import (
 from store.flow_commands import (
     DELETE_COMMAND,
     CommandQueue,
+    FlowCommand,
     NewCommand,
     append_command,
     discard_commands,
@@ -76,6 +77,14 @@ class Reported:
     """When the checkout was first reported: the SCHEDULED time of every report of it."""
     new: bool
     """True when this report was the first (and wrote the flow's start)."""
+    start: FlowCommand | None = None
+    """The start command this report wrote, for the writer to deliver at once."""
+    erased: bool = False
+    """The checkout was reported before and its buyer's data erased since."""
+    changed: bool = False
+    """A repeated report whose cart differed: the snapshot was replaced and the flow is told."""
+    current: AbandonedCheckout | None = None
+    """A repeated report: the record as it stands after this one."""
 
 
 class SendClaim(StrEnum):
@@ -167,7 +176,8 @@ class SqlStore:
         """Record a newly reported checkout, its SCHEDULED entry and its flow's start, once.
 
         `start` makes the command that starts the flow; it is asked for only when this report
-        is the first (without it, none is written: tests that drive a flow themselves).
+        is the first (without it, none is written: tests that drive a flow themselves). A
+        repeated report replaces the stored cart when it changed, in the same transaction.
         """
         checkout_id = checkout.id
         assert checkout_id is not None and checkout.created_date is not None
@@ -200,41 +210,64 @@ class SqlStore:
             )
             if inserted.rowcount == 1:
                 await append_event(
-                    conn, checkout_id, EventSlug.CREATED, _entity(checkout), reported_at
+                    conn, checkout_id, EventSlug.CREATED, _entity(checkout), reported_at, first=True
                 )
+                command = None
                 if start is not None:
-                    await append_command(conn, checkout_id, start(), mark_pending=False)
-                return Reported(reported_at, new=True)
-            first = await conn.scalar(
-                select(activities.c.created_date).where(
-                    activities.c.checkout_id == checkout_id, activities.c.key == SCHEDULED_KEY
+                    command = await append_command(conn, checkout_id, start(), mark_pending=False)
+                return Reported(reported_at, new=True, start=command)
+            earlier = (
+                await conn.execute(
+                    select(activities.c.created_date, checkouts.c.deleted_date)
+                    .join(checkouts, checkouts.c.id == activities.c.checkout_id)
+                    .where(
+                        activities.c.checkout_id == checkout_id, activities.c.key == SCHEDULED_KEY
+                    )
                 )
-            )
-            assert isinstance(first, datetime)
-            return Reported(first, new=False)
+            ).one()
+            if earlier.deleted_date is not None:
+                return Reported(earlier.created_date, new=False, erased=True)
+            # A repeated report: its cart, when changed, replaces the stored one (and reaches
+            # the flow); either way the answer shows the record as it now stands.
+            changed = await self._update_snapshot(conn, checkout, reported_at)
+            current = await self._load(conn, checkout_id, with_activities=True)
+            return Reported(earlier.created_date, new=False, changed=changed, current=current)
 
         reported = await self._writes.run(write)
         assert isinstance(reported, Reported)
         return reported
 
     async def update_snapshot(self, checkout: AbandonedCheckout, updated_at: datetime) -> bool:
-        """Replace what the buyer will be shown, emitting `updated`.
+        """Replace what the buyer will be shown, emitting `updated` and telling the flow.
 
-        False, and no event, when the checkout is unknown, erased or recovered, or when the new
-        snapshot is the same as the stored one (a repeated report of an unchanged cart).
+        False, and nothing written, when the checkout is unknown, erased or recovered, or when
+        the new snapshot is the same as the stored one (a repeated report of an unchanged cart).
         """
+
+        async def write(conn: AsyncConnection) -> bool:
+            return await self._update_snapshot(conn, checkout, updated_at)
+
+        return await self._writes.run(write)
+
+    async def _update_snapshot(
+        self, conn: AsyncConnection, checkout: AbandonedCheckout, updated_at: datetime
+    ) -> bool:
         checkout_id = checkout.id
         assert checkout_id is not None
         snapshot = _snapshot_json(checkout)
-
-        return await self._change_abandoned(
-            checkout_id,
-            EventSlug.UPDATED,
-            updated_at,
-            {"snapshot": snapshot, **identity_columns(checkout), "updated_date": updated_at},
-            checkouts.c.snapshot != snapshot,
-            command=signal_command(CHECKOUT_UPDATED_SIGNAL, checkout),
+        result = await conn.execute(
+            update(checkouts)
+            .where(*_abandoned(checkout_id), checkouts.c.snapshot != snapshot)
+            .values(snapshot=snapshot, **identity_columns(checkout), updated_date=updated_at)
         )
+        if result.rowcount == 0:
+            return False
+        await self._append_current(conn, checkout_id, EventSlug.UPDATED, updated_at)
+        # The flow ignores an update no newer than one it has seen (at-least-once delivery),
+        # so the update carries the moment of this write.
+        signal = checkout.model_copy(update={"updated_date": updated_at})
+        await append_command(conn, checkout_id, signal_command(CHECKOUT_UPDATED_SIGNAL, signal))
+        return True
 
     async def mark_recovered(
         self,
@@ -415,31 +448,6 @@ class SqlStore:
             for flow in flows:
                 await append_command(conn, flow, signal_command(UNSUBSCRIBED_SIGNAL))
             return [str(f) for f in flows]
-
-        return await self._writes.run(write)
-
-    async def _change_abandoned(
-        self,
-        checkout_id: str,
-        slug: EventSlug,
-        at: datetime,
-        values: dict[str, Any],
-        *conditions: ColumnElement[bool],
-        command: NewCommand,
-    ) -> bool:
-        """Update a checkout that is still abandoned (and not erased), emit `slug` with it and
-        write `command` for its flow, in one transaction; False, and neither, when no row
-        changed."""
-
-        async def write(conn: AsyncConnection) -> bool:
-            result = await conn.execute(
-                update(checkouts).where(*_abandoned(checkout_id), *conditions).values(**values)
-            )
-            if result.rowcount == 0:
-                return False
-            await self._append_current(conn, checkout_id, slug, at)
-            await append_command(conn, checkout_id, command)
-            return True
 
         return await self._writes.run(write)
 

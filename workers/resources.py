@@ -27,9 +27,13 @@ async def open_service(settings: Settings) -> AsyncIterator[CheckoutService]:
     hand-off until Temporal takes it."""
     async with open_store(settings) as store:
         client = await connect(settings, lazy=True)
-        yield CheckoutService(
+        service = CheckoutService(
             client,
             store,
             settings.task_queue,
             search_attributes=await search_attributes_registered(client),
         )
+        try:
+            yield service
+        finally:
+            await service.handoff.flush()
