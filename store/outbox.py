@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from domain.events import EventEnvelope, EventSlug
 from store.schema import events
 
-
 # Built once: reused statements skip SQLAlchemy's per-call construction and cache-key work.
 _INSERT_EVENT = events.insert()
 
