@@ -92,7 +92,7 @@ class CheckoutService:
         self._client = client
         self._store = store
         self._task_queue = task_queue
-        self._search_attributes = search_attributes
+        self.search_attributes = search_attributes
         """Whether flows publish their status and step (the namespace has them registered)."""
         self.handoff = Handoff(client, store.commands, task_queue)
 
@@ -129,7 +129,7 @@ class CheckoutService:
                     policy=policy,
                     abandoned_at=abandoned_at,
                     reported_at=now,
-                    publish_search_attributes=self._search_attributes,
+                    publish_search_attributes=self.search_attributes,
                 )
             )
 

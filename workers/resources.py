@@ -5,7 +5,8 @@ from collections.abc import AsyncIterator
 
 from service.checkouts import CheckoutService
 from store.sql import SqlStore
-from workers.search_attributes import search_attributes_registered
+from workers.background import running_in_background
+from workers.search_attributes import recheck_until_answered, registered_or_unreachable
 from workers.settings import Settings
 from workers.temporal_client import connect
 
@@ -27,13 +28,21 @@ async def open_service(settings: Settings) -> AsyncIterator[CheckoutService]:
     hand-off until Temporal takes it."""
     async with open_store(settings) as store:
         client = await connect(settings, lazy=True)
+        answer = await registered_or_unreachable(client)
         service = CheckoutService(
-            client,
-            store,
-            settings.task_queue,
-            search_attributes=await search_attributes_registered(client),
+            client, store, settings.task_queue, search_attributes=bool(answer)
         )
+
+        def apply(registered: bool) -> None:
+            service.search_attributes = registered
+
+        recheck = recheck_until_answered(client, apply) if answer is None else _nothing()
         try:
-            yield service
+            async with running_in_background(recheck, "search-attribute-check"):
+                yield service
         finally:
             await service.handoff.flush()
+
+
+async def _nothing() -> None:
+    return None
