@@ -10,7 +10,6 @@ workflow per checkout change would cost the cluster and the worker for nothing.
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 from temporalio.client import Client
@@ -72,15 +71,3 @@ class EventDispatcher:
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             )
-
-
-@contextlib.asynccontextmanager
-async def dispatching(dispatcher: EventDispatcher) -> AsyncIterator[None]:
-    """Run the dispatcher in the background for the duration of the block."""
-    task = asyncio.create_task(dispatcher.run(), name="event-dispatcher")
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

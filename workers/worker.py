@@ -28,7 +28,7 @@ from store.sql import SqlStore
 from store.subscriptions import SubscriptionStore
 from workers.background import running_in_background
 from workers.coupon_provider import coupon_provider_for
-from workers.event_dispatch import EventDispatcher, dispatching
+from workers.event_dispatch import EventDispatcher
 from workers.link_secret import link_signer_for
 from workers.policy_files import load_policy
 from workers.search_attributes import search_attributes_registered
@@ -123,7 +123,7 @@ async def open_worker(client: Client, settings: Settings, store: SqlStore) -> As
         )
         try:
             async with (
-                dispatching(dispatcher),
+                running_in_background(dispatcher.run(), "event-dispatcher"),
                 running_in_background(handoff.run(settings.handoff_interval_seconds), "handoff"),
                 running_in_background(
                     reconcile_periodically(reconciler, settings.reconcile_interval_seconds),

@@ -12,8 +12,10 @@ import sys
 import tempfile
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
+from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from domain.flow import CHECKOUT_UPDATED_SIGNAL, workflow_id_for
@@ -42,6 +44,12 @@ async def _record(
         await env.sleep(recover_after)
         await asyncio.sleep(2)  # let the step's activity finish in real time
         await service.recover(outcome.checkout_id, order_id="order-1")
+    await _save_when_done(env, handle, name)
+
+
+async def _save_when_done(
+    env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any], name: str
+) -> None:
     await env.client.test_service.unlock_time_skipping(UnlockTimeSkippingRequest())
     await handle.result()
     await env.client.test_service.lock_time_skipping(LockTimeSkippingRequest())
@@ -75,12 +83,7 @@ async def _record_duplicate_update_then_purchase(
     await env.sleep(timedelta(hours=2))
     await asyncio.sleep(2)  # let the step's activity finish in real time
     await service.recover(other.checkout_id, order_id="order-2")
-    await env.client.test_service.unlock_time_skipping(UnlockTimeSkippingRequest())
-    await handle.result()
-    await env.client.test_service.lock_time_skipping(LockTimeSkippingRequest())
-    history = await handle.fetch_history()
-    (HISTORIES / f"{name}.json").write_text(history.to_json())
-    print(f"wrote {HISTORIES / f'{name}.json'} ({len(history.events)} events)")
+    await _save_when_done(env, handle, name)
 
 
 async def main() -> None:
