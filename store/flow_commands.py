@@ -64,7 +64,9 @@ class Backlog:
 
 
 # Built once: reused statements skip SQLAlchemy's per-call construction and cache-key work.
-_INSERT_COMMAND = flow_commands.insert().returning(flow_commands.c.seq)
+_INSERT_COMMANDS = flow_commands.insert().returning(
+    flow_commands.c.seq, sort_by_parameter_order=True
+)
 _MARK_PENDING = (
     update(checkouts)
     .where(checkouts.c.id == bindparam("checkout"))
@@ -85,21 +87,34 @@ async def append_command(
     Its time is the wall clock's, whatever time the change itself carries (a recovery may be
     dated when the buyer paid): the hand-off's grace and the reconciler's "stuck" judge by it.
     """
+    [written] = await append_commands(conn, [(checkout_id, command)], mark_pending=mark_pending)
+    return written
+
+
+async def append_commands(
+    conn: AsyncConnection, commands: list[tuple[str, NewCommand]], *, mark_pending: bool = True
+) -> list[FlowCommand]:
+    """`append_command` for several checkouts' commands in one statement, in the given order."""
+    if not commands:
+        return []
     at = datetime.now(UTC)
-    seq = await conn.scalar(
-        _INSERT_COMMAND,
+    rows = [
         {
             "checkout_id": checkout_id,
             "kind": command.kind,
             "name": command.name,
             "payload": command.payload,
             "created_date": at,
-        },
-    )
+        }
+        for checkout_id, command in commands
+    ]
+    seqs = (await conn.scalars(_INSERT_COMMANDS, rows)).all()
     if mark_pending:
-        await conn.execute(_MARK_PENDING, {"checkout": checkout_id})
-    assert isinstance(seq, int)
-    return FlowCommand(seq, checkout_id, command.kind, command.name, command.payload, at)
+        await conn.execute(_MARK_PENDING, [{"checkout": c} for c, _ in commands])
+    return [
+        FlowCommand(seq, checkout_id, command.kind, command.name, command.payload, at)
+        for seq, (checkout_id, command) in zip(seqs, commands, strict=True)
+    ]
 
 
 async def discard_commands(conn: AsyncConnection, checkout_id: str) -> None:

@@ -28,31 +28,42 @@ async def append_event(
     slug: EventSlug,
     entity: dict[str, Any],
     at: datetime,
-    *,
-    first: bool = False,
 ) -> str:
-    """`first`: the entity was created in this transaction, so it has no events yet (spares
-    the look-up of its last sequence on the hot path of reports)."""
-    last = (
-        0
-        if first
-        else await conn.scalar(
-            select(func.max(events.c.sequence)).where(events.c.entity_id == entity_id)
-        )
+    """Write one event in the caller's transaction, numbered after the entity's last one."""
+    last = await conn.scalar(
+        select(func.max(events.c.sequence)).where(events.c.entity_id == entity_id)
     )
-    event_id = str(uuid.uuid4())
-    await conn.execute(
-        _INSERT_EVENT,
+    return (await _insert_events(conn, [(entity_id, slug, entity, at)], (last or 0) + 1))[0]
+
+
+async def append_events(
+    conn: AsyncConnection, created: list[tuple[str, EventSlug, dict[str, Any], datetime]]
+) -> list[str]:
+    """The first event of each of these entities, all created in this transaction, in one
+    statement (reports arriving together)."""
+    return await _insert_events(conn, created, 1)
+
+
+async def _insert_events(
+    conn: AsyncConnection,
+    items: list[tuple[str, EventSlug, dict[str, Any], datetime]],
+    sequence: int,
+) -> list[str]:
+    ids = [str(uuid.uuid4()) for _ in items]
+    rows = [
         {
             "id": event_id,
             "entity_id": entity_id,
             "slug": slug,
-            "sequence": (last or 0) + 1,
+            "sequence": sequence,
             "event_time": at,
             "entity": json.dumps(entity, separators=(",", ":")),
-        },
-    )
-    return event_id
+        }
+        for event_id, (entity_id, slug, entity, at) in zip(ids, items, strict=True)
+    ]
+    if rows:
+        await conn.execute(_INSERT_EVENT, rows)
+    return ids
 
 
 async def erase_event_bodies(conn: AsyncConnection, entity_id: str) -> None:

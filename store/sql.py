@@ -4,8 +4,9 @@ Every write that a retried activity can repeat is an insert-or-ignore on a uniqu
 never duplicate a row.
 """
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -45,12 +46,13 @@ from store.flow_commands import (
     FlowCommand,
     NewCommand,
     append_command,
+    append_commands,
     discard_commands,
     signal_command,
 )
 from store.group_commit import GroupCommitter
 from store.migrate import upgrade_to_head
-from store.outbox import append_event, erase_event_bodies
+from store.outbox import append_event, append_events, erase_event_bodies
 from store.rows import ENGINE_FIELDS, checkout_from_row, identity_columns, load_activities
 from store.schema import activities, checkouts, link_clicks, sent_log, suppressions, tasks
 
@@ -130,7 +132,9 @@ class SqlStore:
         self._writes = GroupCommitter(engine)
         # Built once: a statement object used again skips SQLAlchemy's per-call construction
         # and cache-key work, which is most of what a small insert costs here.
-        self._insert_checkout = self._insert_ignore(checkouts)
+        self._insert_checkouts_returning = self._insert_ignore(checkouts).returning(checkouts.c.id)
+        self._reports: list[tuple[_Report, asyncio.Future[Reported]]] = []
+        self._report_writer: asyncio.Task[None] | None = None
         self._insert_activity_row = self._insert_ignore(activities)
         self._insert_claim = self._insert_ignore(sent_log)
         self._insert_task = self._insert_ignore(tasks)
@@ -158,6 +162,8 @@ class SqlStore:
         await upgrade_to_head(self._engine)
 
     async def close(self) -> None:
+        if self._report_writer is not None:
+            await self._report_writer
         await self._writes.close()
         await self._engine.dispose()
 
@@ -178,64 +184,99 @@ class SqlStore:
         `start` makes the command that starts the flow; it is asked for only when this report
         is the first (without it, none is written: tests that drive a flow themselves). A
         repeated report replaces the stored cart when it changed, in the same transaction.
+
+        Reports arriving together are written together: one multi-row statement per table for
+        all the new ones (see `_write_reports`), which is what makes ingest fast on SQLite,
+        where each statement is a hop to the driver's thread.
         """
-        checkout_id = checkout.id
-        assert checkout_id is not None and checkout.created_date is not None
+        assert checkout.id is not None and checkout.created_date is not None
+        report = _Report(checkout, reported_at, start, holdout, attribution_window, on_purchase)
+        future: asyncio.Future[Reported] = asyncio.get_running_loop().create_future()
+        self._reports.append((report, future))
+        if self._report_writer is None or self._report_writer.done():
+            self._report_writer = asyncio.create_task(self._drain_reports())
+        return await asyncio.shield(future)
 
-        async def write(conn: AsyncConnection) -> object:
-            inserted = await conn.execute(
-                self._insert_checkout,
-                {
-                    "id": checkout_id,
-                    "checkout_id": checkout.checkout_id,
-                    "cart_id": checkout.cart_id,
-                    "status": CheckoutStatus.ABANDONED,
-                    **identity_columns(checkout),
-                    "created_date": checkout.created_date,
-                    "updated_date": checkout.updated_date or reported_at,
-                    "snapshot": _snapshot_json(checkout),
-                    "holdout": holdout,
-                    "attribution_window_seconds": (
-                        int(attribution_window.total_seconds()) if attribution_window else None
-                    ),
-                    "on_purchase": on_purchase,
-                    "flow_state": FlowState.PENDING if start is not None else None,
-                },
+    async def _drain_reports(self) -> None:
+        while self._reports:
+            batch, self._reports = self._reports, []
+            try:
+                results = await self._writes.run(self._report_writer_for([r for r, _ in batch]))
+            except Exception:
+                # One report spoiled the batch: each on its own, so only that one fails.
+                for report, future in batch:
+                    try:
+                        [result] = await self._writes.run(self._report_writer_for([report]))
+                    except Exception as err:
+                        if not future.done():
+                            future.set_exception(err)
+                    else:
+                        if not future.done():
+                            future.set_result(result)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    def _report_writer_for(
+        self, reports: list["_Report"]
+    ) -> Callable[[AsyncConnection], Awaitable[list[Reported]]]:
+        async def write(conn: AsyncConnection) -> list[Reported]:
+            return await self._write_reports(conn, reports)
+
+        return write
+
+    async def _write_reports(
+        self, conn: AsyncConnection, reports: list["_Report"]
+    ) -> list[Reported]:
+        # A checkout reported twice in one batch: the first is new, the second a repeat.
+        firsts: dict[str, _Report] = {}
+        for report in reports:
+            firsts.setdefault(report.checkout_id, report)
+        rows = [report.row() for report in firsts.values()]
+        inserted = set((await conn.scalars(self._insert_checkouts_returning, rows)).all())
+        new = [r for r in firsts.values() if r.checkout_id in inserted]
+        if new:
+            await conn.execute(
+                self._insert_activity_row,
+                [_activity_row(r.checkout_id, SCHEDULED_KEY, r.scheduled()) for r in new],
             )
-            await self._insert_activity(
+            await append_events(
                 conn,
-                checkout_id,
-                SCHEDULED_KEY,
-                Activity(type=ActivityType.SCHEDULED, created_date=reported_at),
+                [
+                    (r.checkout_id, EventSlug.CREATED, _entity(r.checkout), r.reported_at)
+                    for r in new
+                ],
             )
-            if inserted.rowcount == 1:
-                await append_event(
-                    conn, checkout_id, EventSlug.CREATED, _entity(checkout), reported_at, first=True
+        wanted = [(r.checkout_id, r.make_start()) for r in new if r.make_start is not None]
+        written = await append_commands(conn, wanted, mark_pending=False)
+        starts = {command.checkout_id: command for command in written}
+        results: list[Reported] = []
+        for report in reports:
+            if report.checkout_id in inserted and firsts[report.checkout_id] is report:
+                results.append(
+                    Reported(report.reported_at, new=True, start=starts.get(report.checkout_id))
                 )
-                command = None
-                if start is not None:
-                    command = await append_command(conn, checkout_id, start(), mark_pending=False)
-                return Reported(reported_at, new=True, start=command)
-            earlier = (
-                await conn.execute(
-                    select(activities.c.created_date, checkouts.c.deleted_date)
-                    .join(checkouts, checkouts.c.id == activities.c.checkout_id)
-                    .where(
-                        activities.c.checkout_id == checkout_id, activities.c.key == SCHEDULED_KEY
-                    )
-                )
-            ).one()
-            if earlier.deleted_date is not None:
-                return Reported(earlier.created_date, new=False, erased=True)
-            # A repeated report: its cart, when changed, replaces the stored one (and reaches
-            # the flow); either way the answer shows the record as it now stands.
-            changed = await self._update_snapshot(conn, checkout, reported_at)
-            current = await self._load(conn, checkout_id, with_activities=True)
-            return Reported(earlier.created_date, new=False, changed=changed, current=current)
+            else:
+                results.append(await self._repeated_report(conn, report))
+        return results
 
-        reported = await self._writes.run(write)
-        assert isinstance(reported, Reported)
-        return reported
+    async def _repeated_report(self, conn: AsyncConnection, report: "_Report") -> Reported:
+        checkout_id = report.checkout_id
+        earlier = (
+            await conn.execute(
+                select(activities.c.created_date, checkouts.c.deleted_date)
+                .join(checkouts, checkouts.c.id == activities.c.checkout_id)
+                .where(activities.c.checkout_id == checkout_id, activities.c.key == SCHEDULED_KEY)
+            )
+        ).one()
+        if earlier.deleted_date is not None:
+            return Reported(earlier.created_date, new=False, erased=True)
+        # A repeated report: its cart, when changed, replaces the stored one (and reaches the
+        # flow); either way the answer shows the record as it now stands.
+        changed = await self._update_snapshot(conn, report.checkout, report.reported_at)
+        current = await self._load(conn, checkout_id, with_activities=True)
+        return Reported(earlier.created_date, new=False, changed=changed, current=current)
 
     async def update_snapshot(self, checkout: AbandonedCheckout, updated_at: datetime) -> bool:
         """Replace what the buyer will be shown, emitting `updated` and telling the flow.
@@ -665,24 +706,63 @@ class SqlStore:
     async def _insert_activity(
         self, conn: AsyncConnection, checkout_id: str, key: str, entry: Activity
     ) -> None:
-        await conn.execute(
-            self._insert_activity_row,
-            {
-                "checkout_id": checkout_id,
-                "key": key,
-                "type": entry.type,
-                "created_date": entry.created_date,
-                "step": entry.step,
-                "reason": entry.reason,
-                "consent": entry.consent,
-            },
-        )
+        await conn.execute(self._insert_activity_row, _activity_row(checkout_id, key, entry))
 
     async def _execute(self, statement: Any) -> int:
         async def write(conn: AsyncConnection) -> int:
             return int((await conn.execute(statement)).rowcount)
 
         return await self._writes.run(write)
+
+
+@dataclass(frozen=True)
+class _Report:
+    """One report waiting to be written with the others that arrived with it."""
+
+    checkout: AbandonedCheckout
+    reported_at: datetime
+    make_start: Callable[[], NewCommand] | None
+    holdout: bool
+    attribution_window: timedelta | None
+    on_purchase: str | None
+
+    @property
+    def checkout_id(self) -> str:
+        assert self.checkout.id is not None
+        return self.checkout.id
+
+    def scheduled(self) -> Activity:
+        return Activity(type=ActivityType.SCHEDULED, created_date=self.reported_at)
+
+    def row(self) -> dict[str, Any]:
+        checkout = self.checkout
+        window = self.attribution_window
+        return {
+            "id": self.checkout_id,
+            "checkout_id": checkout.checkout_id,
+            "cart_id": checkout.cart_id,
+            "status": CheckoutStatus.ABANDONED,
+            **identity_columns(checkout),
+            "created_date": checkout.created_date,
+            "updated_date": checkout.updated_date or self.reported_at,
+            "snapshot": _snapshot_json(checkout),
+            "holdout": self.holdout,
+            "attribution_window_seconds": int(window.total_seconds()) if window else None,
+            "on_purchase": self.on_purchase,
+            "flow_state": FlowState.PENDING if self.make_start is not None else None,
+        }
+
+
+def _activity_row(checkout_id: str, key: str, entry: Activity) -> dict[str, Any]:
+    return {
+        "checkout_id": checkout_id,
+        "key": key,
+        "type": entry.type,
+        "created_date": entry.created_date,
+        "step": entry.step,
+        "reason": entry.reason,
+        "consent": entry.consent,
+    }
 
 
 def _abandoned(checkout_id: str) -> tuple[ColumnElement[bool], ...]:

@@ -1,6 +1,7 @@
 """The hand-off's outbox: every change that must reach a flow writes its command in the same
 transaction, on SQLite and PostgreSQL alike."""
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from domain.checkout import AbandonedCheckout, BuyerIdentity, BuyerInfo, FlowState, StopReason
@@ -16,7 +17,7 @@ from domain.flow import (
 )
 from store.flow_commands import CommandKind, NewCommand, start_command
 from store.outbox import Outbox
-from store.sql import SqlStore
+from store.sql import Reported, SqlStore
 from tests.support import sample_checkout
 
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
@@ -180,3 +181,36 @@ async def test_pending_keeps_each_checkouts_order_and_failures_are_counted(store
     assert backlog.count == 3 and backlog.oldest is not None
     assert backlog.oldest <= datetime.now(UTC)
     assert await store.commands.checkout_ids() == {"c-1", "c-2"}
+
+
+async def test_reports_arriving_together_are_written_together_and_fail_alone(
+    store: SqlStore, database_url: str
+):
+    checkouts = [_checkout(f"c-{n}") for n in range(8)]
+    repeat = checkouts[3]
+    # PostgreSQL refuses a NUL in text; SQLite keeps it. Either way the others are unharmed.
+    spoiled = _checkout("c-bad").model_copy(update={"checkout_id": "shop-\x00"})
+    reported = await asyncio.gather(
+        *(store.save_reported(c, NOW, start=lambda c=c: _start(c)) for c in checkouts),
+        store.save_reported(repeat, NOW, start=lambda: _start(repeat)),
+        store.save_reported(spoiled, NOW, start=lambda: _start(spoiled)),
+        return_exceptions=True,
+    )
+
+    first, second = reported[3], reported[8]
+    assert isinstance(first, Reported) and isinstance(second, Reported)
+    assert first.new and first.start is not None
+    assert not second.new and second.start is None  # the same checkout, once
+    for result in reported[:8]:
+        assert isinstance(result, Reported) and result.new
+    if database_url.startswith("postgresql"):
+        assert isinstance(reported[9], Exception)
+    pending = await store.commands.pending()
+    expected = {c.id for c in checkouts} | (
+        set() if database_url.startswith("postgresql") else {"c-bad"}
+    )
+    assert {c.checkout_id for c in pending} == expected
+    assert len(pending) == len(expected)  # one start each
+    for checkout in checkouts:
+        record = await store.get(checkout.id or "")
+        assert record is not None and [a.type.value for a in record.activities] == ["SCHEDULED"]
