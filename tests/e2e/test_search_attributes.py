@@ -70,7 +70,9 @@ async def test_a_query_by_status_returns_the_expected_flows(
         service = CheckoutService(env.client, store, queue, search_attributes=True)
         ids = {}
         for name in ("recovered", "cancelled", "running"):
-            outcome = await service.report(sample_checkout(), POLICY)
+            # Three buyers: a purchase would stop the same buyer's other flows.
+            buyer = {"email": f"{name}@example.com", "visitorId": name}
+            outcome = await service.report(sample_checkout(buyerInfo=buyer), POLICY)
             ids[name] = outcome.checkout_id
         await eventually(lambda: _sent(smtp, 3), what="three first emails")
         await service.recover(ids["recovered"], order_id="o-1")
