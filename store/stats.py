@@ -69,6 +69,9 @@ class Stats(CamelModel):
     steps: list[StepStats]
     organic_recoveries: int = 0
     """Recoveries no step touched (see attribution in the README)."""
+    stopped: dict[str, int] = Field(default_factory=dict)
+    """Checkouts still ABANDONED whose flows stopped, by stopReason (`buyer_purchased`: the buyer
+    bought through another checkout; they are not counted as recovered)."""
     treated: GroupStats = Field(default_factory=GroupStats)
     holdout: GroupStats = Field(default_factory=GroupStats)
     """Checkouts in the policy's holdout group: they got no message."""
@@ -108,6 +111,7 @@ async def checkout_stats(
         steps = await _steps(conn, cohort)
         organic = await _attribute_to_steps(conn, cohort, steps)
         groups = await _groups(conn, cohort)
+        stopped = await _stopped(conn, cohort)
     not_sent: Counter[str] = Counter()
     for step in steps:
         not_sent.update(step.emails_not_sent)
@@ -121,6 +125,7 @@ async def checkout_stats(
         emails_not_sent=dict(sorted(not_sent.items())),
         steps=steps,
         organic_recoveries=organic,
+        stopped=stopped,
         treated=groups.get(False, GroupStats()),
         holdout=groups.get(True, GroupStats()),
         daily=_continuous(daily, since, until),
@@ -242,6 +247,20 @@ async def _groups(conn: AsyncConnection, cohort: ColumnElement[bool]) -> dict[bo
         .group_by(checkouts.c.holdout)
     )
     return {bool(h): GroupStats(abandoned=int(n), recovered=int(r or 0)) for h, n, r in rows}
+
+
+async def _stopped(conn: AsyncConnection, cohort: ColumnElement[bool]) -> dict[str, int]:
+    rows = await conn.execute(
+        select(checkouts.c.stop_reason, func.count())
+        .where(
+            cohort,
+            checkouts.c.status == CheckoutStatus.ABANDONED,
+            checkouts.c.stop_reason.is_not(None),
+        )
+        .group_by(checkouts.c.stop_reason)
+        .order_by(checkouts.c.stop_reason)
+    )
+    return {str(reason): int(n) for reason, n in rows}
 
 
 def _continuous(

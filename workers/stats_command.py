@@ -70,6 +70,8 @@ def _print_tables(figures: Stats) -> None:
         summary.add_row("holdout recovery rate", f"{holdout_rate:.1%}" if holdout_rate else "0%")
         summary.add_row("lift", f"{lift * 100:+.1f} points" if lift is not None else "-")
     summary.add_row("organic recoveries", str(figures.organic_recoveries))
+    for reason, count in figures.stopped.items():
+        summary.add_row(f"stopped: {reason}", str(count))
     summary.add_row("emails sent", str(figures.emails_sent))
     for reason, count in figures.emails_not_sent.items():
         summary.add_row(f"emails not sent: {reason}", str(count))

@@ -82,6 +82,8 @@ async def seeded(store: SqlStore) -> SqlStore:
         ],
         holdout=True,
     )
+    # Stopped without a recovery: counted apart, by reason, and not as recovered.
+    assert await store.stop("c3", at(day=2, hour=1))
     await _seed(
         store,
         "c4",
@@ -133,6 +135,7 @@ async def test_figures_of_the_checkouts_abandoned_in_the_window(seeded: SqlStore
         (3, {}, {}),
     ]
     assert stats.organic_recoveries == 1
+    assert stats.stopped == {"cancelled": 1}
     # c3 is the holdout: none of it recovered, all of the rest did.
     assert (stats.holdout.abandoned, stats.holdout.recovered) == (1, 0)
     assert (stats.treated.abandoned, stats.treated.recovered) == (3, 3)
