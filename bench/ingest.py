@@ -102,14 +102,16 @@ async def _api_process(
         "CHECKOUT_RECOVERY_TASK_QUEUE": TASK_QUEUE,
         "CHECKOUT_RECOVERY_POLICY": str(policy),
     }
-    process = await asyncio.create_subprocess_exec(
-        str(BIN_DIR / "checkout-recovery"), "api", env=env, stderr=asyncio.subprocess.DEVNULL
-    )
+    with (folder / "api.log").open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            str(BIN_DIR / "checkout-recovery"), "api", env=env, stderr=log
+        )
     try:
         yield process
     finally:
-        process.terminate()
-        await asyncio.wait_for(process.wait(), 30)
+        if process.returncode is None:
+            process.terminate()
+            await asyncio.wait_for(process.wait(), 30)
 
 
 async def _api_rate(
@@ -124,10 +126,10 @@ async def _api_rate(
     # The workers' hand-off, for whatever the API leaves undelivered (nothing, normally).
     handoff = Handoff(client, store.commands, TASK_QUEUE)
     async with (
-        _api_process(client, url, folder, port),
+        _api_process(client, url, folder, port) as process,
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60, limits=limits) as http,
     ):
-        await _until_answering(http)
+        await _until_answering(http, process, folder / "api.log")
 
         def report(body: dict[str, Any]) -> Callable[[], Awaitable[None]]:
             async def call() -> None:
@@ -148,13 +150,17 @@ async def _api_rate(
     return reports / seconds
 
 
-async def _until_answering(http: httpx.AsyncClient) -> None:
+async def _until_answering(
+    http: httpx.AsyncClient, process: asyncio.subprocess.Process, log: Path
+) -> None:
     for _ in range(300):
+        if process.returncode is not None:
+            raise RuntimeError(f"the API process exited:\n{log.read_text()[-2000:]}")
         with contextlib.suppress(httpx.TransportError):
             if (await http.get("/healthz")).status_code == 200:
                 return
         await asyncio.sleep(0.1)
-    raise RuntimeError("the API process did not start")
+    raise RuntimeError("the API process did not answer within 30 s")
 
 
 async def _until_handed_over(store: SqlStore) -> None:
