@@ -155,7 +155,8 @@ async def _until_answering(
 ) -> None:
     for _ in range(300):
         if process.returncode is not None:
-            raise RuntimeError(f"the API process exited:\n{log.read_text()[-2000:]}")
+            told = await asyncio.to_thread(log.read_text)
+            raise RuntimeError(f"the API process exited:\n{told[-2000:]}")
         with contextlib.suppress(httpx.TransportError):
             if (await http.get("/healthz")).status_code == 200:
                 return
