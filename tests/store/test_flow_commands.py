@@ -2,6 +2,7 @@
 transaction, on SQLite and PostgreSQL alike."""
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from domain.checkout import AbandonedCheckout, BuyerIdentity, BuyerInfo, FlowState, StopReason
@@ -42,6 +43,10 @@ def _checkout(checkout_id: str, **buyer: str) -> AbandonedCheckout:
 def _start(checkout: AbandonedCheckout) -> NewCommand:
     # Any model stands in for the flow's input here: the store keeps the JSON it is given.
     return start_command(checkout)
+
+
+def _starter(checkout: AbandonedCheckout) -> Callable[[], NewCommand]:
+    return lambda: _start(checkout)
 
 
 async def _report(store: SqlStore, checkout: AbandonedCheckout, **keys: object) -> None:
@@ -191,9 +196,7 @@ async def test_reports_arriving_together_are_written_together_and_fail_alone(
     # PostgreSQL refuses a NUL in text; SQLite keeps it. Either way the others are unharmed.
     spoiled = _checkout("c-bad").model_copy(update={"checkout_id": "shop-\x00"})
     reported = await asyncio.gather(
-        *(store.save_reported(c, NOW, start=lambda c=c: _start(c)) for c in checkouts),
-        store.save_reported(repeat, NOW, start=lambda: _start(repeat)),
-        store.save_reported(spoiled, NOW, start=lambda: _start(spoiled)),
+        *(store.save_reported(c, NOW, start=_starter(c)) for c in [*checkouts, repeat, spoiled]),
         return_exceptions=True,
     )
 
