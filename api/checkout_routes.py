@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 
 from api.auth import Authenticator
 from api.errors import ERROR_RESPONSES, ApiError
-from api.request_body import json_body_doc, read_json
+from api.request_body import checked_path_ids, json_body_doc, read_json
 from api.schemas import (
     ActivityList,
     BuyerRecoveryResponse,
@@ -38,7 +38,12 @@ def checkout_router(
     links: LinkSigner,
     auth: Authenticator,
 ) -> APIRouter:
-    router = APIRouter(prefix=PREFIX, tags=["abandoned checkouts"], responses=ERROR_RESPONSES)
+    router = APIRouter(
+        prefix=PREFIX,
+        tags=["abandoned checkouts"],
+        responses=ERROR_RESPONSES,
+        dependencies=[Depends(checked_path_ids)],
+    )
     read = [Depends(auth.require(Scope.READ))]
     manage = [Depends(auth.require(Scope.MANAGE))]
 

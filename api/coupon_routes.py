@@ -11,6 +11,7 @@ from pydantic import AwareDatetime
 
 from api.auth import Authenticator
 from api.errors import ERROR_RESPONSES, ApiError
+from api.request_body import checked_path_ids
 from domain.access import Scope
 from domain.base import CamelModel
 from store.coupons import Redemption, StoreCouponProvider, StoredCoupon
@@ -41,7 +42,12 @@ _REFUSALS = {
 
 
 def coupon_router(coupons: StoreCouponProvider, auth: Authenticator) -> APIRouter:
-    router = APIRouter(prefix=PREFIX, tags=["coupons"], responses=ERROR_RESPONSES)
+    router = APIRouter(
+        prefix=PREFIX,
+        tags=["coupons"],
+        responses=ERROR_RESPONSES,
+        dependencies=[Depends(checked_path_ids)],
+    )
 
     @router.get(
         "/{code}",

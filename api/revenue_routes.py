@@ -3,11 +3,12 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 
 from api.auth import Authenticator
 from api.errors import ERROR_RESPONSES
 from domain.access import Scope
+from domain.checkout import Moment
 from store.attribution import revenue_by_step
 from store.sql import SqlStore
 
@@ -38,8 +39,8 @@ def revenue_router(store: SqlStore, auth: Authenticator) -> APIRouter:
         response_model=RevenueResponse,
     )
     async def recovered_revenue(
-        since: Annotated[AwareDatetime | None, Query(description="Recovered at or after")] = None,
-        until: Annotated[AwareDatetime | None, Query(description="Recovered before")] = None,
+        since: Annotated[Moment | None, Query(description="Recovered at or after")] = None,
+        until: Annotated[Moment | None, Query(description="Recovered before")] = None,
     ) -> RevenueResponse:
         rows = await revenue_by_step(store.engine, since, until)
         return RevenueResponse(

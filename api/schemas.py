@@ -6,7 +6,8 @@ from pydantic import AwareDatetime, Field
 
 from domain.activity import Activity
 from domain.base import CamelModel
-from domain.checkout import AbandonedCheckout, BuyerIdentity
+from domain.checkout import AbandonedCheckout, BuyerIdentity, IdText, Moment, UrlText
+from domain.query import MAX_LIMIT, MAX_OFFSET
 
 
 class CheckoutEnvelope(CamelModel):
@@ -18,14 +19,14 @@ class ActivityList(CamelModel):
 
 
 class RecoverBody(CamelModel):
-    order_id: str | None = Field(default=None, max_length=200)
-    checkout_recovered_date: AwareDatetime | None = None
+    order_id: IdText | None = None
+    checkout_recovered_date: Moment | None = None
     """When the buyer bought; now when not given."""
 
 
 class RecoverByReferenceBody(RecoverBody):
-    checkout_id: str | None = Field(default=None, max_length=200)
-    cart_id: str | None = Field(default=None, max_length=200)
+    checkout_id: IdText | None = None
+    cart_id: IdText | None = None
 
 
 class RecoverBuyerBody(RecoverBody):
@@ -57,7 +58,8 @@ class QueryResponse(CamelModel):
 
 
 class SubscriptionBody(CamelModel):
-    url: str = Field(max_length=2000)
+    url: UrlText
+    """An http(s) URL; the route checks the scheme with the other fields, to list every problem."""
     events: list[str] = Field(default_factory=lambda: ["*"], max_length=10)
     """Event slugs (created, updated, recovered, deleted), or ["*"] for all."""
     secret: str | None = Field(default=None, max_length=200)
@@ -103,8 +105,8 @@ def query_body_schema() -> dict[str, Any]:
     paging = {
         "type": "object",
         "properties": {
-            "limit": {"type": "integer", "minimum": 1, "maximum": 100},
-            "offset": {"type": "integer", "minimum": 0},
+            "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+            "offset": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
             "cursor": {"type": "string"},
         },
     }

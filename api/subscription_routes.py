@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 
 from api.auth import Authenticator
 from api.errors import ERROR_RESPONSES, ApiError, FieldProblem
+from api.request_body import checked_path_ids
 from api.schemas import (
     Empty,
     SubscriptionBody,
@@ -28,7 +29,7 @@ def subscription_router(subscriptions: SubscriptionStore, auth: Authenticator) -
         prefix=PREFIX,
         tags=["event subscriptions"],
         responses=ERROR_RESPONSES,
-        dependencies=[Depends(auth.require(Scope.MANAGE))],
+        dependencies=[Depends(auth.require(Scope.MANAGE)), Depends(checked_path_ids)],
     )
 
     @router.post(

@@ -4,17 +4,27 @@ import re
 from datetime import UTC, datetime, timedelta
 
 _UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
-_PART = re.compile(r"(\d+)\s*([wdhms])")
-_WHOLE = re.compile(r"^(\s*\d+\s*[wdhms])+\s*$")
+_PART = re.compile(r"([0-9]+)\s*([wdhms])", re.ASCII)
+_WHOLE = re.compile(r"\s*(?:[0-9]+\s*[wdhms]\s*)+", re.ASCII)
+MAX_DURATION = timedelta(days=3650)
+"""The longest duration a policy may name (about ten years): far beyond any recovery flow, and
+small enough that adding it to any date the engine keeps stays a date."""
+MAX_DURATION_SPELLING = 64
+"""The longest spelling of a duration read (checked before the pattern runs)."""
+FORMS = "'90s', '15m', '1h30m', '3d' or '2w'"
 
 
 def parse_duration(text: str) -> timedelta:
-    """Parse a duration; raise ValueError with the accepted forms when the text is not one."""
-    if not _WHOLE.match(text):
-        raise ValueError(
-            f"{text!r} is not a duration; write it like '90s', '15m', '1h30m', '3d' or '2w'"
-        )
+    """Parse a duration; raise ValueError with the accepted forms when the text is not one, or
+    when it is longer than MAX_DURATION. ASCII digits only."""
+    if len(text) > MAX_DURATION_SPELLING or not _WHOLE.fullmatch(text):
+        shown = repr(text) if len(text) <= MAX_DURATION_SPELLING else "this"
+        raise ValueError(f"{shown} is not a duration; write it like {FORMS}")
     seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(text))
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(
+            f"{text!r} is longer than {MAX_DURATION.days}d (about ten years), the most allowed"
+        )
     return timedelta(seconds=seconds)
 
 

@@ -7,9 +7,18 @@ the redirect needs no API key and nobody can walk checkout ids to harvest checko
 Token: `{step}.{expires}.{signature}`, where expires is a Unix time and the signature is
 HMAC-SHA256 over `{checkout id}.{step}.{expires}` in unpadded base64url. The checkout id is in
 the path, not in the token, so a token cannot be moved to another checkout.
+
+One spelling only. Every value the engine signs or hands out to be given back (these links, the
+unsubscribe link, the dashboard session cookie, query cursors) is read with `ascii_number` and
+`decode_base64url` below, which accept exactly what `str(number)` and `encode_base64url` write.
+Python's own parsers are kinder: int() reads digits of any script, signs, underscores and
+surrounding whitespace; b64decode skips characters outside its alphabet and ignores what follows
+the padding. A kinder reading gives one token many spellings, so a value with bytes appended or
+another script's digits would be honoured; here it is refused exactly as a forged one is.
 """
 
 import base64
+import binascii
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -19,6 +28,37 @@ from urllib.parse import quote
 
 REDIRECT_PATH = "/ecom/v1/abandoned-checkout/{checkout_id}/redirect-to-checkout"
 UNSUBSCRIBE_PATH = "/ecom/v1/abandoned-checkout/unsubscribe"
+MAX_DIGITS = 18
+"""Longest number a token may carry: any Unix time or step, and far from int()'s own limits."""
+
+
+def ascii_number(text: str, *, max_digits: int = MAX_DIGITS) -> int | None:
+    """The number `text` spells as `str(number)` writes it: ASCII digits only, no sign, no
+    leading zero, nothing before or after; None for any other text."""
+    if not 0 < len(text) <= max_digits or not (text.isascii() and text.isdigit()):
+        return None
+    if text[0] == "0" and len(text) > 1:
+        return None
+    return int(text)
+
+
+def encode_base64url(raw: bytes, *, padded: bool = False) -> str:
+    """URL-safe base64 (RFC 4648 section 5), with or without its `=` padding."""
+    text = base64.urlsafe_b64encode(raw).decode("ascii")
+    return text if padded else text.rstrip("=")
+
+
+def decode_base64url(text: str, *, padded: bool = False, max_chars: int = 4096) -> bytes | None:
+    """The bytes `text` encodes when it is exactly what `encode_base64url(raw, padded=padded)`
+    writes for them; None for anything else: another alphabet, other padding, unused bits set,
+    whitespace or any other character, data after the end, more than `max_chars` characters."""
+    if len(text) > max_chars or not text.isascii():
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(text if padded else text + "=" * (-len(text) % 4))
+    except (ValueError, binascii.Error):
+        return None
+    return raw if encode_base64url(raw, padded=padded) == text else None
 
 
 class LinkCheck(StrEnum):
@@ -46,7 +86,8 @@ class LinkSigner:
     def token(self, checkout_id: str, step: int, issued_at: datetime) -> str:
         """Deterministic for its inputs, so a retried step renders the very same link."""
         expires = int((issued_at + self._ttl).timestamp())
-        return f"{step}.{expires}.{self._sign(checkout_id, step, expires)}"
+        signature = encode_base64url(self._sign(checkout_id, step, expires))
+        return f"{step}.{expires}.{signature}"
 
     def url(self, checkout_id: str, step: int, issued_at: datetime) -> str:
         path = REDIRECT_PATH.format(checkout_id=quote(checkout_id, safe=""))
@@ -54,10 +95,16 @@ class LinkSigner:
 
     def verify(self, checkout_id: str, token: str, now: datetime | None = None) -> LinkVerdict:
         parts = token.split(".")
-        if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+        if len(parts) != 3:
             return LinkVerdict(LinkCheck.FORGED)
-        step, expires = int(parts[0]), int(parts[1])
-        if not hmac.compare_digest(parts[2], self._sign(checkout_id, step, expires)):
+        step, expires = ascii_number(parts[0]), ascii_number(parts[1])
+        signature = decode_base64url(parts[2])
+        if (
+            step is None
+            or expires is None
+            or signature is None
+            or not hmac.compare_digest(signature, self._sign(checkout_id, step, expires))
+        ):
             return LinkVerdict(LinkCheck.FORGED)
         moment = now or datetime.now(UTC)
         if moment.timestamp() > expires:
@@ -67,23 +114,33 @@ class LinkSigner:
     def unsubscribe_token(self, checkout_id: str) -> str:
         """`{checkout id}.{signature}`; it never expires: an unsubscribe link must keep working
         (RFC 8058) for as long as the email may be read."""
-        return f"{checkout_id}.{self._mac(f'unsubscribe:{checkout_id}')}"
+        return f"{checkout_id}.{encode_base64url(self._unsubscribe_mac(checkout_id))}"
 
     def unsubscribe_url(self, checkout_id: str) -> str:
-        return f"{self._public_url}{UNSUBSCRIBE_PATH}?token={self.unsubscribe_token(checkout_id)}"
+        # Quoted, so that a checkout id with `&`, `+` or `#` reaches us as it was signed.
+        token = quote(self.unsubscribe_token(checkout_id), safe="")
+        return f"{self._public_url}{UNSUBSCRIBE_PATH}?token={token}"
 
     def verify_unsubscribe(self, token: str) -> str | None:
         """The checkout id an unsubscribe token was made for; None when it is not ours."""
-        checkout_id, _, signature = token.rpartition(".")
-        if not checkout_id or not hmac.compare_digest(
-            signature, self._mac(f"unsubscribe:{checkout_id}")
+        checkout_id, _, encoded = token.rpartition(".")
+        signature = decode_base64url(encoded)
+        if (
+            not checkout_id
+            or signature is None
+            or not hmac.compare_digest(signature, self._unsubscribe_mac(checkout_id))
         ):
             return None
         return checkout_id
 
-    def _sign(self, checkout_id: str, step: int, expires: int) -> str:
+    def _sign(self, checkout_id: str, step: int, expires: int) -> bytes:
         return self._mac(f"{checkout_id}.{step}.{expires}")
 
-    def _mac(self, message: str) -> str:
-        digest = hmac.new(self._key, message.encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    def _unsubscribe_mac(self, checkout_id: str) -> bytes:
+        return self._mac(f"unsubscribe:{checkout_id}")
+
+    def _mac(self, message: str) -> bytes:
+        # surrogatepass: the same bytes as UTF-8 for every real text, and no error on a lone
+        # surrogate, which must be refused as any other forgery rather than fail.
+        data = message.encode("utf-8", "surrogatepass")
+        return hmac.new(self._key, data, hashlib.sha256).digest()

@@ -16,27 +16,37 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 
 from domain.checkout import CurrencyCode, DecimalString, TimeZoneName, WebUrl
-from domain.durations import parse_duration
+from domain.durations import FORMS, MAX_DURATION, parse_duration
 from domain.errors import InvalidInputError, describe_validation_error
 
 _TEMPLATE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
-def _duration(value: Any) -> Any:
+_WRITTEN_BY_PEOPLE = {"policy_file": True}
+"""The validation context of parse_policy: durations only in the documented form ("1h")."""
+
+
+def _duration(value: Any, info: ValidationInfo) -> Any:
     # Policy files say "1h"; workflow payloads carry pydantic's ISO 8601 form ("PT1H"), which
-    # falls through to pydantic's own timedelta parsing.
-    if isinstance(value, str) and not value.startswith(("P", "-P")):
-        return parse_duration(value)
-    return value
+    # falls through to pydantic's own timedelta parsing. Nobody writes a bare number of seconds.
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"must be a duration written like {FORMS} (in quotes)")
+    from_payload = not (info.context or {}).get("policy_file")
+    return value if from_payload and value.startswith(("P", "-P")) else parse_duration(value)
 
 
-def _non_negative(value: timedelta) -> timedelta:
+def _in_range(value: timedelta) -> timedelta:
     if value < timedelta(0):
         raise ValueError("must not be negative")
+    if value > MAX_DURATION:
+        raise ValueError(f"must be at most {MAX_DURATION.days}d (about ten years)")
     return value
 
 
@@ -56,7 +66,7 @@ def _clock_time(value: Any) -> Any:
     return value
 
 
-Duration = Annotated[timedelta, BeforeValidator(_duration), AfterValidator(_non_negative)]
+Duration = Annotated[timedelta, BeforeValidator(_duration), AfterValidator(_in_range)]
 TemplateName = Annotated[str, AfterValidator(_template_name)]
 ClockTime = Annotated[time, BeforeValidator(_clock_time)]
 
@@ -206,7 +216,7 @@ def _locate_policy_field(loc: tuple[int | str, ...]) -> str:
 def parse_policy(data: object, source: str) -> RecoveryPolicy:
     """Validate policy data read from `source`; errors name the step and the field."""
     try:
-        return RecoveryPolicy.model_validate(data)
+        return RecoveryPolicy.model_validate(data, context=_WRITTEN_BY_PEOPLE)
     except ValidationError as err:
         problems = describe_validation_error(err, _locate_policy_field)
         raise InvalidInputError(f"recovery policy {source}", problems) from None

@@ -9,21 +9,31 @@ When a request does send them beside a cursor, they must be the cursor's own; a 
 another filter or sort is refused as an invalid cursor rather than silently paging the wrong set.
 """
 
-import base64
-import binascii
 import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from domain.checkout import AbandonedCheckout, CheckoutStatus
+from domain.checkout import (
+    DATE_RANGE_PROBLEM,
+    MAX_CHECKOUT_ID_LENGTH,
+    MAX_EMAIL_LENGTH,
+    MAX_ID_LENGTH,
+    AbandonedCheckout,
+    CheckoutStatus,
+    in_date_range,
+    text_problem,
+)
 from domain.errors import InvalidInputError
+from domain.links import decode_base64url, encode_base64url
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
+MAX_OFFSET = 1_000_000
+"""Offset paging goes this far at most; cursor paging has no such bound."""
 MAX_LIST_VALUES = 100
-MAX_TEXT = 500
+"""Values of one $in or $hasSome."""
 MAX_NESTING = 10
 """How deep $and, $or and $not may nest: far beyond real use, and well within Python's stack."""
 
@@ -45,10 +55,13 @@ class FieldSpec:
     kind: Kind
     nullable: bool
     sortable: bool = True
+    max_length: int = MAX_ID_LENGTH
+    """For text: the length of the column (and of the report field) it is compared with; a
+    longer value is refused, as the report field refuses it."""
 
 
 FIELDS: dict[str, FieldSpec] = {
-    "id": FieldSpec("id", Kind.STRING, nullable=False),
+    "id": FieldSpec("id", Kind.STRING, nullable=False, max_length=MAX_CHECKOUT_ID_LENGTH),
     "checkoutId": FieldSpec("checkout_id", Kind.STRING, nullable=True),
     "cartId": FieldSpec("cart_id", Kind.STRING, nullable=True),
     "status": FieldSpec("status", Kind.STATUS, nullable=False),
@@ -57,7 +70,9 @@ FIELDS: dict[str, FieldSpec] = {
     "checkoutRecoveredDate": FieldSpec("recovered_date", Kind.DATE, nullable=True),
     # Not indexed and not sortable in the reference: a filter only.
     "orderId": FieldSpec("order_id", Kind.STRING, nullable=True, sortable=False),
-    "buyerInfo.email": FieldSpec("buyer_email", Kind.STRING, nullable=True),
+    "buyerInfo.email": FieldSpec(
+        "buyer_email", Kind.STRING, nullable=True, max_length=MAX_EMAIL_LENGTH
+    ),
     "buyerInfo.contactId": FieldSpec("buyer_contact_id", Kind.STRING, nullable=True),
     "buyerInfo.visitorId": FieldSpec("buyer_visitor_id", Kind.STRING, nullable=True),
     "buyerInfo.memberId": FieldSpec("buyer_member_id", Kind.STRING, nullable=True),
@@ -207,7 +222,7 @@ def _paging(spec: JsonObject, problems: list[str]) -> _Paging:
     paging = _object(spec.get(name, {}), path, problems)
     _unknown_keys(paging, ("limit", "cursor") if by_cursor else ("limit", "offset"), path, problems)
     limit = _integer(paging, "limit", path, problems, default=DEFAULT_LIMIT, high=MAX_LIMIT)
-    offset = _integer(paging, "offset", path, problems, default=0, low=0)
+    offset = _integer(paging, "offset", path, problems, default=0, low=0, high=MAX_OFFSET)
     cursor = paging.get("cursor")  # null is the same as no cursor: the first page
     if cursor is not None and not isinstance(cursor, str):
         problems.append(f"{path}.cursor: must be a string")
@@ -223,15 +238,18 @@ def _integer(
     *,
     default: int,
     low: int = 1,
-    high: int | None = None,
+    high: int,
 ) -> int:
     value = paging.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int):
         problems.append(f"{path}.{name}: must be an integer")
         return default
-    if value < low or (high is not None and value > high):
-        bound = f"from {low} to {high}" if high is not None else f"at least {low}"
-        problems.append(f"{path}.{name}: must be {bound} (got {value})")
+    if not low <= value <= high:
+        bound = (
+            f"from {low} to {high}" if high <= MAX_LIMIT else f"at least {low}, at most {high:,}"
+        )
+        got = f" (got {value})" if abs(value) < 10**12 else ""  # never echo a huge number
+        problems.append(f"{path}.{name}: must be {bound}{got}")
         return default
     return value
 
@@ -334,15 +352,21 @@ def _scalar(spec: FieldSpec, value: object, path: str, problems: list[str]) -> S
         problems.append(f"{path}: must be a {_describe(spec.kind)}{hint}")
         return None
     if spec.kind is Kind.DATE:
-        moment = _aware_datetime(value)
+        moment = _parsed_datetime(value)
         if moment is None:
             problems.append(f"{path}: must be a {_describe(Kind.DATE)}")
+        elif not in_date_range(moment):
+            problems.append(f"{path}: {DATE_RANGE_PROBLEM}")
+            return None
         return moment
     if spec.kind is Kind.STATUS and value not in set(CheckoutStatus):
         problems.append(f"{path}: must be one of {', '.join(CheckoutStatus)}")
         return None
-    if len(value) > MAX_TEXT:
-        problems.append(f"{path}: longer than {MAX_TEXT} characters")
+    # The report field's own rule: a value no report could have stored is refused rather than
+    # matched against nothing (and PostgreSQL, which refuses NUL, is never handed one).
+    problem = text_problem(value, spec.max_length)
+    if problem is not None:
+        problems.append(f"{path}: {problem}")
         return None
     return value
 
@@ -356,6 +380,12 @@ def _describe(kind: Kind) -> str:
 
 
 def _aware_datetime(value: str) -> datetime | None:
+    """The aware date-time `value` spells, within the dates the engine keeps; else None."""
+    moment = _parsed_datetime(value)
+    return moment if moment is not None and in_date_range(moment) else None
+
+
+def _parsed_datetime(value: str) -> datetime | None:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
@@ -414,18 +444,28 @@ def _sort_body(sort: tuple[SortKey, ...]) -> list[JsonObject]:
 
 
 INVALID_CURSOR = "invalid cursor"
+MAX_CURSOR_CHARS = 262_144
+"""Longest cursor read back, checked before anything is decoded: room for about 190 kB of filter
+JSON, far beyond any real filter (a cursor carries its filter as the client wrote it)."""
+_CURSOR_KEYS = ("f", "s", "v", "d")
+"""A cursor's JSON object: filter as written, sort, boundary values, direction; in this order."""
 
 
 def make_cursor(query: CheckoutQuery, values: tuple[Scalar, ...], direction: Direction) -> str:
-    """An opaque cursor continuing `query` after (or before) the row with these sort values."""
+    """An opaque cursor continuing `query` after (or before) the row with these sort values.
+
+    Unpadded base64url of compact, ASCII-only JSON; `_cursor_payload` reads back only that."""
     payload = {
         "f": query.raw_filter,
         "s": _sort_body(query.sort),
         "v": [v.isoformat() if isinstance(v, datetime) else v for v in values],
         "d": direction.value,
     }
-    text = json.dumps(payload, separators=(",", ":"))
-    return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+    return encode_base64url(_cursor_json(payload).encode("ascii"))
+
+
+def _cursor_json(payload: JsonObject) -> str:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=True)
 
 
 def _continued(query: CheckoutQuery, cursor: str, path: str, spec: JsonObject) -> CheckoutQuery:
@@ -459,16 +499,19 @@ def _canonical(node: Filter | None) -> object:
 
 
 def _decode_cursor(cursor: str) -> CheckoutQuery | None:
-    """The query a cursor carries, boundary included; None for anything this service never made."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        payload = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-        raw_filter, raw_sort, raw_values = payload["f"], payload["s"], payload["v"]
-        direction = Direction(payload["d"])
-    except (ValueError, KeyError, TypeError, UnicodeError, binascii.Error):
+    """The query a cursor carries, boundary included; None for anything this service never made.
+
+    Cursors are not secret (one written by hand pages like any other, and asks nothing a filter
+    could not), so they are not signed; but they are read in one spelling, with exactly their
+    keys, each of its type and checked as a request's filter and sort are."""
+    payload = _cursor_payload(cursor)
+    if payload is None:
+        return None
+    raw_filter, raw_sort, raw_values, raw_direction = (payload[key] for key in _CURSOR_KEYS)
+    if not isinstance(raw_filter, dict) or raw_direction not in (d.value for d in Direction):
         return None
     problems: list[str] = []
-    raw_filter = _object(raw_filter, "f", problems)
+    # _filter refuses logical operators nested beyond MAX_NESTING, as in a request.
     query_filter = _filter(raw_filter, "f", problems) if raw_filter else None
     sort = _sort(raw_sort, "s", problems)
     values = _boundary_values(sort, raw_values)
@@ -477,21 +520,45 @@ def _decode_cursor(cursor: str) -> CheckoutQuery | None:
     return CheckoutQuery(
         filter=query_filter,
         sort=sort,
-        boundary=Boundary(values, direction),
+        boundary=Boundary(values, Direction(raw_direction)),
         raw_filter=raw_filter,
     )
 
 
+def _cursor_payload(cursor: str) -> JsonObject | None:
+    """The JSON object of a cursor spelled exactly as `make_cursor` spells one: canonical
+    base64url of ASCII JSON that re-encodes to the same text, with exactly the cursor's keys."""
+    raw = decode_base64url(cursor, max_chars=MAX_CURSOR_CHARS)
+    if raw is None or not raw.isascii():
+        return None
+    text = raw.decode("ascii")
+    try:
+        payload = json.loads(text)
+        # Written again, to refuse other spacing, escapes, key orders and repeated keys alike.
+        spelled = _cursor_json(payload) if isinstance(payload, dict) else None
+    except (ValueError, RecursionError):  # not JSON, too many digits, nested too deeply
+        return None
+    if not isinstance(payload, dict) or spelled != text or tuple(payload) != _CURSOR_KEYS:
+        return None
+    return payload
+
+
 def _boundary_values(sort: tuple[SortKey, ...], raw: object) -> tuple[Scalar, ...] | None:
+    """One string per sort key: a date with a zone for a date field, a status for `status`."""
     if not isinstance(raw, list) or len(raw) != len(sort):
         return None
     values: list[Scalar] = []
     for key, value in zip(sort, raw, strict=True):
         if not isinstance(value, str):
             return None
-        is_date = FIELDS[key.field].kind is Kind.DATE
-        checked = _aware_datetime(value) if is_date else value
+        kind = FIELDS[key.field].kind
+        checked = _aware_datetime(value) if kind is Kind.DATE else value
         if checked is None:
+            return None
+        # A text value compared in SQL keeps the field's rule (PostgreSQL refuses a NUL).
+        if kind is Kind.STRING and text_problem(value, FIELDS[key.field].max_length):
+            return None
+        if kind is Kind.STATUS and value not in set(CheckoutStatus):
             return None
         values.append(checked)
     return tuple(values)

@@ -15,7 +15,7 @@ optional `id` naming the checkout as the engine shows it.
 """
 
 import json
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic.alias_generators import to_snake
 
@@ -58,7 +58,9 @@ def load_json(raw: bytes) -> Any:
     except UnicodeDecodeError as err:
         raise NotJsonError(f"not UTF-8 text (byte {err.start}: {err.reason})") from None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_not_json)
+    except NotJsonError:
+        raise
     except json.JSONDecodeError as err:
         where = f"line {err.lineno} column {err.colno}" if err.lineno > 1 else f"column {err.colno}"
         raise NotJsonError(f"not JSON: {err.msg} at {where}") from None
@@ -67,6 +69,11 @@ def load_json(raw: bytes) -> Any:
     except ValueError as err:  # an integer of more digits than Python converts
         reason = str(err).split(";")[0]  # the rest is advice for Python programmers
         raise NotJsonError(f"not JSON this engine reads: {reason}") from None
+
+
+def _not_json(constant: str) -> NoReturn:
+    # Python's json reads NaN, Infinity and -Infinity; JSON has no such values.
+    raise NotJsonError(f"not JSON: {constant} is not a JSON value")
 
 
 def parse_report(body: object) -> AbandonedCheckout:

@@ -26,17 +26,18 @@ from domain.schedule import buyer_zone, next_send_time
 from service.checkouts import BuyerRecovery, CheckoutNotFoundError
 from service.reconciler import Reconciler, ReconcileReport
 from store.sql import SqlStore
-from workers.cli_support import print_json, settings_or_fail
-from workers.history_summary import HistoryRow, decode_failure_messages, summarise_history
-from workers.operator_output import (
-    JsonFlag,
+from workers.cli_support import (
+    BadInputError,
     NotFoundError,
     UnreachableError,
-    console,
-    iso,
+    checked_policy,
+    print_json,
     run_command,
-    shown,
+    settings_or_fail,
+    temporal_reason,
 )
+from workers.history_summary import HistoryRow, decode_failure_messages, summarise_history
+from workers.operator_output import JsonFlag, console, iso, shown
 from workers.policy_files import load_policy
 from workers.resources import open_service, open_store
 from workers.search_attributes import search_attributes_registered
@@ -140,7 +141,7 @@ def _filter(
 def _moment(option: str, text: str, now: datetime) -> datetime:
     try:
         return parse_moment(text, now)
-    except ValueError as err:
+    except (ValueError, OverflowError) as err:  # OverflowError: a date before year 1
         raise InvalidInputError("options", [f"{option}: {err}"]) from None
 
 
@@ -287,7 +288,8 @@ async def _flow_state(settings: Settings, checkout_id: str) -> FlowState:
         client = await connect(settings)
     except RuntimeError as err:
         # The store's record is still worth showing when Temporal is down.
-        return FlowState(workflow_id, "UNREACHABLE", link, problem=str(err))
+        problem = f"cannot reach Temporal at {settings.temporal_address}: {temporal_reason(err)}"
+        return FlowState(workflow_id, "UNREACHABLE", link, problem=problem)
     handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(workflow_id)
     try:
         description = await handle.describe()
@@ -327,8 +329,8 @@ def _policy(flow: FlowState, settings: Settings) -> tuple[RecoveryPolicy | None,
     if flow.flow_input is not None:
         return flow.flow_input.policy, "workflow input"
     try:
-        return load_policy(settings.policy), "configured"
-    except InvalidInputError:
+        return checked_policy(settings.policy, lambda: load_policy(settings.policy)), "configured"
+    except (InvalidInputError, BadInputError):
         return None, "none"
 
 
@@ -558,7 +560,8 @@ async def _connected(settings: Settings) -> Client:
         return await connect(settings)
     except RuntimeError as err:
         address = settings.temporal_address
-        raise UnreachableError(f"cannot reach Temporal at {address}: {err}") from None
+        reason = temporal_reason(err)
+        raise UnreachableError(f"cannot reach Temporal at {address}: {reason}") from err
 
 
 # --- reconcile -----------------------------------------------------------------------------
@@ -576,9 +579,11 @@ def reconcile(
     settings = settings_or_fail()
 
     async def run() -> ReconcileReport:
-        policy = load_policy(settings.policy)
+        policy = checked_policy(settings.policy, lambda: load_policy(settings.policy))
+        # Temporal first: when it is down, that is the one thing to say (the service would
+        # warn about it before the command fails).
+        client = await _connected(settings)
         async with open_service(settings) as service:
-            client = await _connected(settings)
             reconciler = Reconciler(
                 client,
                 service.store,

@@ -1,22 +1,31 @@
 """The `checkout-recovery` command."""
 
-import asyncio
+import contextlib
 import logging
+import os
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from domain.checkout import AbandonedCheckout
-from domain.errors import InvalidInputError
 from domain.policy import RecoveryPolicy
-from domain.report import NotJsonError, load_json, parse_report, parse_update
+from domain.report import parse_report, parse_update
 from service.checkouts import CheckoutNotFoundError, CheckoutService
 from workers.api_server import build_app, dev_api_key, serving
 from workers.checkout_commands import checkouts_app
-from workers.cli_support import fail as _fail
+from workers.cli_support import (
+    DEBUG_ENV,
+    BadInputError,
+    CommandGroup,
+    checked_policy,
+    read_json,
+    require_free_port,
+    run_command,
+    set_debug,
+)
 from workers.cli_support import print_json as _print_json
 from workers.cli_support import settings_or_fail as _settings
 from workers.dev_stack import embedded_smtp, mail_folder, temporal_dev_server
@@ -34,15 +43,32 @@ from workers.temporal_client import connect
 from workers.worker import check_policy, open_worker, run_until_stopped, stop_on_signals
 
 app = typer.Typer(
+    cls=CommandGroup,
     help="Abandoned-checkout recovery engine: one durable Temporal workflow per checkout.",
     no_args_is_help=True,
     add_completion=False,
+    # CommandGroup reports every error in one line; --debug prints a plain traceback instead
+    # of typer's (which would show local variables, settings with secrets among them).
+    pretty_exceptions_enable=False,
 )
 
 PolicyOption = Annotated[
     str | None,
     typer.Option("--policy", help="Built-in policy name (default, demo) or a TOML file path."),
 ]
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug", envvar=DEBUG_ENV, help="On an error, print its Python traceback too."
+        ),
+    ] = False,
+) -> None:
+    set_debug(ctx, debug)
 
 
 def _configure_logging() -> None:
@@ -56,19 +82,7 @@ def _configure_logging() -> None:
 def _read_checkout(source: str, parse: Callable[[object], AbandonedCheckout]) -> AbandonedCheckout:
     """The checkout in the JSON file `source` (- for stdin), read by `parse`; a file that cannot
     be read or is not JSON, or a field at fault, exits 2 with the reason before anything runs."""
-    name = "stdin" if source == "-" else source
-    try:
-        raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
-    except IsADirectoryError:
-        _fail(f"{name}: is a directory, not a JSON file", code=2)
-    except OSError as err:
-        _fail(f"{name}: cannot be read: {err.strerror or err}", code=2)
-    try:
-        return parse(load_json(raw))
-    except NotJsonError as err:
-        _fail(f"{name} is {err}", code=2)
-    except InvalidInputError as err:
-        _fail(str(err), code=2)
+    return parse(read_json(source))
 
 
 @app.command()
@@ -76,7 +90,8 @@ def dev(policy: PolicyOption = None) -> None:
     """Run everything locally: Temporal dev server (with Web UI), SMTP server, store and worker."""
     _configure_logging()
     settings = _settings(policy)
-    recovery_policy = _check_policy_or_fail(settings)
+    recovery_policy = _checked_policy(settings)
+    _require_dev_ports(settings)
 
     async def run() -> None:
         stop = stop_on_signals()
@@ -98,7 +113,25 @@ def dev(policy: PolicyOption = None) -> None:
                 _print_banner(settings, smtp.folder, key)
                 await run_until_stopped(worker, stop)
 
-    _run_reporting_input_errors(run())
+    run_command(run())
+
+
+def _require_dev_ports(settings: Settings) -> None:
+    """Say which port is taken before starting anything: a Temporal dev server that cannot bind
+    exits with its reason in a log file, and another Temporal already listening would be used
+    as if it were the stack's own."""
+    temporal_host, _, temporal_port = settings.temporal_address.rpartition(":")
+    temporal_host = "127.0.0.1" if temporal_host in ("", "localhost") else temporal_host
+    ui_port = settings.temporal_ui_url.rstrip("/").rpartition(":")[2]
+    for what, host, port in (
+        ("the Temporal dev server", temporal_host, temporal_port),
+        ("the Temporal Web UI", temporal_host, ui_port),
+        ("the SMTP server", settings.smtp_host, str(settings.smtp_port)),
+        ("the API", settings.api_host, str(settings.api_port)),
+    ):
+        if not port.isdigit():
+            raise BadInputError(f"{what}: no port in its address ({host}:{port})")
+        require_free_port(what, host, int(port))
 
 
 def _print_banner(settings: Settings, folder: Path, api_key: str) -> None:
@@ -129,7 +162,7 @@ def worker(policy: PolicyOption = None) -> None:
     """Run a worker alone (production): connects to TEMPORAL_ADDRESS and the configured SMTP."""
     _configure_logging()
     settings = _settings(policy)
-    _check_policy_or_fail(settings)
+    _checked_policy(settings)
 
     async def run() -> None:
         stop = stop_on_signals()
@@ -140,7 +173,7 @@ def worker(policy: PolicyOption = None) -> None:
             )
             await run_until_stopped(w, stop)
 
-    _run_reporting_input_errors(run())
+    run_command(run())
 
 
 @app.command()
@@ -148,7 +181,8 @@ def api(policy: PolicyOption = None) -> None:
     """Run the HTTP service alone (production): reports, recovery, queries, events, codec."""
     _configure_logging()
     settings = _settings(policy)
-    recovery_policy = _check_policy_or_fail(settings)
+    recovery_policy = _checked_policy(settings)
+    require_free_port("the API", settings.api_host, settings.api_port)
 
     async def run() -> None:
         stop = stop_on_signals()
@@ -160,7 +194,7 @@ def api(policy: PolicyOption = None) -> None:
                 )
                 await stop.wait()
 
-    _run_reporting_input_errors(run())
+    run_command(run())
 
 
 @app.command()
@@ -173,7 +207,7 @@ def start(
     """Report an abandoned checkout and start its recovery flow; prints its id."""
     settings = _settings(policy)
     checkout = _read_checkout(file, parse_report)
-    recovery_policy = _check_policy_or_fail(settings)
+    recovery_policy = _checked_policy(settings)
 
     async def run() -> None:
         async with open_service(settings) as service:
@@ -182,7 +216,7 @@ def start(
         if not outcome.new:
             typer.echo("(already reported: its existing flow goes on)", err=True)
 
-    asyncio.run(run())
+    run_command(run())
 
 
 @app.command()
@@ -200,7 +234,7 @@ def update(
         async with open_service(settings) as service:
             typer.echo(await service.update(checkout))
 
-    _run_reporting_missing(run())
+    run_command(run())
 
 
 @app.command()
@@ -218,7 +252,7 @@ def recover(
             checkout = await service.recover(checkout_id, order_id)
         _print_json(checkout.to_json_dict())
 
-    _run_reporting_missing(run())
+    run_command(run())
 
 
 @app.command()
@@ -231,7 +265,7 @@ def cancel(checkout_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
             await service.cancel(checkout_id)
         typer.echo(f"cancel sent to the flow of {checkout_id}")
 
-    _run_reporting_missing(run())
+    run_command(run())
 
 
 @app.command()
@@ -246,7 +280,7 @@ def show(checkout_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
             raise CheckoutNotFoundError(checkout_id)
         _print_json({"abandonedCheckout": checkout.to_json_dict()})
 
-    _run_reporting_missing(run())
+    run_command(run())
 
 
 @app.command()
@@ -254,6 +288,7 @@ def smtp() -> None:
     """Run the embedded SMTP server alone; it keeps what it receives in the data folder."""
     _configure_logging()
     settings = _settings()
+    require_free_port("the SMTP server", settings.smtp_host, settings.smtp_port)
 
     async def run() -> None:
         stop = stop_on_signals()
@@ -264,12 +299,14 @@ def smtp() -> None:
             )
             await stop.wait()
 
-    asyncio.run(run())
+    run_command(run())
 
 
 @app.command()
 def mail(
-    last: Annotated[int, typer.Option("--last", help="How many of the newest messages.")] = 20,
+    last: Annotated[
+        int, typer.Option("--last", min=1, help="How many of the newest messages.")
+    ] = 20,
 ) -> None:
     """List what the dev stack's embedded SMTP server received."""
     folder = mail_folder(_settings())
@@ -283,26 +320,9 @@ def mail(
         )
 
 
-def _check_policy_or_fail(settings: Settings) -> RecoveryPolicy:
+def _checked_policy(settings: Settings) -> RecoveryPolicy:
     """Stop before connecting anywhere when the policy or one of its templates is wrong."""
-    try:
-        return check_policy(settings)
-    except InvalidInputError as err:
-        _fail(str(err), code=2)
-
-
-def _run_reporting_missing(coroutine: Coroutine[object, object, None]) -> None:
-    try:
-        asyncio.run(coroutine)
-    except CheckoutNotFoundError as err:
-        _fail(str(err), code=3)
-
-
-def _run_reporting_input_errors(coroutine: Coroutine[object, object, None]) -> None:
-    try:
-        asyncio.run(coroutine)
-    except InvalidInputError as err:
-        _fail(str(err), code=2)
+    return checked_policy(settings.policy, lambda: check_policy(settings))
 
 
 app.add_typer(keys_app, name="keys")
@@ -324,4 +344,26 @@ def codec_key() -> None:
 
 
 def main() -> None:
-    app()
+    """The installed `checkout-recovery`: the app, then an exit that skips the interpreter's
+    teardown.
+
+    temporalio's Rust core keeps threads of its own; when the interpreter finalizes while one of
+    them still works (a connection attempt that just failed, mostly), the process hangs in
+    garbage collection or aborts with "Fatal Python error: PyGILState_Release" after the
+    command has finished (temporalio/sdk-python#300). Every command has closed what it opened
+    by the time the app returns, so nothing is lost by leaving at once: output and logs are
+    flushed first.
+    """
+    try:
+        app()
+    except SystemExit as done:
+        code = done.code
+    else:
+        code = 0
+    if isinstance(code, str):  # sys.exit("message"): Python prints it and exits 1
+        typer.echo(code, err=True)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # closed, or a pipe read no further
+            stream.flush()
+    os._exit(code if isinstance(code, int) else 0 if code is None else 1)

@@ -25,14 +25,15 @@ from domain.errors import InvalidInputError
 from domain.policy import RecoveryPolicy
 from domain.report import NotJsonError, load_json, parse_report
 from service.checkouts import CheckoutErasedError, CheckoutService
-from workers.cli_support import fail, print_json, settings_or_fail
-from workers.operator_output import (
+from workers.cli_support import (
     EXIT_BAD_INPUT,
-    JsonFlag,
-    console,
-    error_console,
+    BadInputError,
+    checked_policy,
+    print_json,
     run_command,
+    settings_or_fail,
 )
+from workers.operator_output import JsonFlag, console, error_console
 from workers.resources import open_service
 from workers.settings import Settings
 from workers.worker import check_policy
@@ -160,10 +161,7 @@ def import_file(
     """Report abandoned checkouts from a JSON Lines file; bad lines are listed, not fatal."""
     _require_readable(file)
     settings = settings_or_fail(policy)
-    try:
-        recovery_policy = check_policy(settings)
-    except InvalidInputError as err:
-        fail(str(err), code=EXIT_BAD_INPUT)
+    recovery_policy = checked_policy(settings.policy, lambda: check_policy(settings))
     progress = Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -179,7 +177,14 @@ def import_file(
         def on_line(number: int, size: int) -> None:
             progress.update(bar, advance=size, lines=number)
 
-        report = run_command(import_lines(file, settings, recovery_policy, on_line))
+        try:
+            report = run_command(import_lines(file, settings, recovery_policy, on_line))
+        except Exception:
+            # The import stopped (the store or Temporal failed): its error is the one line to
+            # read. Without a terminal, rich would print the bar's last state once more first.
+            if not progress.console.is_terminal:
+                progress.console.quiet = True
+            raise
     if as_json:
         print_json(report.to_json_dict(file))
     else:
@@ -189,14 +194,15 @@ def import_file(
 
 
 def _require_readable(source: Path) -> None:
-    """Exit 2 with one line saying why when `source` cannot be read, before anything starts."""
+    """BadInputError (exit 2), one line saying why, when `source` cannot be read: before
+    anything starts."""
     try:
         with source.open("rb"):
             pass
     except IsADirectoryError:
-        fail(f"{source}: is a directory, not a JSON Lines file", code=EXIT_BAD_INPUT)
+        raise BadInputError(f"{source}: is a directory, not a JSON Lines file") from None
     except OSError as err:
-        fail(f"{source}: cannot be read: {err.strerror or err}", code=EXIT_BAD_INPUT)
+        raise BadInputError(f"{source}: cannot be read: {err.strerror or err}") from None
 
 
 def _print_report(source: Path, report: ImportReport) -> None:

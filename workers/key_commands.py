@@ -1,13 +1,18 @@
 """`checkout-recovery keys`: make, list and revoke API keys."""
 
-import asyncio
 from typing import Annotated
 
 import typer
 
 from domain.access import ApiKey, parse_scopes
 from store.api_keys import ApiKeyStore
-from workers.cli_support import fail, print_json, settings_or_fail
+from workers.cli_support import (
+    BadInputError,
+    NotFoundError,
+    print_json,
+    run_command,
+    settings_or_fail,
+)
 from workers.resources import open_store
 
 keys_app = typer.Typer(help="API keys for the HTTP service.", no_args_is_help=True)
@@ -39,13 +44,14 @@ def create(
     try:
         scopes = parse_scopes(scope)
     except ValueError as err:
-        fail(str(err), code=2)
+        raise BadInputError(f"--scope: {err}") from None
+    settings = settings_or_fail()
 
     async def run() -> tuple[ApiKey, str]:
-        async with open_store(settings_or_fail()) as store:
+        async with open_store(settings) as store:
             return await ApiKeyStore(store.engine).create(name, scopes)
 
-    key, token = asyncio.run(run())
+    key, token = run_command(run())
     if as_json:
         print_json({**_key_json(key), "token": token})
         return
@@ -63,12 +69,13 @@ def listing(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The keys (their ids, names and scopes; never their secrets)."""
+    settings = settings_or_fail()
 
     async def run() -> list[ApiKey]:
-        async with open_store(settings_or_fail()) as store:
+        async with open_store(settings) as store:
             return await ApiKeyStore(store.engine).list(include_revoked)
 
-    keys = asyncio.run(run())
+    keys = run_command(run())
     if as_json:
         print_json([_key_json(k) for k in keys])
         return
@@ -85,11 +92,13 @@ def listing(
 @keys_app.command("revoke")
 def revoke(key_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
     """Revoke a key by its id; running services stop accepting it within seconds."""
+    settings = settings_or_fail()
 
-    async def run() -> bool:
-        async with open_store(settings_or_fail()) as store:
-            return await ApiKeyStore(store.engine).revoke(key_id)
+    async def run() -> None:
+        async with open_store(settings) as store:
+            revoked = await ApiKeyStore(store.engine).revoke(key_id)
+        if not revoked:
+            raise NotFoundError(f"no live API key with id {key_id!r}")
 
-    if not asyncio.run(run()):
-        fail(f"no live API key with id {key_id!r}", code=3)
+    run_command(run())
     typer.echo(f"revoked {key_id}")

@@ -1,38 +1,19 @@
-"""What the operator commands share: the --json flag, rich consoles, times, and exit codes.
+"""What the operator commands share: the --json flag, rich consoles and times.
 
 Every operator command prints either one JSON document on stdout (`--json`, for scripts) or rich
-tables for people. Errors go to stderr with the project's exit codes: 2 for bad input, 3 for an
-unknown id (see workers.cli_support.fail).
+tables for people. Errors go to stderr with the project's exit codes, decided for every command
+in one place (workers.cli_support): 2 for bad input, 3 for an unknown id, 1 for the environment.
 """
 
-import asyncio
-from collections.abc import Coroutine
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from domain.errors import InvalidInputError
-from service.checkouts import CheckoutNotFoundError
-from workers.cli_support import fail
-
-T = TypeVar("T")
-
 JsonFlag = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on stdout, for scripts.")
 ]
-
-EXIT_BAD_INPUT = 2
-EXIT_NOT_FOUND = 3
-
-
-class NotFoundError(LookupError):
-    """Something an operator named (a task, a workflow) does not exist; exit code 3."""
-
-
-class UnreachableError(RuntimeError):
-    """A part the command needs (Temporal) cannot be reached; exit code 1, no traceback."""
 
 
 def console() -> Console:
@@ -43,19 +24,6 @@ def console() -> Console:
 
 def error_console() -> Console:
     return Console(stderr=True, highlight=False)
-
-
-def run_command(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a command's async body; unknown ids exit 3, bad input 2, an unreachable Temporal 1,
-    each with its message on stderr."""
-    try:
-        return asyncio.run(coroutine)
-    except (CheckoutNotFoundError, NotFoundError) as err:
-        fail(str(err), code=EXIT_NOT_FOUND)
-    except InvalidInputError as err:
-        fail(str(err), code=EXIT_BAD_INPUT)
-    except UnreachableError as err:
-        fail(str(err))
 
 
 def iso(moment: datetime | None) -> str | None:

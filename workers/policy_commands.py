@@ -4,7 +4,6 @@ Nothing is sent and nothing is stored: the timeline comes from the same pure fun
 workflow uses (domain.schedule), applied to a sample checkout.
 """
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,7 +20,7 @@ from domain.policy import RecoveryPolicy
 from domain.report import parse_report
 from domain.schedule import PlannedStep, buyer_zone, in_holdout, is_stale, plan
 from service.checkouts import derive_checkout_id
-from workers.cli_support import fail, print_json
+from workers.cli_support import checked_policy, print_json, read_json
 from workers.policy_files import load_policy
 
 policy_app = typer.Typer(help="Check recovery policies.", no_args_is_help=True)
@@ -53,17 +52,14 @@ def check(
     """Validate FILE (keys, values, templates) and print each step's due time, in UTC and in
     the buyer's zone, with the conditions that hold and what the step would do."""
     now = _aware(reported_at) if reported_at else datetime.now(UTC)
-    try:
-        sample = _sample(checkout)
-        sample = sample.model_copy(
-            update={"id": derive_checkout_id(sample), "created_date": sample.created_date or now}
-        )
-        # Every template of every step is rendered, in each of its languages, for this sample
-        # and for edge cases (no names, no items, long values): a failure is exit 2 here rather
-        # than a buyer's lost email later.
-        policy = load_policy(file, TemplateRenderer(), sample=sample)
-    except InvalidInputError as err:
-        fail(str(err), code=2)
+    sample = _sample(checkout)
+    sample = sample.model_copy(
+        update={"id": derive_checkout_id(sample), "created_date": sample.created_date or now}
+    )
+    # Every template of every step is rendered, in each of its languages, for this sample and
+    # for edge cases (no names, no items, long values): a failure is exit 2 here rather than a
+    # buyer's lost email later.
+    policy = checked_policy(file, lambda: load_policy(file, TemplateRenderer(), sample=sample))
     assert sample.created_date is not None
     steps = plan(policy, sample, sample.created_date, now)
     if as_json:
@@ -73,15 +69,16 @@ def check(
 
 
 def _sample(path: Path | None) -> AbandonedCheckout:
+    """The sample checkout in `path` (read as `start` reads a report), or the built-in one."""
     if path is None:
         return parse_report(SAMPLE_CHECKOUT)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise InvalidInputError(f"sample checkout {path}", [str(err)]) from None
+    data = read_json(str(path), label=f"sample checkout {path}")
     if isinstance(data, dict) and "abandonedCheckout" in data:
         data = data["abandonedCheckout"]
-    return parse_report(data)
+    try:
+        return parse_report(data)
+    except InvalidInputError as err:
+        raise InvalidInputError(f"sample checkout {path}", err.problems) from None
 
 
 def _aware(moment: datetime) -> datetime:

@@ -1,6 +1,5 @@
 """`checkout-recovery stats`: how well recovery works, as tables for people or one JSON document."""
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -10,7 +9,7 @@ from rich.table import Table
 
 from domain.durations import parse_moment
 from store.stats import Stats, checkout_stats
-from workers.cli_support import fail, print_json, settings_or_fail
+from workers.cli_support import BadInputError, print_json, run_command, settings_or_fail
 from workers.resources import open_store
 
 _BOUND_HELP = "a duration back from now (7d, 12h), an ISO date (UTC) or an ISO date-time"
@@ -29,21 +28,28 @@ def stats(
     """Abandoned, recovered, recovery rate, recovered revenue, and emails sent and not sent (by
     reason), per step, for the checkouts abandoned in the window."""
     now = datetime.now(UTC)
-    try:
-        start = parse_moment(since, now) if since else None
-        end = parse_moment(until, now) if until else None
-    except ValueError as err:
-        fail(str(err), code=2)
+    start = _bound("--since", since, now)
+    end = _bound("--until", until, now)
+    settings = settings_or_fail()
 
     async def run() -> Stats:
-        async with open_store(settings_or_fail()) as store:
+        async with open_store(settings) as store:
             return await checkout_stats(store, start, end)
 
-    figures = asyncio.run(run())
+    figures = run_command(run())
     if as_json:
         print_json(figures.to_json_dict())
     else:
         _print_tables(figures)
+
+
+def _bound(option: str, text: str | None, now: datetime) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return parse_moment(text, now)
+    except (ValueError, OverflowError) as err:  # OverflowError: a date before year 1
+        raise BadInputError(f"{option}: {err}") from None
 
 
 def _print_tables(figures: Stats) -> None:

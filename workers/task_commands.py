@@ -7,8 +7,8 @@ from rich.table import Column, Table
 
 from domain.task import StaffTask, TaskStatus
 from store.tasks import TaskStore
-from workers.cli_support import print_json, settings_or_fail
-from workers.operator_output import JsonFlag, NotFoundError, console, run_command, shown
+from workers.cli_support import NotFoundError, print_json, run_command, settings_or_fail
+from workers.operator_output import JsonFlag, console, shown
 from workers.resources import open_store
 
 tasks_app = typer.Typer(help="Staff tasks created by recovery flows.", no_args_is_help=True)
@@ -63,7 +63,11 @@ def list_tasks(
 
 @tasks_app.command("done")
 def done(
-    task_id: Annotated[int, typer.Argument(metavar="ID", help="The task's id (tasks list).")],
+    task_id: Annotated[
+        int,
+        # The store's ids are 64-bit integers: a larger number names no task and no row.
+        typer.Argument(metavar="ID", min=1, max=2**63 - 1, help="The task's id (tasks list)."),
+    ],
     as_json: JsonFlag = False,
 ) -> None:
     """Mark a task done; harmless to repeat."""

@@ -3,41 +3,56 @@
 Encrypted (Fernet: AES-CBC with an HMAC), not merely signed, so the key cannot be read out of a
 cookie jar or a proxy's header dump. The cookie expires with the session, and every request checks
 the key again, so a revoked key ends the session within the Authenticator's cache time.
+
+The cookie is read in the one spelling Fernet writes (padded base64url, see domain.links): Fernet's
+own decoder skips stray characters and whatever follows the padding, so a cookie with bytes
+appended would otherwise still be a session.
 """
 
-import base64
 import hashlib
 from datetime import timedelta
 
 from cryptography.fernet import Fernet, InvalidToken
 from fastapi import Request, Response
 
+from domain.links import decode_base64url, encode_base64url
+
 COOKIE = "checkout_recovery_dashboard"
 PATH = "/dashboard"
+MAX_COOKIE_CHARS = 4096
+"""What a browser keeps of one cookie; a session cookie is a few hundred characters."""
 
 
 class SessionCookies:
     def __init__(self, secret: str, lifetime: timedelta) -> None:
         # A key of its own for this purpose, whatever else the secret may be used for.
         digest = hashlib.sha256(b"dashboard-session\0" + secret.encode()).digest()
-        self._fernet = Fernet(base64.urlsafe_b64encode(digest))
+        self._fernet = Fernet(encode_base64url(digest, padded=True))
         self._lifetime = lifetime
 
     def api_key(self, request: Request) -> str | None:
         """The API key of the request's session; None without a live, genuine cookie."""
-        value = request.cookies.get(COOKIE)
-        if not value:
+        return self.unseal(request.cookies.get(COOKIE))
+
+    def seal(self, api_key: str) -> str:
+        """The cookie value for a session of this key."""
+        return self._fernet.encrypt(api_key.encode()).decode("ascii")
+
+    def unseal(self, value: str | None) -> str | None:
+        """The key a cookie value was sealed with, while the session lasts; None for any other
+        value, whether forged, altered, expired or spelled in any way `seal` would not."""
+        if not value or decode_base64url(value, padded=True, max_chars=MAX_COOKIE_CHARS) is None:
             return None
         try:
-            token = self._fernet.decrypt(value, ttl=int(self._lifetime.total_seconds()))
-        except InvalidToken:
+            api_key = self._fernet.decrypt(value, ttl=int(self._lifetime.total_seconds()))
+            return api_key.decode("utf-8")
+        except (InvalidToken, UnicodeDecodeError):
             return None
-        return token.decode()
 
     def start(self, response: Response, request: Request, api_key: str) -> None:
         response.set_cookie(
             COOKIE,
-            self._fernet.encrypt(api_key.encode()).decode(),
+            self.seal(api_key),
             max_age=int(self._lifetime.total_seconds()),
             path=PATH,
             httponly=True,

@@ -7,10 +7,11 @@ import pytest
 from temporalio.testing import ActivityEnvironment
 
 from activities.email import EmailActivities
-from activities.email_message import Sender
+from activities.email_message import Sender, header_text
 from activities.rendering import TemplateRenderer
 from activities.smtp_pool import SmtpConfig, SmtpPool
 from domain.activity import ActivityType
+from domain.errors import InvalidInputError
 from domain.flow import step_key, workflow_id_for
 from domain.links import LinkSigner
 from domain.policy import EmailStep
@@ -59,9 +60,23 @@ async def _send(email: EmailActivities, store: SqlStore, **contact: str) -> None
     assert outcome.type == ActivityType.EMAIL_SENT
 
 
-@pytest.mark.parametrize(
-    "breaker", ["\r\n", "\n", "\r", "\x85", "\u2028", "\u2029", "\x00", "\x0b", "\r\n\t"]
-)
+CONTROL_BREAKERS = ["\r\n", "\n", "\r", "\x85", "\x00", "\x0b", "\r\n\t"]
+"""Refused at every edge (a report with them is a 400 or exit 2), so no stored checkout has them."""
+SEPARATORS = ["\u2028", "\u2029"]
+"""Unicode line and paragraph separators: valid text, accepted in names, and still kept out of
+every header by the message builder."""
+
+
+@pytest.mark.parametrize("breaker", CONTROL_BREAKERS)
+def test_control_characters_are_refused_before_they_could_reach_a_header(breaker: str):
+    with pytest.raises(InvalidInputError) as refused:
+        sample_checkout(contactDetails={"firstName": f"Ada{breaker}Bcc: x@evil"})
+    assert "contactDetails.firstName" in str(refused.value)
+    # And should such text ever reach the builder (data stored before the rule), it is one line.
+    assert header_text(f"Ada{breaker}Bcc: x@evil") == "Ada Bcc: x@evil"
+
+
+@pytest.mark.parametrize("breaker", SEPARATORS)
 async def test_a_first_name_with_a_line_break_gives_one_clean_subject_and_to(
     email, store: SqlStore, smtp: SmtpServer, breaker: str
 ):
@@ -84,7 +99,7 @@ async def test_a_first_name_with_a_line_break_gives_one_clean_subject_and_to(
 async def test_a_last_name_cannot_add_a_header_to_a_non_ascii_to(
     email, store: SqlStore, smtp: SmtpServer
 ):
-    await _send(email, store, firstName="Zoë", lastName="Łukasiewicz\r\nX-Injected: yes")
+    await _send(email, store, firstName="Zoë", lastName="Łukasiewicz\u2028X-Injected: yes")
 
     (message,) = smtp.handler.messages
     assert set(message.keys()) == HEADERS
