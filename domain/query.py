@@ -26,7 +26,7 @@ from domain.checkout import (
     text_problem,
 )
 from domain.errors import InvalidInputError
-from domain.links import decode_base64url, encode_base64url
+from domain.spelling import decode_base64url, encode_base64url
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100

@@ -15,7 +15,7 @@ from datetime import timedelta
 from cryptography.fernet import Fernet, InvalidToken
 from fastapi import Request, Response
 
-from domain.links import decode_base64url, encode_base64url
+from domain.spelling import decode_base64url, encode_base64url
 
 COOKIE = "checkout_recovery_dashboard"
 PATH = "/dashboard"

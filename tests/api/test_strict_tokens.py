@@ -4,7 +4,7 @@ engine's own is refused as a forged one is (403, 400), never honoured and never 
 from datetime import UTC, datetime
 from urllib.parse import quote
 
-from domain.links import encode_base64url
+from domain.spelling import encode_base64url
 from tests.api.stack import BASE, Stack, checkout_body
 from workers.link_secret import link_signer_for
 

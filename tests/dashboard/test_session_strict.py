@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from temporalio.testing import WorkflowEnvironment
 
 from api.dashboard.session import COOKIE, MAX_COOKIE_CHARS, SessionCookies
-from domain.links import encode_base64url
+from domain.spelling import encode_base64url
 from store.sql import SqlStore
 from tests.dashboard.stack import DashboardStack, dashboard_stack
 from tests.support import sample_checkout_data

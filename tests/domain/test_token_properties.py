@@ -20,13 +20,7 @@ from hypothesis import strategies as st
 
 from domain.checkout import CheckoutStatus
 from domain.errors import InvalidInputError
-from domain.links import (
-    LinkCheck,
-    LinkSigner,
-    ascii_number,
-    decode_base64url,
-    encode_base64url,
-)
+from domain.links import LinkCheck, LinkSigner
 from domain.query import (
     FIELDS,
     MAX_CURSOR_CHARS,
@@ -39,6 +33,7 @@ from domain.query import (
     make_cursor,
     parse_query,
 )
+from domain.spelling import ascii_number, decode_base64url, encode_base64url
 
 FAST = settings(max_examples=200, deadline=None)
 
