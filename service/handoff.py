@@ -44,6 +44,7 @@ from domain.flow import (
     RecoveryInput,
     workflow_id_for,
 )
+from store.coalescing import Coalescer
 from store.flow_commands import CommandKind, CommandQueue, FlowCommand
 
 logger = logging.getLogger(__name__)
@@ -80,8 +81,8 @@ class Handoff:
         self._task_queue = task_queue
         self._slots = asyncio.Semaphore(_CONCURRENCY)
         self._unavailable_until = 0.0
-        self._confirming: list[FlowCommand] = []
-        self._confirmer: asyncio.Task[None] | None = None
+        self._confirmations: Coalescer[list[FlowCommand], None] = Coalescer(self._confirm_batch)
+        self._confirming: set[asyncio.Task[None]] = set()
 
     async def deliver(
         self, commands: Sequence[FlowCommand], *, confirm_later: bool = False
@@ -140,25 +141,29 @@ class Handoff:
     def _confirm_soon(self, delivered: list[FlowCommand]) -> None:
         # Confirmations that arrive while one batch is being written wait for the next: under
         # load, a hundred deliveries cost a few writes instead of a hundred.
-        self._confirming += delivered
-        if self._confirmer is None or self._confirmer.done():
-            self._confirmer = asyncio.create_task(self._write_confirmations())
+        if not delivered:
+            return
+        task = asyncio.create_task(self._confirm_quietly(delivered))
+        self._confirming.add(task)
+        task.add_done_callback(self._confirming.discard)
 
-    async def _write_confirmations(self) -> None:
-        while self._confirming:
-            batch, self._confirming = self._confirming, []
-            try:
-                await self._queue.confirm(batch)
-            except Exception:
-                # Still in the outbox: the workers deliver them again, which changes nothing.
-                logger.warning(
-                    "Recording %d delivered command(s) failed", len(batch), exc_info=True
-                )
+    async def _confirm_quietly(self, delivered: list[FlowCommand]) -> None:
+        try:
+            await self._confirmations.run(delivered)
+        except Exception:
+            # Still in the outbox: the workers deliver them again, which changes nothing.
+            logger.warning(
+                "Recording %d delivered command(s) failed", len(delivered), exc_info=True
+            )
+
+    async def _confirm_batch(self, batches: list[list[FlowCommand]]) -> list[None]:
+        await self._queue.confirm([command for batch in batches for command in batch])
+        return [None] * len(batches)
 
     async def flush(self) -> None:
         """Wait until every delivery made so far is recorded (before a process exits)."""
-        while self._confirmer is not None and not self._confirmer.done():
-            await self._confirmer
+        if self._confirming:
+            await asyncio.gather(*self._confirming)
 
     async def run(self, interval_seconds: float = 1.0) -> None:
         """Deliver pending commands for ever; a failing store or Temporal is logged once per

@@ -4,9 +4,8 @@ Every write that a retried activity can repeat is an insert-or-ignore on a uniqu
 never duplicate a row.
 """
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -33,6 +32,7 @@ from domain.task import StaffTask, TaskStatus
 from store.anonymise import ERASED, anonymised_snapshot
 from store.attribution import attribute_recovery
 from store.checkout_query import run_query
+from store.coalescing import Coalescer
 from store.email_limits import (
     address_key,
     address_state,
@@ -133,8 +133,7 @@ class SqlStore:
         # Built once: a statement object used again skips SQLAlchemy's per-call construction
         # and cache-key work, which is most of what a small insert costs here.
         self._insert_checkouts_returning = self._insert_ignore(checkouts).returning(checkouts.c.id)
-        self._reports: list[tuple[_Report, asyncio.Future[Reported]]] = []
-        self._report_writer: asyncio.Task[None] | None = None
+        self._reports: Coalescer[_Report, Reported] = Coalescer(self._write_report_batch)
         self._insert_activity_row = self._insert_ignore(activities)
         self._insert_claim = self._insert_ignore(sent_log)
         self._insert_task = self._insert_ignore(tasks)
@@ -162,8 +161,7 @@ class SqlStore:
         await upgrade_to_head(self._engine)
 
     async def close(self) -> None:
-        if self._report_writer is not None:
-            await self._report_writer
+        await self._reports.close()
         await self._writes.close()
         await self._engine.dispose()
 
@@ -191,40 +189,13 @@ class SqlStore:
         """
         assert checkout.id is not None and checkout.created_date is not None
         report = _Report(checkout, reported_at, start, holdout, attribution_window, on_purchase)
-        future: asyncio.Future[Reported] = asyncio.get_running_loop().create_future()
-        self._reports.append((report, future))
-        if self._report_writer is None or self._report_writer.done():
-            self._report_writer = asyncio.create_task(self._drain_reports())
-        return await asyncio.shield(future)
+        return await self._reports.run(report)
 
-    async def _drain_reports(self) -> None:
-        while self._reports:
-            batch, self._reports = self._reports, []
-            try:
-                results = await self._writes.run(self._report_writer_for([r for r, _ in batch]))
-            except Exception:
-                # One report spoiled the batch: each on its own, so only that one fails.
-                for report, future in batch:
-                    try:
-                        [result] = await self._writes.run(self._report_writer_for([report]))
-                    except Exception as err:
-                        if not future.done():
-                            future.set_exception(err)
-                    else:
-                        if not future.done():
-                            future.set_result(result)
-                continue
-            for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
-
-    def _report_writer_for(
-        self, reports: list["_Report"]
-    ) -> Callable[[AsyncConnection], Awaitable[list[Reported]]]:
+    async def _write_report_batch(self, reports: list["_Report"]) -> list[Reported]:
         async def write(conn: AsyncConnection) -> list[Reported]:
             return await self._write_reports(conn, reports)
 
-        return write
+        return await self._writes.run(write)
 
     async def _write_reports(
         self, conn: AsyncConnection, reports: list["_Report"]
