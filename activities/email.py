@@ -1,6 +1,7 @@
 """The email step: render, send once, record the outcome."""
 
 import logging
+from urllib.parse import quote
 
 import aiosmtplib
 from temporalio import activity
@@ -110,7 +111,7 @@ class EmailActivities:
             token = self._links.unsubscribe_token(request.checkout_id)
             unsubscribe = Unsubscribe(
                 url=self._links.unsubscribe_url(request.checkout_id),
-                mailto=f"mailto:{self._unsubscribe_mailbox}?subject=unsubscribe%20{token}",
+                mailto=f"mailto:{self._unsubscribe_mailbox}?subject=unsubscribe%20{quote(token)}",
             )
             context["unsubscribe_url"] = unsubscribe.url
         if request.step.coupon is not None and self._coupons is not None:

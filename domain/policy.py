@@ -131,7 +131,8 @@ class NotificationStep(_Step):
 
 class TaskStep(_Step):
     action: Literal["task"]
-    assignee: str = Field(min_length=1)
+    assignee: str = Field(min_length=1, max_length=200)
+    """Kept in the task's `assignee` column (200 characters)."""
     template: TemplateName = "follow_up"
     due_in: Duration = timedelta(days=1)
     """How long staff have for the task once it is created."""
@@ -167,7 +168,7 @@ ConsentMode = Literal["all", "subscribers_only", "first_email_only"]
 
 
 class RecoveryPolicy(_PolicyPart):
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=200)
     listen_window: Duration = timedelta(days=7)
     """How long a flow keeps listening for recovery after its last step."""
     time_zone: TimeZoneName = "UTC"
