@@ -9,35 +9,16 @@ import logging
 import time
 from dataclasses import dataclass
 from email.message import Message
-from enum import StrEnum
 
 import aiosmtplib
+
+from domain.smtp import SmtpConfig, SmtpSecurity
 
 logger = logging.getLogger(__name__)
 
 # A connection idle for longer than this is probed with NOOP before use: servers drop idle
 # clients, and finding that out at MAIL FROM would cost the step an activity retry.
 _PROBE_AFTER_IDLE_SECONDS = 20.0
-
-
-class SmtpSecurity(StrEnum):
-    NONE = "none"
-    STARTTLS = "starttls"
-    TLS = "tls"
-
-
-@dataclass(frozen=True)
-class SmtpConfig:
-    host: str
-    port: int
-    security: SmtpSecurity = SmtpSecurity.NONE
-    username: str | None = None
-    password: str | None = None
-    timeout_seconds: float = 30.0
-    pool_size: int = 4
-
-    def __repr__(self) -> str:  # keeps the password out of logs and tracebacks
-        return f"SmtpConfig(host={self.host!r}, port={self.port}, security={self.security})"
 
 
 @dataclass

@@ -20,6 +20,7 @@ from api.schemas import (
     RecoverByReferenceBody,
 )
 from domain.access import Scope
+from domain.activity import NEWEST_ACTIVITIES
 from domain.checkout import AbandonedCheckout
 from domain.links import LinkCheck, LinkSigner
 from domain.policy import RecoveryPolicy
@@ -28,8 +29,6 @@ from domain.report import parse_report
 from service.checkouts import CheckoutErasedError, CheckoutNotFoundError, CheckoutService
 
 PREFIX = "/ecom/v1/abandoned-checkout"
-NEWEST_ACTIVITIES = 20
-"""The reference API's view shows this many of the newest activity entries."""
 
 
 def checkout_router(

@@ -29,7 +29,7 @@ from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.converter import PayloadCodec
 
 from api.errors import ERROR_RESPONSES, ApiError, error_response
-from workers.payload_codec import PayloadDecryptionError
+from codec.payload_codec import PayloadDecryptionError
 
 logger = logging.getLogger(__name__)
 

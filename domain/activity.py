@@ -6,6 +6,9 @@ from pydantic import AwareDatetime
 
 from domain.base import CamelModel
 
+NEWEST_ACTIVITIES = 20
+"""The reference API's view of a checkout (get, query) shows this many of its newest entries."""
+
 
 class ActivityType(StrEnum):
     SCHEDULED = "SCHEDULED"

@@ -22,3 +22,10 @@ class CamelModel(BaseModel):
     def to_json_dict(self) -> dict[str, Any]:
         """The JSON form a client sees: camelCase keys, no unset optional fields."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class Contract(BaseModel):
+    """A message between the workflow and its callers or activities: snake_case, no unknown
+    fields, immutable (workflow state must not change behind the flow's back)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)

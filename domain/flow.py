@@ -3,9 +3,10 @@
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel
 from temporalio.common import SearchAttributeKey
 
+from domain.base import Contract
 from domain.checkout import AbandonedCheckout
 from domain.policy import RecoveryPolicy
 
@@ -56,11 +57,7 @@ def step_key(workflow_id: str, step_index: int) -> str:
     return f"{workflow_id}/step-{step_index + 1}"
 
 
-class _Contract(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RecoveryInput(_Contract):
+class RecoveryInput(Contract):
     checkout: AbandonedCheckout
     policy: RecoveryPolicy
     abandoned_at: AwareDatetime
@@ -72,7 +69,7 @@ class RecoveryInput(_Contract):
     unregistered one would fail the flow's workflow task."""
 
 
-class RecoveredSignal(_Contract):
+class RecoveredSignal(Contract):
     order_id: str | None = None
     recovered_at: AwareDatetime | None = None
     """When the buyer completed the purchase; the flow's own clock when not given."""
@@ -88,7 +85,7 @@ SIGNAL_ARGUMENTS: dict[str, type[BaseModel] | None] = {
 """Each signal's argument type (None: it takes none), for callers that hold it as JSON."""
 
 
-class RecoveryResult(_Contract):
+class RecoveryResult(Contract):
     status: str
     closed_because: str
     """One of ClosedBecause."""

@@ -6,9 +6,10 @@ SMTP, HTTP and database libraries that have no place in a deterministic sandbox)
 
 from datetime import timedelta
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime
 
 from domain.activity import Activity
+from domain.base import Contract
 from domain.policy import EmailStep, FrequencyCap, NotificationStep, TaskStep
 
 SEND_EMAIL = "send_recovery_email"
@@ -22,11 +23,7 @@ RECORD_RECOVERY = "record_recovery"
 PERMANENT_EMAIL_FAILURE = "PermanentEmailFailure"
 
 
-class _Contract(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class StepRequest(_Contract):
+class StepRequest(Contract):
     checkout_id: str
     workflow_id: str
     step_index: int
@@ -60,13 +57,13 @@ class TaskStepRequest(StepRequest):
     step: TaskStep
 
 
-class RecordActivityRequest(_Contract):
+class RecordActivityRequest(Contract):
     checkout_id: str
     key: str
     entry: Activity
 
 
-class RecordRecoveryRequest(_Contract):
+class RecordRecoveryRequest(Contract):
     checkout_id: str
     recovered_at: AwareDatetime
     order_id: str | None = None

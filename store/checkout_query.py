@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, Select, and_, func, literal, not_, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.activity import NEWEST_ACTIVITIES
 from domain.query import (
     FIELDS,
     Boundary,
@@ -37,8 +38,6 @@ from domain.query import (
 from store.rows import checkout_from_row, load_activities
 from store.schema import UtcDateTime, checkouts
 
-NEWEST_ACTIVITIES = 20
-"""The reference API's query shows each checkout's newest 20 activities."""
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _COMPARISONS: dict[Operator, Callable[[Any, Any], Any]] = {
     Operator.EQ: operator.eq,

@@ -19,8 +19,8 @@ from store.api_keys import ApiKeyStore
 from store.sql import SqlStore
 from workers.link_secret import dashboard_secret, link_signer_for
 from workers.mailbox import read_mailbox
-from workers.payload_codec import codec_from_settings
 from workers.settings import Settings
+from workers.temporal_client import codec_from_settings
 
 logger = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from codec.payload_codec import generate_codec_key
 from domain.checkout import AbandonedCheckout
 from domain.policy import RecoveryPolicy
 from domain.report import parse_report, parse_update
@@ -32,7 +33,6 @@ from workers.dev_stack import embedded_smtp, mail_folder, temporal_dev_server
 from workers.import_command import import_file
 from workers.key_commands import keys_app
 from workers.mailbox import read_mailbox
-from workers.payload_codec import generate_codec_key
 from workers.policy_commands import policy_app
 from workers.resources import open_service, open_store
 from workers.search_attributes import search_attributes_registered

@@ -12,7 +12,7 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.service import TLSConfig
 
-from activities.smtp_pool import SmtpConfig, SmtpSecurity
+from domain.smtp import SmtpConfig, SmtpSecurity
 
 
 def _temporal(name: str, default: Any = None) -> Any:

@@ -6,7 +6,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 
-from workers.payload_codec import codec_from_settings
+from codec.payload_codec import AesGcmCodec, parse_codec_keys
 from workers.settings import Settings
 
 DATA_CONVERTER = pydantic_data_converter
@@ -46,3 +46,16 @@ async def connect(settings: Settings, *, lazy: bool = False) -> Client:
         data_converter=data_converter_for(settings),
         lazy=lazy,
     )
+
+
+def codec_from_settings(settings: Settings) -> "AesGcmCodec | None":
+    """The codec the settings configure; None when no keys are set (payloads stay plain).
+
+    Raises ValueError naming the faulty entry when the keys are malformed.
+    """
+    if settings.codec_keys is None:
+        return None
+    text = settings.codec_keys.get_secret_value()
+    if not text.strip():
+        return None
+    return AesGcmCodec(parse_codec_keys(text))

@@ -9,10 +9,11 @@ from temporalio.testing import ActivityEnvironment
 from activities.email import EmailActivities
 from activities.email_message import Sender, message_id_for
 from activities.rendering import TemplateRenderer
-from activities.smtp_pool import SmtpConfig, SmtpPool
+from activities.smtp_pool import SmtpPool
 from domain.activity import ActivityType, NotSentReason
 from domain.flow import step_key, workflow_id_for
 from domain.policy import EmailStep
+from domain.smtp import SmtpConfig
 from domain.steps import PERMANENT_EMAIL_FAILURE, EmailStepRequest
 from store.sql import SendClaim, SqlStore
 from tests.support import SmtpServer, body_text, sample_checkout

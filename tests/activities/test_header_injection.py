@@ -9,12 +9,13 @@ from temporalio.testing import ActivityEnvironment
 from activities.email import EmailActivities
 from activities.email_message import Sender, header_text
 from activities.rendering import TemplateRenderer
-from activities.smtp_pool import SmtpConfig, SmtpPool
+from activities.smtp_pool import SmtpPool
 from domain.activity import ActivityType
 from domain.errors import InvalidInputError
 from domain.flow import step_key, workflow_id_for
 from domain.links import LinkSigner
 from domain.policy import EmailStep
+from domain.smtp import SmtpConfig
 from domain.steps import EmailStepRequest
 from store.sql import SqlStore
 from tests.support import SmtpServer, body_text, sample_checkout

@@ -17,11 +17,12 @@ from activities.email import EmailActivities
 from activities.email_message import Sender
 from activities.notification import NotificationActivities
 from activities.rendering import TemplateRenderer
-from activities.smtp_pool import SmtpConfig, SmtpPool
+from activities.smtp_pool import SmtpPool
 from activities.tasks import TaskActivities
 from domain.activity import ActivityType, NotSentReason
 from domain.flow import step_key, workflow_id_for
 from domain.policy import EmailStep, NotificationStep, TaskStep
+from domain.smtp import SmtpConfig
 from domain.steps import (
     PERMANENT_EMAIL_FAILURE,
     EmailStepRequest,

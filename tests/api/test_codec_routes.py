@@ -12,9 +12,9 @@ from temporalio.api.common.v1 import Payload
 
 from api.codec_routes import add_codec_cors, codec_router, parse_origins
 from api.errors import install_error_handlers
+from codec.payload_codec import AesGcmCodec, parse_codec_keys
 from tests.support import free_port
 from workers.api_server import serving
-from workers.payload_codec import AesGcmCodec, parse_codec_keys
 
 UI_ORIGIN = "http://localhost:8233"
 KEY = base64.b64encode(b"K" * 32).decode()

@@ -29,6 +29,7 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
 from api.codec_routes import codec_router
+from codec.payload_codec import ENCODING
 from domain.activity import ActivityType
 from domain.checkout import AbandonedCheckout
 from domain.flow import RecoveryInput, RecoveryResult, workflow_id_for
@@ -43,8 +44,7 @@ from tests.support import (
     sample_checkout,
 )
 from workers.api_server import serving
-from workers.payload_codec import ENCODING, codec_from_settings
-from workers.temporal_client import data_converter_for
+from workers.temporal_client import codec_from_settings, data_converter_for
 from workflows.abandoned_checkout import AbandonedCheckoutWorkflow
 
 KEYS = f"test-key:{base64.b64encode(b'k' * 32).decode()}"

@@ -12,21 +12,20 @@ from temporalio.client import WorkflowHistory
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer
 
-from domain.flow import RecoveryInput
-from tests.support import sample_checkout
-from workers.payload_codec import (
+from codec.payload_codec import (
     ENCODING,
     KEY_ID_METADATA,
     AesGcmCodec,
     PayloadAuthenticationError,
     UnknownKeyError,
-    codec_from_settings,
     generate_codec_key,
     parse_codec_keys,
 )
+from domain.flow import RecoveryInput
+from tests.support import sample_checkout
 from workers.policy_files import load_policy
 from workers.settings import Settings
-from workers.temporal_client import DATA_CONVERTER, data_converter_for
+from workers.temporal_client import DATA_CONVERTER, codec_from_settings, data_converter_for
 from workers.worker import SANDBOX_RUNNER, WORKFLOWS
 
 KEY_A = base64.b64encode(b"A" * 32).decode()

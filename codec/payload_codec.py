@@ -31,8 +31,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
-from workers.settings import Settings
-
 ENCODING = b"binary/encrypted"
 KEY_ID_METADATA = "encryption-key-id"
 KEY_BYTES = 32
@@ -136,19 +134,6 @@ def generate_codec_key() -> str:
     key_id = secrets.token_hex(4)
     key = base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode("ascii")
     return f"{key_id}:{key}"
-
-
-def codec_from_settings(settings: Settings) -> "AesGcmCodec | None":
-    """The codec the settings configure; None when no keys are set (payloads stay plain).
-
-    Raises ValueError naming the faulty entry when the keys are malformed.
-    """
-    if settings.codec_keys is None:
-        return None
-    text = settings.codec_keys.get_secret_value()
-    if not text.strip():
-        return None
-    return AesGcmCodec(parse_codec_keys(text))
 
 
 class AesGcmCodec(PayloadCodec):
