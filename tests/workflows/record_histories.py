@@ -3,34 +3,49 @@
 Run after a deliberate, patched change to the workflow, never to "fix" a failing replay test:
     .venv/bin/python -m tests.workflows.record_histories [--all]
 
-Without --all it records only the newest history: the older ones were made by older workflow code
-and are kept as they are, so that the replay test checks the code still runs what they hold.
+Without --all it records the histories of the current workflow code (one per path the replay
+test guards: cart updates, unsubscribe, cancel, staff steps, EMAIL_NOT_SENT, frequency cap, send
+window, search attributes). The three oldest ones (full_default_policy,
+recovered_after_first_email, duplicate_update_then_buyer_purchased) were made by older workflow
+code and are kept as they are, so that the replay test checks the code still runs what they
+hold; only --all records them again.
 """
 
 import asyncio
+import contextlib
 import sys
 import tempfile
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from threading import Thread
 from typing import Any
 
 from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from domain.flow import CHECKOUT_UPDATED_SIGNAL, workflow_id_for
+from domain.activity import ActivityType
+from domain.checkout import AbandonedCheckout
+from domain.flow import CHECKOUT_UPDATED_SIGNAL, UNSUBSCRIBED_SIGNAL, workflow_id_for
+from domain.policy import RecoveryPolicy, parse_policy
 from service.checkouts import CheckoutService
 from store.sql import SqlStore
 from tests.support import (
     engine_settings,
+    eventually,
     running_engine,
     sample_checkout,
     smtp_server,
+    start_dev_server,
     start_time_skipping,
 )
 from workers.policy_files import load_policy
+from workers.search_attributes import registered_or_unreachable
 
 HISTORIES = Path(__file__).parent / "histories"
+NO_CAP = {"window": "0s"}
 
 
 async def _record(
@@ -53,6 +68,10 @@ async def _save_when_done(
     await env.client.test_service.unlock_time_skipping(UnlockTimeSkippingRequest())
     await handle.result()
     await env.client.test_service.lock_time_skipping(LockTimeSkippingRequest())
+    await _save(handle, name)
+
+
+async def _save(handle: WorkflowHandle[Any, Any], name: str) -> None:
     history = await handle.fetch_history()
     (HISTORIES / f"{name}.json").write_text(history.to_json())
     print(f"wrote {HISTORIES / f'{name}.json'} ({len(history.events)} events)")
@@ -86,19 +105,246 @@ async def _record_duplicate_update_then_purchase(
     await _save_when_done(env, handle, name)
 
 
+# --- the paths of the current workflow code -----------------------------------------------------
+
+
+def _policy(*steps: dict[str, Any], **keys: Any) -> RecoveryPolicy:
+    values = {"name": "replay", "listen_window": "1h", "frequency_cap": NO_CAP}
+    return parse_policy({**values, **keys, "steps": list(steps)}, "replay")
+
+
+def _email(delay: str, template: str = "reminder", **keys: Any) -> dict[str, Any]:
+    return {"delay": delay, "action": "email", "template": template, **keys}
+
+
+TWO_EMAILS = (_email("1h"), _email("5h", "last_chance"))
+
+
+def _buyer(name: str) -> dict[str, str]:
+    """Each recording its own buyer: a purchase, an unsubscribe or the cap reach all of a buyer's
+    flows."""
+    return {"email": f"replay-{name}@example.com", "visitorId": f"replay-{name}"}
+
+
+async def _report(
+    env: WorkflowEnvironment,
+    service: CheckoutService,
+    name: str,
+    policy: RecoveryPolicy,
+    *,
+    abandoned_before: timedelta = timedelta(0),
+    buyer: str | None = None,
+    **fields: Any,
+) -> tuple[str, AbandonedCheckout]:
+    now = await env.get_current_time()
+    checkout = sample_checkout(
+        checkoutId=f"replay-{name}", buyerInfo=_buyer(buyer or name), **fields
+    ).model_copy(update={"created_date": now - abandoned_before})
+    outcome = await service.report(checkout, policy, now=now)
+    assert outcome.new, name
+    return outcome.checkout_id, checkout.model_copy(update={"id": outcome.checkout_id})
+
+
+def _handle(env: WorkflowEnvironment, checkout_id: str) -> WorkflowHandle[Any, Any]:
+    return env.client.get_workflow_handle(workflow_id_for(checkout_id))
+
+
+def _has(store: SqlStore, checkout_id: str, kind: ActivityType) -> Callable[[], Awaitable[bool]]:
+    async def probe() -> bool:
+        found = await store.get(checkout_id)
+        return found is not None and any(a.type is kind for a in found.activities)
+
+    return probe
+
+
+async def _after_first_email(env: WorkflowEnvironment, store: SqlStore, checkout_id: str) -> None:
+    """Skip past step 1 (due at 1 h) and wait, in real time, for its email to be recorded."""
+    await env.sleep(timedelta(hours=2))
+    await eventually(_has(store, checkout_id, ActivityType.EMAIL_SENT), what="step 1 email")
+
+
+async def _record_cart_update(
+    env: WorkflowEnvironment, service: CheckoutService, store: SqlStore, mode: str
+) -> None:
+    """A smaller cart after the first email: "reset" moves step 2 to 5 h after the update,
+    "keep" holds it at 5 h after the abandonment; both show the newest snapshot."""
+    name = f"cart_update_{mode}"
+    checkout_id, reported = await _report(
+        env, service, name, _policy(*TWO_EMAILS, on_cart_update=mode)
+    )
+    await _after_first_email(env, store, checkout_id)
+    await service.update(reported.model_copy(update={"line_items": reported.line_items[:1]}))
+    await _save_when_done(env, _handle(env, checkout_id), name)
+
+
+async def _record_unsubscribed(
+    env: WorkflowEnvironment, service: CheckoutService, store: SqlStore
+) -> None:
+    """The buyer unsubscribes after the first email (the `unsubscribed` signal, through the
+    service): step 2 records EMAIL_NOT_SENT (unsubscribed)."""
+    name = "unsubscribed"
+    checkout_id, _ = await _report(env, service, name, _policy(*TWO_EMAILS))
+    await _after_first_email(env, store, checkout_id)
+    told = await service.unsubscribe(checkout_id)
+    assert checkout_id in told, told
+    await _save_when_done(env, _handle(env, checkout_id), name)
+
+
+async def _record_unsubscribed_signal(env: WorkflowEnvironment, service: CheckoutService) -> None:
+    """The `unsubscribed` signal sent straight to Temporal before the first step."""
+    name = "unsubscribed_signal_before_first_step"
+    checkout_id, _ = await _report(env, service, name, _policy(_email("1h")))
+    handle = _handle(env, checkout_id)
+    await handle.signal(UNSUBSCRIBED_SIGNAL)
+    await _save_when_done(env, handle, name)
+
+
+async def _record_cancelled(
+    env: WorkflowEnvironment, service: CheckoutService, store: SqlStore
+) -> None:
+    """Cancelled between the first and the second email: no further step runs."""
+    name = "cancelled"
+    checkout_id, _ = await _report(env, service, name, _policy(*TWO_EMAILS))
+    await _after_first_email(env, store, checkout_id)
+    await service.cancel(checkout_id)
+    await _save_when_done(env, _handle(env, checkout_id), name)
+
+
+async def _record_staff_steps(
+    env: WorkflowEnvironment, service: CheckoutService, receiver_url: str
+) -> None:
+    """A notification step (to the HTTP receiver on loopback) and a task step."""
+    name = "notification_and_task_steps"
+    policy = _policy(
+        {"delay": "1h", "action": "notification", "url": receiver_url},
+        {"delay": "2h", "action": "task", "assignee": "sales"},
+    )
+    checkout_id, _ = await _report(env, service, name, policy)
+    await _save_when_done(env, _handle(env, checkout_id), name)
+
+
+async def _record_stale_report(env: WorkflowEnvironment, service: CheckoutService) -> None:
+    """Reported 40 days after the abandonment (max_age 30d): every email step records
+    EMAIL_NOT_SENT (stale_report) at once, then the flow listens."""
+    name = "email_not_sent_stale_report"
+    policy = _policy(*TWO_EMAILS, max_age="30d")
+    checkout_id, _ = await _report(env, service, name, policy, abandoned_before=timedelta(days=40))
+    await _save_when_done(env, _handle(env, checkout_id), name)
+
+
+async def _record_conditions_failed(env: WorkflowEnvironment, service: CheckoutService) -> None:
+    """Step 1's conditions fail (EMAIL_NOT_SENT with the reason); step 2 sends."""
+    name = "email_not_sent_conditions_failed"
+    policy = _policy(_email("1h", conditions={"min_total": "100.00"}), _email("2h", "last_chance"))
+    checkout_id, _ = await _report(env, service, name, policy)
+    await _save_when_done(env, _handle(env, checkout_id), name)
+
+
+async def _record_frequency_cap_deferral(
+    env: WorkflowEnvironment, service: CheckoutService, store: SqlStore
+) -> None:
+    """Two checkouts of one buyer, cap window 24h, defer: the second checkout's email waits
+    for the end of the window (the history recorded is the second one's)."""
+    name = "frequency_cap_deferred"
+    policy = _policy(_email("1h"), frequency_cap={"window": "24h", "when_capped": "defer"})
+    first, _ = await _report(env, service, f"{name}-first", policy, buyer=name)
+    await _after_first_email(env, store, first)
+    second, _ = await _report(env, service, name, policy, buyer=name)
+    await _save_when_done(env, _handle(env, second), name)
+    deferred = await store.get(second)
+    assert deferred is not None and deferred.activities[-1].type is ActivityType.EMAIL_SENT
+
+
+async def _record_send_window_wait(env: WorkflowEnvironment, service: CheckoutService) -> None:
+    """Step 1 comes due outside the policy's send window and waits for it to open."""
+    name = "send_window_wait"
+    due = await env.get_current_time() + timedelta(hours=1)
+    opens = (due.hour + 3) % 24
+    window = {"start": f"{opens:02d}:00", "end": f"{(opens + 2) % 24:02d}:00"}
+    checkout_id, _ = await _report(env, service, name, _policy(_email("1h"), send_window=window))
+    await _save_when_done(env, _handle(env, checkout_id), name)
+
+
+async def _record_search_attributes(store: SqlStore, smtp_port: int) -> None:
+    """A flow that publishes CheckoutRecoveryStatus and CheckoutRecoveryStep (patch
+    "search-attributes"), recovered after its first email.
+
+    On the dev server, which registers the attributes (tests.support.start_dev_server): the
+    time-skipping test server has no operator service to register or list them, so a starter
+    there never sets publish_search_attributes. Real time, so the delays are seconds.
+    """
+    name = "search_attributes_published"
+    env = await start_dev_server()
+    try:
+        assert await registered_or_unreachable(env.client), "search attributes not registered"
+        settings = engine_settings(smtp_port)
+        async with running_engine(env.client, store, settings):
+            service = CheckoutService(
+                env.client, store, settings.task_queue, search_attributes=True
+            )
+            policy = _policy(_email("1s"), _email("1h", "last_chance"), listen_window="2s")
+            checkout_id, _ = await _report(env, service, name, policy)
+            await eventually(_has(store, checkout_id, ActivityType.EMAIL_SENT), what="step 1")
+            await service.recover(checkout_id, order_id="order-1")
+            handle = _handle(env, checkout_id)
+            await handle.result()
+            await _save(handle, name)
+    finally:
+        await env.shutdown()
+
+
+@contextlib.contextmanager
+def _http_receiver() -> Iterator[str]:
+    """A tiny staff-notification receiver on loopback that answers 200."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def _record_current(
+    env: WorkflowEnvironment, service: CheckoutService, store: SqlStore, receiver_url: str
+) -> None:
+    await _record_cart_update(env, service, store, "reset")
+    await _record_cart_update(env, service, store, "keep")
+    await _record_unsubscribed(env, service, store)
+    await _record_unsubscribed_signal(env, service)
+    await _record_cancelled(env, service, store)
+    await _record_staff_steps(env, service, receiver_url)
+    await _record_stale_report(env, service)
+    await _record_conditions_failed(env, service)
+    await _record_frequency_cap_deferral(env, service, store)
+    await _record_send_window_wait(env, service)
+
+
 async def main() -> None:
     HISTORIES.mkdir(exist_ok=True)
     env = await start_time_skipping()
-    with tempfile.TemporaryDirectory() as tmp, smtp_server() as smtp:
+    with tempfile.TemporaryDirectory() as tmp, smtp_server() as smtp, _http_receiver() as url:
         store = SqlStore.from_url(f"sqlite+aiosqlite:///{tmp}/store.db")
         await store.create_schema()
         async with running_engine(env.client, store, engine_settings(smtp.port)) as service:
             if "--all" in sys.argv:
                 await _record(env, service, "full_default_policy", None)
                 await _record(env, service, "recovered_after_first_email", timedelta(hours=2))
-            await _record_duplicate_update_then_purchase(env, service)
+                await _record_duplicate_update_then_purchase(env, service)
+            await _record_current(env, service, store, url)
+        await env.shutdown()
+        await _record_search_attributes(store, smtp.port)
         await store.close()
-    await env.shutdown()
 
 
 if __name__ == "__main__":
