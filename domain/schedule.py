@@ -11,6 +11,7 @@ from decimal import Decimal
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from domain.activity import NotSentReason
 from domain.checkout import AbandonedCheckout
 from domain.policy import ConsentMode, RecoveryPolicy, SendWindow, StepConditions
 
@@ -151,8 +152,14 @@ def plan(
         due = next_send_time(base_due, policy.send_window, zone) if is_email else base_due
         overdue = abandoned_at + step.delay < reported_at
         failed = failed_conditions(step.conditions, checkout)
+        skip_overdue = overdue and policy.overdue_steps == "skip"
+        ruled_out = skip_reason(
+            holdout=holdout, stale=stale, skip_overdue=skip_overdue, failed=failed, consent=None
+        )
         consent = None
-        if is_email:
+        # As in the flow: only an email step that reaches the consent decision counts toward
+        # first_email_only (one skipped for its conditions, holdout, ... is no first email).
+        if is_email and ruled_out is None:
             emails += 1
             consent = consent_decision(policy.consent, checkout.marketing_consent, emails)
         planned.append(
@@ -169,7 +176,7 @@ def plan(
                 outcome=_outcome(
                     holdout=holdout,
                     stale=stale,
-                    skip_overdue=overdue and policy.overdue_steps == "skip",
+                    skip_overdue=skip_overdue,
                     failed=failed,
                     consent=consent,
                     is_email=is_email,
@@ -185,15 +192,15 @@ def skip_reason(
     """Why a step does not run, in the order the flow checks; None when it runs. The reasons
     are the EMAIL_NOT_SENT reasons an email step records."""
     if holdout:
-        return "holdout"
+        return NotSentReason.HOLDOUT
     if stale:
-        return "stale_report"
+        return NotSentReason.STALE_REPORT
     if skip_overdue:
-        return "overdue"
+        return NotSentReason.OVERDUE
     if failed:
-        return f"condition_failed:{','.join(failed)}"
+        return f"{NotSentReason.CONDITION_FAILED}:{','.join(failed)}"
     if consent is Consent.REFUSED:
-        return "no_consent"
+        return NotSentReason.NO_CONSENT
     return None
 
 

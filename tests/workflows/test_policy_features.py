@@ -17,7 +17,7 @@ from domain.access import Scope
 from domain.activity import ActivityType, NotSentReason
 from domain.checkout import AbandonedCheckout
 from domain.policy import Coupon, RecoveryPolicy, parse_policy
-from domain.schedule import in_holdout
+from domain.schedule import in_holdout, plan
 from service.checkouts import CheckoutService
 from store.api_keys import ApiKeyStore
 from store.attribution import revenue_by_step
@@ -468,3 +468,32 @@ async def test_a_german_buyer_gets_the_german_email_with_german_money(
     assert "89,90\u00a0€" in text and "Warenkorb" in message["Subject"]
     [sent] = await _times(store, checkout_id, ActivityType.EMAIL_SENT)
     assert message["Date"].datetime == sent.replace(microsecond=0)
+
+
+async def test_policy_check_prints_the_consent_the_flow_takes_after_a_skipped_first_email(
+    time_skipping_env: WorkflowEnvironment, store: SqlStore, smtp: SmtpServer
+) -> None:
+    """first_email_only counts only email steps that reached the consent decision: with step 1
+    ruled out by its condition, step 2 is the first email, in `policy check` as in the flow."""
+    env = time_skipping_env
+    policy = _policy(
+        _email("1h", conditions={"min_total": "1000.00"}),
+        _email("2h", template="last_chance"),
+        consent="first_email_only",
+    )
+    async with running_engine(env.client, store, engine_settings(smtp.port)) as service:
+        checkout_id, checkout = await report_now(service, env, sample_checkout(), policy)
+        assert checkout.created_date is not None
+        printed = plan(policy, checkout, checkout.created_date, checkout.created_date)
+        await flow_result(service, env, checkout_id)
+
+    assert [p.outcome for p in printed] == ["skip: condition_failed:min_total", "send"]
+    assert [p.consent for p in printed] == [None, "first_email"]
+    found = await store.get(checkout_id)
+    assert found is not None
+    happened = [(a.type, a.reason, a.consent) for a in found.activities[1:]]
+    assert happened == [
+        (ActivityType.EMAIL_NOT_SENT, "condition_failed:min_total", None),
+        (ActivityType.EMAIL_SENT, None, "first_email"),
+    ]
+    assert len(smtp.handler.messages) == 1
