@@ -16,13 +16,14 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
+from domain.activity import ActivityType
 from domain.checkout import AbandonedCheckout, BuyerIdentity, CheckoutStatus
 from domain.durations import parse_moment
 from domain.errors import InvalidInputError, describe_validation_error
 from domain.flow import RecoveryInput, workflow_id_for
 from domain.policy import RecoveryPolicy
 from domain.query import MAX_LIMIT, CheckoutPage, parse_query
-from domain.schedule import buyer_zone, next_send_time
+from domain.schedule import plan
 from service.checkouts import BuyerRecovery, CheckoutNotFoundError
 from service.reconciler import Reconciler, ReconcileReport
 from store.sql import SqlStore
@@ -213,6 +214,8 @@ class NextStep:
     action: str
     template: str
     due: datetime
+    outcome: str
+    """What it will do, as `policy check` says it: send, run, or skip: <reason>."""
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -220,15 +223,18 @@ class NextStep:
             "action": self.action,
             "template": self.template,
             "dueDate": iso(self.due),
+            "outcome": self.outcome,
         }
 
 
 def next_step(
     policy: RecoveryPolicy, checkout: AbandonedCheckout, abandoned_at: datetime
 ) -> NextStep | None:
-    """The first policy step after the last one with an activity entry, due its delay after the
-    abandonment (an email moved into the policy's send window, in the buyer's zone); None when
-    every step has run.
+    """The first policy step after the last one with an activity entry, as `policy check`
+    plans it (domain.schedule.plan): its due time (a step already due at the report runs then;
+    an email waits for the send window, in the buyer's zone) and what it will do (send, run, or
+    skip for holdout, a stale or overdue report, failed conditions or consent). None when every
+    step has run.
 
     A step that is retrying, deferred by the frequency cap, or re-timed by a cart update under
     `on_cart_update = "reset"` runs later (its timers are in `checkouts history`).
@@ -237,11 +243,11 @@ def next_step(
     done = max((entry.step for entry in entries if entry.step is not None), default=0)
     if done >= len(policy.steps):
         return None
-    step = policy.steps[done]
-    due = abandoned_at + step.delay
-    if step.action == "email":
-        due = next_send_time(due, policy.send_window, buyer_zone(checkout, policy))
-    return NextStep(done + 1, step.action, step.template, due)
+    reported_at = next(
+        (e.created_date for e in entries if e.type is ActivityType.SCHEDULED), abandoned_at
+    )
+    planned = plan(policy, checkout, abandoned_at, reported_at)[done]
+    return NextStep(planned.number, planned.action, planned.template, planned.due, planned.outcome)
 
 
 @checkouts_app.command("show")
@@ -397,7 +403,9 @@ def _next_text(upcoming: NextStep | None) -> str:
     due = f"{shown(upcoming.due)} UTC"
     if upcoming.due <= datetime.now(UTC):
         due += " (due now: running, retrying or waiting for a send window)"
-    return f"{upcoming.number}: {upcoming.action} {upcoming.template}, due {due}"
+    return (
+        f"{upcoming.number}: {upcoming.action} {upcoming.template}, due {due}; {upcoming.outcome}"
+    )
 
 
 # --- history -------------------------------------------------------------------------------

@@ -60,6 +60,7 @@ async def test_find_read_and_act_on_checkouts(operators: OperatorStack) -> None:
     )
     created = datetime.fromisoformat(checkout["createdDate"])
     assert datetime.fromisoformat(upcoming["dueDate"]) == created + timedelta(hours=1)
+    assert upcoming["outcome"] == "send"  # as `policy check` plans it
 
     # Newest first, one per page; the cursor leads to the rest and no further.
     page = _json(await stack.cli("checkouts", "list", "--since", since, "--limit", "1", "--json"))
