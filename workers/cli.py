@@ -14,7 +14,8 @@ from codec.payload_codec import generate_codec_key
 from domain.checkout import AbandonedCheckout
 from domain.policy import RecoveryPolicy
 from domain.report import parse_report, parse_update
-from service.checkouts import CheckoutNotFoundError, CheckoutService
+from service.checkouts import CheckoutService
+from workers import checkout_commands
 from workers.api_server import build_app, dev_api_key, serving
 from workers.checkout_commands import checkouts_app
 from workers.cli_support import (
@@ -27,7 +28,6 @@ from workers.cli_support import (
     run_command,
     set_debug,
 )
-from workers.cli_support import print_json as _print_json
 from workers.cli_support import settings_or_fail as _settings
 from workers.dev_stack import embedded_smtp, mail_folder, temporal_dev_server
 from workers.import_command import import_file
@@ -237,50 +237,32 @@ def update(
     run_command(run())
 
 
+# The short forms are the `checkouts` commands themselves, answering in JSON as they always did.
+IdArgument = Annotated[str, typer.Argument(metavar="ID")]
+
+
 @app.command()
 def recover(
-    checkout_id: Annotated[str, typer.Argument(metavar="ID")],
+    checkout_id: IdArgument,
     order_id: Annotated[
         str | None, typer.Option("--order-id", help="The order that recovered it.")
     ] = None,
 ) -> None:
-    """Mark a checkout recovered: its flow stops and no further step runs."""
-    settings = _settings()
-
-    async def run() -> None:
-        async with open_service(settings) as service:
-            checkout = await service.recover(checkout_id, order_id)
-        _print_json(checkout.to_json_dict())
-
-    run_command(run())
+    """Alias of `checkouts recover ID --json`: mark a checkout recovered; its flow stops."""
+    checkout_commands.recover(checkout_id, order_id, as_json=True)
 
 
 @app.command()
-def cancel(checkout_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
-    """Stop a checkout's flow without marking it recovered."""
-    settings = _settings()
-
-    async def run() -> None:
-        async with open_service(settings) as service:
-            await service.cancel(checkout_id)
-        typer.echo(f"cancel sent to the flow of {checkout_id}")
-
-    run_command(run())
+def cancel(checkout_id: IdArgument) -> None:
+    """Alias of `checkouts cancel ID --json`: stop the flow without marking it recovered."""
+    checkout_commands.cancel(checkout_id, as_json=True)
 
 
 @app.command()
-def show(checkout_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
-    """Print the checkout as JSON, with its full activity list."""
-    settings = _settings()
-
-    async def run() -> None:
-        async with open_store(settings) as store:
-            checkout = await store.get(checkout_id)
-        if checkout is None:
-            raise CheckoutNotFoundError(checkout_id)
-        _print_json({"abandonedCheckout": checkout.to_json_dict()})
-
-    run_command(run())
+def show(checkout_id: IdArgument) -> None:
+    """Alias of `checkouts show ID --json`: the checkout with its full activity list, its flow,
+    its policy and its next step."""
+    checkout_commands.show(checkout_id, as_json=True)
 
 
 @app.command()

@@ -61,6 +61,10 @@ async def test_find_read_and_act_on_checkouts(operators: OperatorStack) -> None:
     created = datetime.fromisoformat(checkout["createdDate"])
     assert datetime.fromisoformat(upcoming["dueDate"]) == created + timedelta(hours=1)
     assert upcoming["outcome"] == "send"  # as `policy check` plans it
+    # `show ID` is an alias of `checkouts show ID --json`: the same code, the same document.
+    alias = _json(await stack.cli("show", first))
+    assert alias.keys() == shown.keys()
+    assert alias["abandonedCheckout"]["id"] == first and alias["nextStep"] == upcoming
 
     # Newest first, one per page; the cursor leads to the rest and no further.
     page = _json(await stack.cli("checkouts", "list", "--since", since, "--limit", "1", "--json"))
