@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from domain.activity import Activity, NotSentReason
+from domain.activity import Activity, ActivityType, NotSentReason
 from domain.base import CamelModel
 from domain.currencies import ISO_4217_CODES
 from domain.errors import InvalidInputError, describe_validation_error
@@ -340,6 +340,13 @@ class AbandonedCheckout(CamelModel):
         if self.stop_reason is not None:
             return NotSentReason.CANCELLED
         return None
+
+    @property
+    def scheduled_at(self) -> datetime | None:
+        """When the engine took the first report: the time of the SCHEDULED entry."""
+        return next(
+            (a.created_date for a in self.activities if a.type is ActivityType.SCHEDULED), None
+        )
 
     @property
     def abandoned_at(self) -> datetime | None:

@@ -80,6 +80,29 @@ def derive_checkout_id(checkout: AbandonedCheckout) -> str:
     return str(uuid.uuid5(_ID_NAMESPACE, source))
 
 
+def flow_start(
+    checkout: AbandonedCheckout,
+    policy: RecoveryPolicy,
+    reported_at: datetime,
+    *,
+    publish_search_attributes: bool,
+) -> NewCommand:
+    """The command that starts a checkout's flow: the workflow's input, delays counted from the
+    checkout's createdDate (the reconciler starts late flows with it too)."""
+    assert checkout.created_date is not None
+    if checkout.activities:  # the flow keeps its own entries; the store's are not its input
+        checkout = checkout.model_copy(update={"activities": []})
+    return start_command(
+        RecoveryInput(
+            checkout=checkout,
+            policy=policy,
+            abandoned_at=checkout.created_date,
+            reported_at=reported_at,
+            publish_search_attributes=publish_search_attributes,
+        )
+    )
+
+
 class CheckoutService:
     def __init__(
         self,
@@ -121,17 +144,10 @@ class CheckoutService:
         )
         assert checkout.created_date is not None
         abandoned_at = checkout.created_date
+        publish = self.search_attributes
 
         def start() -> NewCommand:
-            return start_command(
-                RecoveryInput(
-                    checkout=checkout,
-                    policy=policy,
-                    abandoned_at=abandoned_at,
-                    reported_at=now,
-                    publish_search_attributes=self.search_attributes,
-                )
-            )
+            return flow_start(checkout, policy, now, publish_search_attributes=publish)
 
         reported = await self._store.save_reported(
             checkout,

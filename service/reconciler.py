@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain.activity import ActivityType
 from domain.checkout import CheckoutStatus, StopReason
 from domain.flow import (
     BUYER_PURCHASED_SIGNAL,
@@ -31,12 +30,12 @@ from domain.flow import (
     WORKFLOW_ID_PREFIX,
     WORKFLOW_NAME,
     RecoveredSignal,
-    RecoveryInput,
     workflow_id_for,
 )
 from domain.policy import RecoveryPolicy
+from service.checkouts import flow_start
 from service.handoff import Handoff
-from store.flow_commands import DELETE_COMMAND, NewCommand, signal_command, start_command
+from store.flow_commands import DELETE_COMMAND, NewCommand, signal_command
 from store.flow_records import FlowRecord, mark_flows_closed, open_records, records_of
 from store.sql import SqlStore
 
@@ -192,18 +191,11 @@ class Reconciler:
     async def _late_start(self, checkout_id: str) -> NewCommand:
         checkout = await self._store.get(checkout_id)
         assert checkout is not None and checkout.created_date is not None
-        scheduled = next(
-            (a.created_date for a in checkout.activities if a.type is ActivityType.SCHEDULED),
-            checkout.created_date,
-        )
-        return start_command(
-            RecoveryInput(
-                checkout=checkout.model_copy(update={"activities": []}),
-                policy=self._policy,
-                abandoned_at=checkout.created_date,
-                reported_at=scheduled,
-                publish_search_attributes=self._search_attributes,
-            )
+        return flow_start(
+            checkout,
+            self._policy,
+            checkout.scheduled_at or checkout.created_date,
+            publish_search_attributes=self._search_attributes,
         )
 
     async def _running_but_done(self, facts: _Round) -> None:

@@ -9,6 +9,7 @@ from sqlalchemy import Row, Select, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.checkout import CheckoutStatus, StopReason
+from store.rows import open_checkout
 from store.schema import checkouts
 
 _COLUMNS = (
@@ -62,9 +63,7 @@ async def open_records(
     query: Select[Any] = (
         select(*_COLUMNS)
         .where(
-            checkouts.c.status == CheckoutStatus.ABANDONED,
-            checkouts.c.deleted_date.is_(None),
-            checkouts.c.stop_reason.is_(None),
+            *open_checkout(),
             checkouts.c.flow_closed_date.is_(None),
             checkouts.c.updated_date < changed_before,
             checkouts.c.id > after_id,

@@ -4,7 +4,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import ColumnElement, Row, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.activity import Activity
@@ -15,7 +15,17 @@ from domain.checkout import (
     RecoveryAttribution,
     StopReason,
 )
-from store.schema import activities
+from store.schema import activities, checkouts
+
+
+def open_checkout() -> tuple[ColumnElement[bool], ...]:
+    """A checkout whose flow may still message its buyer: abandoned, not stopped, not erased
+    (`AbandonedCheckout.halted()` says the same of a loaded one)."""
+    return (
+        checkouts.c.status == CheckoutStatus.ABANDONED,
+        checkouts.c.deleted_date.is_(None),
+        checkouts.c.stop_reason.is_(None),
+    )
 
 
 def identity_columns(checkout: AbandonedCheckout) -> dict[str, Any]:

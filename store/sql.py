@@ -53,7 +53,13 @@ from store.flow_commands import (
 from store.group_commit import GroupCommitter
 from store.migrate import upgrade_to_head
 from store.outbox import append_event, append_events, erase_event_bodies
-from store.rows import ENGINE_FIELDS, checkout_from_row, identity_columns, load_activities
+from store.rows import (
+    ENGINE_FIELDS,
+    checkout_from_row,
+    identity_columns,
+    load_activities,
+    open_checkout,
+)
 from store.schema import activities, checkouts, link_clicks, sent_log, suppressions, tasks
 
 logger = logging.getLogger(__name__)
@@ -317,7 +323,7 @@ class SqlStore:
                 return None, []
             newest = await conn.scalar(
                 select(checkouts.c.id)
-                .where(matching, *_open_checkout())
+                .where(matching, *open_checkout())
                 .order_by(checkouts.c.updated_date.desc(), checkouts.c.id)
                 .limit(1)
             )
@@ -389,7 +395,7 @@ class SqlStore:
         others = (
             await conn.scalars(
                 select(checkouts.c.id).where(
-                    matching, *_open_checkout(), checkouts.c.id != recovered_id
+                    matching, *open_checkout(), checkouts.c.id != recovered_id
                 )
             )
         ).all()
@@ -455,7 +461,7 @@ class SqlStore:
             matching = _same_buyer(email, None, None, None)
             assert matching is not None
             flows = (
-                await conn.scalars(select(checkouts.c.id).where(matching, *_open_checkout()))
+                await conn.scalars(select(checkouts.c.id).where(matching, *open_checkout()))
             ).all()
             for flow in flows:
                 await append_command(conn, flow, signal_command(UNSUBSCRIBED_SIGNAL))
@@ -741,15 +747,6 @@ def _abandoned(checkout_id: str) -> tuple[ColumnElement[bool], ...]:
         checkouts.c.id == checkout_id,
         checkouts.c.status == CheckoutStatus.ABANDONED,
         checkouts.c.deleted_date.is_(None),
-    )
-
-
-def _open_checkout() -> tuple[ColumnElement[bool], ...]:
-    """A checkout whose flow may still message its buyer."""
-    return (
-        checkouts.c.status == CheckoutStatus.ABANDONED,
-        checkouts.c.deleted_date.is_(None),
-        checkouts.c.stop_reason.is_(None),
     )
 
 

@@ -16,7 +16,6 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain.activity import ActivityType
 from domain.checkout import AbandonedCheckout, BuyerIdentity, CheckoutStatus
 from domain.durations import parse_moment
 from domain.errors import InvalidInputError, describe_validation_error
@@ -243,10 +242,7 @@ def next_step(
     done = max((entry.step for entry in entries if entry.step is not None), default=0)
     if done >= len(policy.steps):
         return None
-    reported_at = next(
-        (e.created_date for e in entries if e.type is ActivityType.SCHEDULED), abandoned_at
-    )
-    planned = plan(policy, checkout, abandoned_at, reported_at)[done]
+    planned = plan(policy, checkout, abandoned_at, checkout.scheduled_at or abandoned_at)[done]
     return NextStep(planned.number, planned.action, planned.template, planned.due, planned.outcome)
 
 
