@@ -170,6 +170,8 @@ class AbandonedCheckoutWorkflow:
     def checkout_updated(self, snapshot: AbandonedCheckout) -> None:
         if self._already_applied(snapshot):
             return
+        if snapshot.updated_date is not None:
+            self._last_update = snapshot.updated_date
         if self._policy.on_cart_update == "reset":
             self._anchor = workflow.now()
             self._schedule_changes += 1
@@ -191,12 +193,7 @@ class AbandonedCheckoutWorkflow:
         if not workflow.patched("dedupe-updates"):
             return False
         given, applied = snapshot.updated_date, self._last_update
-        if given is None:
-            return False
-        if applied is not None and given <= applied:
-            return True
-        self._last_update = given
-        return False
+        return given is not None and applied is not None and given <= applied
 
     @workflow.signal(name=CANCEL_SIGNAL)
     def cancel(self) -> None:
