@@ -35,11 +35,12 @@ from temporalio.client import Client
 
 from bench.bare_flow import BareFlow
 from bench.load_client import post_all
-from bench.support import BIN_DIR, dev_server, free_port
+from bench.support import BIN_DIR, dev_server
 from domain.access import Scope
 from service.handoff import Handoff
 from store.api_keys import ApiKeyStore
 from store.sql import SqlStore
+from tests.ports import free_port
 from workers.background import running_in_background
 
 DUPLICATE_SHARE = 0.3

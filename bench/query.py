@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client
 
-from bench.support import dev_server, free_port, p50_p99
+from bench.support import dev_server, p50_p99
 from domain.access import Scope
 from domain.policy import parse_policy
 from domain.query import parse_query
@@ -32,6 +32,7 @@ from store.api_keys import ApiKeyStore
 from store.checkout_query import page_statement
 from store.schema import activities, checkouts
 from store.sql import SqlStore
+from tests.ports import free_port
 from workers.api_server import build_app, serving
 from workers.settings import Settings
 

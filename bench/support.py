@@ -1,7 +1,6 @@
 """What the benchmarks share: a Temporal dev server, an HTTP service on a free port, percentiles."""
 
 import contextlib
-import socket
 import statistics
 import sys
 from collections.abc import AsyncIterator
@@ -9,22 +8,19 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
+from tests.ports import free_port
 from workers.temporal_client import DATA_CONVERTER
 
 BIN_DIR = Path(sys.executable).parent
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextlib.asynccontextmanager
 async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
-        data_converter=DATA_CONVERTER, dev_server_existing_path=str(BIN_DIR / "temporal"), ui=False
+        data_converter=DATA_CONVERTER,
+        dev_server_existing_path=str(BIN_DIR / "temporal"),
+        ui=False,
+        port=free_port(),  # outside the ephemeral range: tests/ports.py says why
     )
     try:
         yield env

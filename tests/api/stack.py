@@ -13,13 +13,8 @@ from domain.access import Scope
 from domain.policy import RecoveryPolicy, parse_policy
 from store.api_keys import ApiKeyStore
 from store.sql import SqlStore
-from tests.support import (
-    SmtpServer,
-    engine_settings,
-    free_port,
-    running_engine,
-    sample_checkout_data,
-)
+from tests.ports import free_port
+from tests.support import SmtpServer, engine_settings, running_engine, sample_checkout_data
 from workers.api_server import build_app, serving
 from workers.settings import Settings
 

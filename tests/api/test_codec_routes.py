@@ -13,7 +13,7 @@ from temporalio.api.common.v1 import Payload
 from api.codec_routes import add_codec_cors, codec_router, parse_origins
 from api.errors import install_error_handlers
 from codec.payload_codec import AesGcmCodec, parse_codec_keys
-from tests.support import free_port
+from tests.ports import free_port
 from workers.api_server import serving
 
 UI_ORIGIN = "http://localhost:8233"

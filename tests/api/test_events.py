@@ -10,7 +10,8 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 
 from tests.api.stack import BASE, Stack, checkout_body
-from tests.support import eventually, free_port
+from tests.ports import free_port
+from tests.support import eventually
 from workers.api_server import serving
 
 SUBSCRIPTIONS = "/ecom/v1/abandoned-checkout-subscriptions"

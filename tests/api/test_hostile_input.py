@@ -11,7 +11,6 @@ the field, before it reaches any store or Temporal.
 import asyncio
 import json
 import os
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from store.sql import SqlStore
 from tests.api.stack import BASE, Stack, running_stack
 from tests.domain.test_field_contracts import FULL_REPORT, STRING_PATHS, with_value
 from tests.operators.conftest import CLI
+from tests.ports import free_port
 from tests.postgres import PostgresServer
 from tests.support import REPO, smtp_server
 
@@ -580,9 +580,7 @@ CLI_PROBES = [
 
 
 def _dead_temporal() -> str:
-    with socket.socket() as probe:  # a port just free: nothing listens on it
-        probe.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{probe.getsockname()[1]}"
+    return f"127.0.0.1:{free_port()}"  # nothing listens on it
 
 
 @pytest.mark.parametrize(

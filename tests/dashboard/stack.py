@@ -12,7 +12,8 @@ from domain.access import Scope
 from domain.policy import parse_policy
 from store.api_keys import ApiKeyStore
 from store.sql import SqlStore
-from tests.support import engine_settings, free_port, running_engine
+from tests.ports import free_port
+from tests.support import engine_settings, running_engine
 from workers.api_server import build_app, serving
 from workers.mailbox import EmbeddedSmtpServer
 from workers.settings import Settings

@@ -33,7 +33,8 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from tests.support import BIN_DIR, REPO, RecordingSmtpHandler, free_port
+from tests.ports import free_port
+from tests.support import BIN_DIR, REPO, RecordingSmtpHandler
 from workers.search_attributes import dev_server_flags
 
 CLI = BIN_DIR / "checkout-recovery"

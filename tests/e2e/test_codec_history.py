@@ -34,12 +34,12 @@ from domain.activity import ActivityType
 from domain.checkout import AbandonedCheckout
 from domain.flow import RecoveryInput, RecoveryResult, workflow_id_for
 from store.sql import SqlStore
+from tests.ports import free_port
 from tests.support import (
     SmtpServer,
     default_policy_any_hour,
     engine_settings,
     eventually,
-    free_port,
     running_engine,
     sample_checkout,
 )

@@ -19,7 +19,8 @@ from service.checkouts import CheckoutService
 from service.handoff import GRACE, Handoff
 from service.reconciler import Reconciler
 from store.sql import SqlStore
-from tests.support import default_policy_any_hour, eventually, free_port, sample_checkout
+from tests.ports import free_port
+from tests.support import default_policy_any_hour, eventually, sample_checkout
 from workers.temporal_client import DATA_CONVERTER
 
 POLICY = default_policy_any_hour()

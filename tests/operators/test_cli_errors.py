@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from tests.operators.conftest import CLI
-from tests.support import REPO, free_port, sample_checkout_data
+from tests.ports import free_port
+from tests.support import REPO, sample_checkout_data
 from workers.cli_support import explain
 
 DEAD_TEMPORAL = "127.0.0.1:1"

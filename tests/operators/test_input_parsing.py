@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import random
-import socket
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 from typer.testing import CliRunner, Result
 
 from tests.operators.conftest import CLI, OperatorStack
+from tests.ports import free_port
 from tests.support import REPO, sample_checkout, sample_checkout_data
 from workers.cli import app
 
@@ -65,11 +65,8 @@ async def _cli(env: dict[str, str], *args: str, stdin: bytes = b"") -> Run:
 
 
 def _unreachable_temporal(data_dir: Path) -> dict[str, str]:
-    with socket.socket() as probe:  # a port just free: nothing listens on it
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     return {
-        "TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
+        "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",  # nothing listens on it
         "CHECKOUT_RECOVERY_DATA_DIR": str(data_dir),
         "CHECKOUT_RECOVERY_POLICY": "default",
     }

@@ -16,12 +16,12 @@ from domain.flow import CHECKOUT_UPDATED_SIGNAL, ClosedBecause
 from domain.policy import RecoveryPolicy, parse_policy
 from store.schema import tasks
 from store.sql import SqlStore
+from tests.ports import free_port
 from tests.support import (
     RecordingSmtpHandler,
     SmtpServer,
     engine_settings,
     eventually,
-    free_port,
     running_engine,
     sample_checkout,
     seconds_between,
