@@ -11,7 +11,7 @@ from activities.message_context import checkout_context
 from activities.rendering import TemplateRenderer, TemplateRenderError
 from activities.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign_body
 from activities.step_checkout import staff_step_checkout
-from domain.activity import Activity, ActivityType
+from domain.activity import ActivityEntry, ActivityType
 from domain.steps import SEND_NOTIFICATION, NotificationStepRequest
 from store.sql import SqlStore
 
@@ -38,11 +38,11 @@ class NotificationActivities:
         self._signing_secret = signing_secret
 
     @activity.defn(name=SEND_NOTIFICATION)
-    async def send_staff_notification(self, request: NotificationStepRequest) -> Activity:
+    async def send_staff_notification(self, request: NotificationStepRequest) -> ActivityEntry:
         checkout = await staff_step_checkout(
             self._store, request, ActivityType.NOTIFICATION_NOT_SENT
         )
-        if isinstance(checkout, Activity):
+        if isinstance(checkout, ActivityEntry):
             return checkout
         context = checkout_context(checkout, self._shop_name)
         try:
@@ -84,7 +84,7 @@ class NotificationActivities:
                 type="NotificationRejected",
                 non_retryable=not retryable,
             )
-        entry = Activity(
+        entry = ActivityEntry(
             type=ActivityType.NOTIFICATION_SENT,
             created_date=request.at,
             step=request.step_index + 1,

@@ -6,7 +6,7 @@ retrying: it fails the step for good.
 
 from temporalio.exceptions import ApplicationError
 
-from domain.activity import Activity, ActivityType, NotSentReason
+from domain.activity import ActivityEntry, ActivityType, NotSentReason
 from domain.checkout import AbandonedCheckout
 from domain.steps import StepRequest
 from store.sql import SqlStore
@@ -23,7 +23,7 @@ def missing_checkout(checkout_id: str, error_type: str | None = None) -> Applica
 
 async def staff_step_checkout(
     store: SqlStore, request: StepRequest, not_done: ActivityType
-) -> AbandonedCheckout | Activity:
+) -> AbandonedCheckout | ActivityEntry:
     """The checkout a staff step works on, or, when the step must not touch it any more
     (recovered, cancelled, the buyer bought elsewhere, erased), the `not_done` entry with the
     reason, recorded already. Read right before the side effect, as email steps do."""
@@ -38,7 +38,7 @@ async def staff_step_checkout(
     if reason is None:
         assert checkout is not None
         return checkout
-    entry = Activity(
+    entry = ActivityEntry(
         type=not_done, created_date=request.at, step=request.step_index + 1, reason=reason
     )
     await store.record_activity(request.checkout_id, request.key, entry)

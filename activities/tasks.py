@@ -6,7 +6,7 @@ from temporalio.exceptions import ApplicationError
 from activities.message_context import checkout_context
 from activities.rendering import TemplateRenderer, TemplateRenderError
 from activities.step_checkout import staff_step_checkout
-from domain.activity import Activity, ActivityType
+from domain.activity import ActivityEntry, ActivityType
 from domain.steps import CREATE_TASK, TaskStepRequest
 from domain.task import StaffTask
 from store.sql import SqlStore
@@ -23,9 +23,9 @@ class TaskActivities:
         self._workflow_link = workflow_link
 
     @activity.defn(name=CREATE_TASK)
-    async def create_staff_task(self, request: TaskStepRequest) -> Activity:
+    async def create_staff_task(self, request: TaskStepRequest) -> ActivityEntry:
         checkout = await staff_step_checkout(self._store, request, ActivityType.TASK_NOT_CREATED)
-        if isinstance(checkout, Activity):
+        if isinstance(checkout, ActivityEntry):
             return checkout
         context = checkout_context(checkout, self._shop_name)
         # Tasks are read by staff, so they use the shop's language rather than the buyer's.
@@ -46,7 +46,7 @@ class TaskActivities:
             link=self._workflow_link.format(workflow_id=request.workflow_id),
             created_date=request.at,
         )
-        entry = Activity(
+        entry = ActivityEntry(
             type=ActivityType.TASK_CREATED, created_date=request.at, step=request.step_index + 1
         )
         await self._store.create_task(request.key, task, entry)

@@ -4,7 +4,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, Field
 
-from domain.activity import Activity
+from domain.activity import ActivityEntry
 from domain.base import CamelModel
 from domain.checkout import AbandonedCheckout, BuyerIdentity, IdText, Moment, UrlText
 from domain.query import MAX_LIMIT, MAX_OFFSET
@@ -15,7 +15,7 @@ class CheckoutEnvelope(CamelModel):
 
 
 class ActivityList(CamelModel):
-    activities: list[Activity]
+    activities: list[ActivityEntry]
 
 
 class RecoverBody(CamelModel):

@@ -49,8 +49,9 @@ class NotSentReason(StrEnum):
     """Written as `condition_failed:min_total,languages`, naming the conditions that failed."""
 
 
-class Activity(CamelModel):
-    """One entry; `step` and `reason` are our extended view, absent from the reference."""
+class ActivityEntry(CamelModel):
+    """One entry of a checkout's activity timeline (the reference API's word; not a Temporal
+    activity). `step` and `reason` are our extended view, absent from the reference."""
 
     type: ActivityType
     created_date: AwareDatetime

@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from domain.activity import Activity, ActivityType, NotSentReason
+from domain.activity import ActivityEntry, ActivityType, NotSentReason
 from domain.base import CamelModel
 from domain.currencies import ISO_4217_CODES
 from domain.errors import InvalidInputError, describe_validation_error
@@ -322,7 +322,7 @@ class AbandonedCheckout(CamelModel):
     """Engine-owned, our extension: why a checkout still ABANDONED takes no further step."""
     flow_state: FlowState | None = None
     """Engine-owned, our extension: PENDING until Temporal confirmed every change for the flow."""
-    activities: list[Activity] = Field(default_factory=list)
+    activities: list[ActivityEntry] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _checkout_or_cart(self) -> Self:

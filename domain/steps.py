@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from pydantic import AwareDatetime
 
-from domain.activity import Activity
+from domain.activity import ActivityEntry
 from domain.base import Contract
 from domain.policy import EmailStep, FrequencyCap, NotificationStep, TaskStep
 
@@ -42,7 +42,7 @@ class EmailStepRequest(StepRequest):
     """The buyer's zone, for the dates the email shows."""
 
 
-class EmailStepResult(Activity):
+class EmailStepResult(ActivityEntry):
     """The email step's answer: its entry, or (with `deferred_until`) a send the frequency cap
     put off, which the flow retries then and which is recorded nowhere yet."""
 
@@ -60,7 +60,7 @@ class TaskStepRequest(StepRequest):
 class RecordActivityRequest(Contract):
     checkout_id: str
     key: str
-    entry: Activity
+    entry: ActivityEntry
 
 
 class RecordRecoveryRequest(Contract):

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from temporalio.client import Client, WorkflowHandle
 
-from domain.activity import Activity, ActivityType
+from domain.activity import ActivityEntry, ActivityType
 from domain.checkout import AbandonedCheckout, BuyerIdentity, CheckoutStatus, FlowState
 from domain.flow import RecoveryInput, workflow_id_for
 from domain.policy import RecoveryPolicy
@@ -178,7 +178,7 @@ class CheckoutService:
                 "created_date": abandoned_at.astimezone(UTC),
                 "updated_date": (checkout.updated_date or now).astimezone(UTC),
                 "flow_state": state,
-                "activities": [Activity(type=ActivityType.SCHEDULED, created_date=now)],
+                "activities": [ActivityEntry(type=ActivityType.SCHEDULED, created_date=now)],
             }
         )
         return ReportOutcome(checkout_id, workflow_id, new=True, flow_state=state, stored=stored)

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domain.activity import Activity
+from domain.activity import ActivityEntry
 from domain.checkout import (
     AbandonedCheckout,
     CheckoutStatus,
@@ -55,7 +55,7 @@ ENGINE_FIELDS = {
 """AbandonedCheckout fields the checkouts row keeps in columns, outside the snapshot."""
 
 
-def checkout_from_row(row: Row[Any], entries: list[Activity]) -> AbandonedCheckout:
+def checkout_from_row(row: Row[Any], entries: list[ActivityEntry]) -> AbandonedCheckout:
     """A `checkouts` row as the API shows it: the snapshot plus the engine's own fields."""
     snapshot = AbandonedCheckout.model_validate_json(row.snapshot)
     return snapshot.model_copy(
@@ -84,9 +84,9 @@ def _attribution(row: Row[Any]) -> RecoveryAttribution | None:
 
 async def load_activities(
     conn: AsyncConnection, checkout_ids: Sequence[str], newest: int | None = None
-) -> dict[str, list[Activity]]:
+) -> dict[str, list[ActivityEntry]]:
     """Each checkout's activity entries, oldest first; only the `newest` N of each when given."""
-    found: dict[str, list[Activity]] = defaultdict(list)
+    found: dict[str, list[ActivityEntry]] = defaultdict(list)
     if not checkout_ids:
         return found
     rows = await conn.execute(
@@ -96,7 +96,7 @@ async def load_activities(
     )
     for e in rows:
         found[e.checkout_id].append(
-            Activity(
+            ActivityEntry(
                 type=e.type,
                 created_date=e.created_date,
                 step=e.step,

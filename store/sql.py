@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.dml import Insert
 
-from domain.activity import Activity, ActivityType
+from domain.activity import ActivityEntry, ActivityType
 from domain.checkout import AbandonedCheckout, BuyerIdentity, CheckoutStatus, FlowState, StopReason
 from domain.events import EventSlug
 from domain.flow import (
@@ -581,7 +581,7 @@ class SqlStore:
 
     # --- activity entries --------------------------------------------------------------------
 
-    async def record_activity(self, checkout_id: str, key: str, entry: Activity) -> None:
+    async def record_activity(self, checkout_id: str, key: str, entry: ActivityEntry) -> None:
         async def write(conn: AsyncConnection) -> None:
             await self._insert_activity(conn, checkout_id, key, entry)
 
@@ -645,13 +645,13 @@ class SqlStore:
 
         await self._writes.run(write)
 
-    async def confirm_send(self, key: str, checkout_id: str, entry: Activity) -> None:
+    async def confirm_send(self, key: str, checkout_id: str, entry: ActivityEntry) -> None:
         """Confirm a claimed send: its EMAIL_SENT entry is the confirmation."""
         await self.record_activity(checkout_id, key, entry)
 
     # --- staff tasks ---------------------------------------------------------------------------
 
-    async def create_task(self, key: str, task: StaffTask, entry: Activity) -> None:
+    async def create_task(self, key: str, task: StaffTask, entry: ActivityEntry) -> None:
         async def write(conn: AsyncConnection) -> None:
             await conn.execute(self._insert_task, {"key": key, **task.model_dump(exclude={"id"})})
             await self._insert_activity(conn, task.checkout_id, key, entry)
@@ -681,7 +681,7 @@ class SqlStore:
         raise NotImplementedError(f"the store does not support the {dialect} dialect yet")
 
     async def _insert_activity(
-        self, conn: AsyncConnection, checkout_id: str, key: str, entry: Activity
+        self, conn: AsyncConnection, checkout_id: str, key: str, entry: ActivityEntry
     ) -> None:
         await conn.execute(self._insert_activity_row, _activity_row(checkout_id, key, entry))
 
@@ -708,8 +708,8 @@ class _Report:
         assert self.checkout.id is not None
         return self.checkout.id
 
-    def scheduled(self) -> Activity:
-        return Activity(type=ActivityType.SCHEDULED, created_date=self.reported_at)
+    def scheduled(self) -> ActivityEntry:
+        return ActivityEntry(type=ActivityType.SCHEDULED, created_date=self.reported_at)
 
     def row(self) -> dict[str, Any]:
         checkout = self.checkout
@@ -730,7 +730,7 @@ class _Report:
         }
 
 
-def _activity_row(checkout_id: str, key: str, entry: Activity) -> dict[str, Any]:
+def _activity_row(checkout_id: str, key: str, entry: ActivityEntry) -> dict[str, Any]:
     return {
         "checkout_id": checkout_id,
         "key": key,

@@ -12,13 +12,13 @@ from fastapi import FastAPI
 
 from api.app import ApiParts, create_app
 from api.dashboard import DashboardConfig
+from devstack.mailbox import read_mailbox
 from domain.access import Scope
 from domain.policy import RecoveryPolicy
 from service.checkouts import CheckoutService
 from store.api_keys import ApiKeyStore
 from store.sql import SqlStore
 from workers.link_secret import dashboard_secret, link_signer_for
-from workers.mailbox import read_mailbox
 from workers.settings import Settings
 from workers.temporal_client import codec_from_settings
 

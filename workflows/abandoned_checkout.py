@@ -15,7 +15,7 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from domain.activity import Activity, ActivityType, NotSentReason
+    from domain.activity import ActivityEntry, ActivityType, NotSentReason
     from domain.checkout import AbandonedCheckout, CheckoutStatus
     from domain.flow import (
         BUYER_PURCHASED_SIGNAL,
@@ -60,7 +60,7 @@ with workflow.unsafe.imports_passed_through():
         TaskStepRequest,
     )
 
-ActivityT = TypeVar("ActivityT", bound=Activity)
+ActivityT = TypeVar("ActivityT", bound=ActivityEntry)
 
 # SMTP 4xx and dropped connections: tried again and again for the policy's send_retry_window
 # (the activity's schedule-to-close timeout, see _email_deadline), then EMAIL_NOT_SENT.
@@ -94,7 +94,7 @@ class AbandonedCheckoutWorkflow:
     @workflow.init
     def __init__(self, flow: RecoveryInput) -> None:
         # Built here, before any step, so a signal that arrives first finds a complete state.
-        scheduled = Activity(type=ActivityType.SCHEDULED, created_date=flow.reported_at)
+        scheduled = ActivityEntry(type=ActivityType.SCHEDULED, created_date=flow.reported_at)
         self._checkout: AbandonedCheckout = flow.checkout.model_copy(
             update={"activities": [scheduled]}
         )
@@ -252,8 +252,8 @@ class AbandonedCheckoutWorkflow:
 
     async def _record_not_sent(
         self, index: int, reason: str, at: datetime, consent: str | None = None
-    ) -> Activity:
-        entry = Activity(
+    ) -> ActivityEntry:
+        entry = ActivityEntry(
             type=ActivityType.EMAIL_NOT_SENT,
             created_date=at,
             step=index + 1,
@@ -283,7 +283,7 @@ class AbandonedCheckoutWorkflow:
             "key": step_key(info.workflow_id, index),
             "at": workflow.now(),
         }
-        entry: Activity | None
+        entry: ActivityEntry | None
         if isinstance(step, EmailStep):
             return await self._email_step(index, step, common)
         if isinstance(step, NotificationStep):
@@ -326,7 +326,9 @@ class AbandonedCheckoutWorkflow:
             )
             result = await self._send_email(request)
             if result.deferred_until is None:
-                self._append(Activity.model_validate(result.model_dump(exclude={"deferred_until"})))
+                self._append(
+                    ActivityEntry.model_validate(result.model_dump(exclude={"deferred_until"}))
+                )
                 return True
             # Another checkout of this buyer had an email within the cap window: try again when
             # the window ends (and the send window is open), unless the flow stops meanwhile.
@@ -353,14 +355,14 @@ class AbandonedCheckoutWorkflow:
 
     async def _best_effort(
         self, activity_name: str, request: StepRequest, retry: RetryPolicy
-    ) -> Activity | None:
+    ) -> ActivityEntry | None:
         """Run a staff-facing step; when it fails for good the flow goes on without an entry.
 
         The reference API has no "not sent" entry for notifications and tasks; the failure stays
         visible in the workflow history.
         """
         try:
-            return await _step_activity(activity_name, request, retry, Activity)
+            return await _step_activity(activity_name, request, retry, ActivityEntry)
         except ActivityError as err:
             workflow.logger.warning(
                 "Step %s (%s) failed for good: %s", request.step_index + 1, activity_name, err.cause
@@ -413,7 +415,7 @@ class AbandonedCheckoutWorkflow:
             deadline = min(deadline, next_due - workflow.now())
         return max(deadline, STEP_TIMEOUT)
 
-    def _append(self, entry: Activity) -> None:
+    def _append(self, entry: ActivityEntry) -> None:
         self._checkout = self._checkout.model_copy(
             update={"activities": [*self._checkout.activities, entry]}
         )

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from domain.activity import Activity, ActivityType
+from domain.activity import ActivityEntry, ActivityType
 from domain.flow import workflow_id_for
 from domain.links import LinkSigner
 from store.schema import checkouts, events, link_clicks
@@ -101,7 +101,7 @@ async def test_get_shows_the_newest_20_activities_and_the_full_list_has_all(stac
     )
     base = datetime.now(UTC)
     for index in range(25):
-        entry = Activity(
+        entry = ActivityEntry(
             type=ActivityType.NOTIFICATION_SENT, created_date=base + timedelta(seconds=index)
         )
         await stack.store.record_activity(created["id"], f"extra-{index}", entry)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 
+from devstack.mailbox import EmbeddedSmtpServer
 from domain.access import Scope
 from domain.policy import parse_policy
 from store.api_keys import ApiKeyStore
@@ -15,7 +16,6 @@ from store.sql import SqlStore
 from tests.ports import free_port
 from tests.support import engine_settings, running_engine
 from workers.api_server import build_app, serving
-from workers.mailbox import EmbeddedSmtpServer
 from workers.settings import Settings
 
 # An email a second after the report, a staff task a second later; the last email never comes.

@@ -11,11 +11,11 @@ from playwright.async_api import Browser, BrowserContext, Page, expect
 from temporalio.testing import WorkflowEnvironment
 
 from api.dashboard.session import COOKIE
+from devstack.mailbox import read_mailbox
 from domain.activity import ActivityType
 from store.sql import SqlStore
 from tests.dashboard.stack import DashboardStack, dashboard_stack
 from tests.support import eventually, sample_checkout_data
-from workers.mailbox import read_mailbox
 
 # The browser is what is under test here; one database is enough (stats run on both elsewhere).
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from domain.activity import Activity, ActivityType
+from cli.main import app
+from domain.activity import ActivityEntry, ActivityType
 from domain.durations import parse_moment
 from store.sql import SqlStore
 from store.stats import DayStats, checkout_stats
 from tests.support import sample_checkout
-from workers.cli import app
 
 MARCH_1 = datetime(2025, 3, 1, tzinfo=UTC)
 WINDOW = (MARCH_1, datetime(2025, 3, 5, tzinfo=UTC))
@@ -39,7 +39,7 @@ async def _seed(
     await store.save_reported(checkout, created, holdout=holdout)
     for step, kind, reason in entries:
         at = created + timedelta(minutes=10 * step)
-        entry = Activity(type=kind, created_date=at, step=step, reason=reason)
+        entry = ActivityEntry(type=kind, created_date=at, step=step, reason=reason)
         await store.record_activity(
             checkout_id, f"abandoned-checkout-{checkout_id}/step-{step}", entry
         )

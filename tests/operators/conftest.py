@@ -19,12 +19,12 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
+from cli.main import app
 from domain.checkout import AbandonedCheckout
 from domain.policy import RecoveryPolicy
 from service.checkouts import CheckoutService
 from store.sql import SqlStore
 from tests.support import REPO, SmtpServer, engine_settings, running_engine, smtp_server
-from workers.cli import app
 from workers.policy_files import load_policy
 from workers.settings import Settings
 

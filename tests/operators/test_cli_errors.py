@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from cli.support import explain
 from tests.operators.conftest import CLI
 from tests.ports import free_port
 from tests.support import REPO, sample_checkout_data
-from workers.cli_support import explain
 
 DEAD_TEMPORAL = "127.0.0.1:1"
 SECRET = "s3cret-pw"

@@ -16,7 +16,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
-from workers.history_summary import decode_failure_messages, summarise_history
+from cli.history_summary import decode_failure_messages, summarise_history
 from workers.settings import Settings
 from workers.temporal_client import data_converter_for
 

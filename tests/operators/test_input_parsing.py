@@ -18,10 +18,10 @@ from typing import Any
 
 from typer.testing import CliRunner, Result
 
+from cli.main import app
 from tests.operators.conftest import CLI, OperatorStack
 from tests.ports import free_port
 from tests.support import REPO, sample_checkout, sample_checkout_data
-from workers.cli import app
 
 ENGINE_VALUES: dict[str, Any] = {
     "id": "chosen-by-the-shop",

@@ -2,10 +2,10 @@
 
 from datetime import UTC, datetime, timedelta
 
-from domain.activity import Activity, ActivityType
+from cli.checkouts import next_step
+from domain.activity import ActivityEntry, ActivityType
 from domain.policy import parse_policy
 from tests.support import sample_checkout
-from workers.checkout_commands import next_step
 
 ABANDONED = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -19,9 +19,10 @@ def _policy(**keys: object):
 
 
 def _checkout(reported: datetime, *done: int):
-    entries = [Activity(type=ActivityType.SCHEDULED, created_date=reported)]
+    entries = [ActivityEntry(type=ActivityType.SCHEDULED, created_date=reported)]
     entries += [
-        Activity(type=ActivityType.EMAIL_SENT, created_date=reported, step=step) for step in done
+        ActivityEntry(type=ActivityType.EMAIL_SENT, created_date=reported, step=step)
+        for step in done
     ]
     return sample_checkout().model_copy(
         update={"id": "c-next", "created_date": ABANDONED, "activities": entries}

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from domain.activity import Activity, ActivityType
+from domain.activity import ActivityEntry, ActivityType
 from domain.query import CheckoutPage, parse_query
 from store.schema import checkouts
 from store.sql import SqlStore
@@ -93,7 +93,7 @@ async def seeded(store: SqlStore) -> SqlStore:
         await conn.execute(erased.values(deleted_date=START + timedelta(days=2)))
     for step in range(1, 26):
         sent = START + timedelta(days=3, hours=step)
-        entry = Activity(type=ActivityType.EMAIL_SENT, created_date=sent, step=step)
+        entry = ActivityEntry(type=ActivityType.EMAIL_SENT, created_date=sent, step=step)
         await store.record_activity(BUSY, f"step-{step}", entry)
     return store
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from domain.activity import Activity, ActivityType
+from domain.activity import ActivityEntry, ActivityType
 from domain.checkout import CheckoutStatus
 from store.sql import SendClaim, SqlStore
 from tests.support import sample_checkout
@@ -31,7 +31,9 @@ async def test_send_claims_move_from_claimed_to_sent(store: SqlStore):
     await _report(store, "c-1")
     first = await store.begin_send("c-1", "k", "<m@x>", NOW)
     again = await store.begin_send("c-1", "k", "<m@x>", NOW)
-    await store.confirm_send("k", "c-1", Activity(type=ActivityType.EMAIL_SENT, created_date=NOW))
+    await store.confirm_send(
+        "k", "c-1", ActivityEntry(type=ActivityType.EMAIL_SENT, created_date=NOW)
+    )
     confirmed = await store.begin_send("c-1", "k", "<m@x>", NOW)
     assert (first.claim, again.claim, confirmed.claim) == (
         SendClaim.CLAIMED,
@@ -56,7 +58,7 @@ async def test_concurrent_writes_all_land_and_a_failing_one_fails_alone(store: S
     await _report(store, "c-1")
     entries = [
         store.record_activity(
-            "c-1", f"k{i}", Activity(type=ActivityType.EMAIL_SENT, created_date=NOW, step=i)
+            "c-1", f"k{i}", ActivityEntry(type=ActivityType.EMAIL_SENT, created_date=NOW, step=i)
         )
         for i in range(200)
     ]
@@ -77,7 +79,7 @@ async def test_timestamps_come_back_aware_and_utc(store: SqlStore):
     await _report(store, "c-1")
     in_paris = NOW.astimezone(timezone(timedelta(hours=1)))
     await store.record_activity(
-        "c-1", "k", Activity(type=ActivityType.TASK_CREATED, created_date=in_paris, step=1)
+        "c-1", "k", ActivityEntry(type=ActivityType.TASK_CREATED, created_date=in_paris, step=1)
     )
     record = await store.get("c-1")
     assert record is not None

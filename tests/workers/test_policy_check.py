@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from workers.cli import app
+from cli.main import app
 from workers.policy_files import builtin_names
 
 runner = CliRunner()

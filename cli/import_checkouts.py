@@ -20,12 +20,8 @@ import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from domain.checkout import AbandonedCheckout
-from domain.errors import InvalidInputError
-from domain.policy import RecoveryPolicy
-from domain.report import NotJsonError, load_json, parse_report
-from service.checkouts import CheckoutErasedError, CheckoutService
-from workers.cli_support import (
+from cli.output import JsonFlag, console, error_console
+from cli.support import (
     EXIT_BAD_INPUT,
     BadInputError,
     checked_policy,
@@ -33,7 +29,11 @@ from workers.cli_support import (
     run_command,
     settings_or_fail,
 )
-from workers.operator_output import JsonFlag, console, error_console
+from domain.checkout import AbandonedCheckout
+from domain.errors import InvalidInputError
+from domain.policy import RecoveryPolicy
+from domain.report import NotJsonError, load_json, parse_report
+from service.checkouts import CheckoutErasedError, CheckoutService
 from workers.resources import open_service
 from workers.settings import Settings
 from workers.worker import check_policy

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from workers.mailbox import EmbeddedSmtpServer
+from devstack.mailbox import EmbeddedSmtpServer
 from workers.search_attributes import dev_server_flags
 from workers.settings import Settings
 from workers.temporal_client import connect

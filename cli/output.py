@@ -2,7 +2,7 @@
 
 Every operator command prints either one JSON document on stdout (`--json`, for scripts) or rich
 tables for people. Errors go to stderr with the project's exit codes, decided for every command
-in one place (workers.cli_support): 2 for bad input, 3 for an unknown id, 1 for the environment.
+in one place (cli.support): 2 for bad input, 3 for an unknown id, 1 for the environment.
 """
 
 from datetime import UTC, datetime

@@ -4,15 +4,15 @@ from typing import Annotated
 
 import typer
 
-from domain.access import ApiKey, parse_scopes
-from store.api_keys import ApiKeyStore
-from workers.cli_support import (
+from cli.support import (
     BadInputError,
     NotFoundError,
     print_json,
     run_command,
     settings_or_fail,
 )
+from domain.access import ApiKey, parse_scopes
+from store.api_keys import ApiKeyStore
 from workers.resources import open_store
 
 keys_app = typer.Typer(help="API keys for the HTTP service.", no_args_is_help=True)

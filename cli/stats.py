@@ -7,9 +7,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.support import BadInputError, print_json, run_command, settings_or_fail
 from domain.durations import parse_moment
 from store.stats import Stats, checkout_stats
-from workers.cli_support import BadInputError, print_json, run_command, settings_or_fail
 from workers.resources import open_store
 
 _BOUND_HELP = "a duration back from now (7d, 12h), an ISO date (UTC) or an ISO date-time"

@@ -10,15 +10,13 @@ from typing import Annotated
 
 import typer
 
-from codec.payload_codec import generate_codec_key
-from domain.checkout import AbandonedCheckout
-from domain.policy import RecoveryPolicy
-from domain.report import parse_report, parse_update
-from service.checkouts import CheckoutService
-from workers import checkout_commands
-from workers.api_server import build_app, dev_api_key, serving
-from workers.checkout_commands import checkouts_app
-from workers.cli_support import (
+from cli import checkouts as checkout_commands
+from cli.checkouts import checkouts_app
+from cli.import_checkouts import import_file
+from cli.keys import keys_app
+from cli.policy import policy_app
+from cli.stats import stats as stats_command
+from cli.support import (
     DEBUG_ENV,
     BadInputError,
     CommandGroup,
@@ -28,17 +26,19 @@ from workers.cli_support import (
     run_command,
     set_debug,
 )
-from workers.cli_support import settings_or_fail as _settings
-from workers.dev_stack import embedded_smtp, mail_folder, temporal_dev_server
-from workers.import_command import import_file
-from workers.key_commands import keys_app
-from workers.mailbox import read_mailbox
-from workers.policy_commands import policy_app
+from cli.support import settings_or_fail as _settings
+from cli.tasks import tasks_app
+from codec.payload_codec import generate_codec_key
+from devstack.mailbox import read_mailbox
+from devstack.stack import embedded_smtp, mail_folder, temporal_dev_server
+from domain.checkout import AbandonedCheckout
+from domain.policy import RecoveryPolicy
+from domain.report import parse_report, parse_update
+from service.checkouts import CheckoutService
+from workers.api_server import build_app, dev_api_key, serving
 from workers.resources import open_service, open_store
 from workers.search_attributes import search_attributes_registered
 from workers.settings import Settings
-from workers.stats_command import stats as stats_command
-from workers.task_commands import tasks_app
 from workers.temporal_client import connect
 from workers.worker import check_policy, open_worker, run_until_stopped, stop_on_signals
 

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from activities.rendering import TemplateRenderer
+from cli.support import checked_policy, print_json, read_json
 from domain.checkout import AbandonedCheckout
 from domain.durations import format_duration
 from domain.errors import InvalidInputError
@@ -20,7 +21,6 @@ from domain.policy import RecoveryPolicy
 from domain.report import parse_report
 from domain.schedule import PlannedStep, buyer_zone, in_holdout, is_stale, plan
 from service.checkouts import derive_checkout_id
-from workers.cli_support import checked_policy, print_json, read_json
 from workers.policy_files import load_policy
 
 policy_app = typer.Typer(help="Check recovery policies.", no_args_is_help=True)

@@ -5,10 +5,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Column, Table
 
+from cli.output import JsonFlag, console, shown
+from cli.support import NotFoundError, print_json, run_command, settings_or_fail
 from domain.task import StaffTask, TaskStatus
 from store.tasks import TaskStore
-from workers.cli_support import NotFoundError, print_json, run_command, settings_or_fail
-from workers.operator_output import JsonFlag, console, shown
 from workers.resources import open_store
 
 tasks_app = typer.Typer(help="Staff tasks created by recovery flows.", no_args_is_help=True)

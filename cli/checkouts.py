@@ -16,6 +16,18 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
+from cli.history_summary import HistoryRow, decode_failure_messages, summarise_history
+from cli.output import JsonFlag, console, iso, shown
+from cli.support import (
+    BadInputError,
+    NotFoundError,
+    UnreachableError,
+    checked_policy,
+    print_json,
+    run_command,
+    settings_or_fail,
+    temporal_reason,
+)
 from domain.checkout import AbandonedCheckout, BuyerIdentity, CheckoutStatus
 from domain.durations import parse_moment
 from domain.errors import InvalidInputError, describe_validation_error
@@ -26,18 +38,6 @@ from domain.schedule import plan
 from service.checkouts import BuyerRecovery, CheckoutNotFoundError
 from service.reconciler import Reconciler, ReconcileReport
 from store.sql import SqlStore
-from workers.cli_support import (
-    BadInputError,
-    NotFoundError,
-    UnreachableError,
-    checked_policy,
-    print_json,
-    run_command,
-    settings_or_fail,
-    temporal_reason,
-)
-from workers.history_summary import HistoryRow, decode_failure_messages, summarise_history
-from workers.operator_output import JsonFlag, console, iso, shown
 from workers.policy_files import load_policy
 from workers.resources import open_service, open_store
 from workers.search_attributes import search_attributes_registered
