@@ -35,7 +35,7 @@ from temporalio.client import Client
 
 from bench.bare_flow import BareFlow
 from bench.load_client import post_all
-from bench.support import BIN_DIR, dev_server
+from bench.support import BIN_DIR, Figure, dev_server, write_figures
 from domain.access import Scope
 from service.handoff import Handoff
 from store.api_keys import ApiKeyStore
@@ -192,6 +192,7 @@ async def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--reports", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--database-url", help="the store (default: a fresh SQLite file)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     async with dev_server() as env:
         with tempfile.TemporaryDirectory() as folder:
@@ -201,6 +202,22 @@ async def main(argv: Sequence[str] | None = None) -> None:
     print(f"reports through the API ({DUPLICATE_SHARE:.0%} duplicates): {api:8.1f} /s")
     print(f"bare workflow starts (Temporal client):      {bare:8.1f} /s")
     print(f"ratio API/bare: {api / bare:.2f}")
+    postgres = (args.database_url or "").startswith("postgresql")
+    database = "PostgreSQL" if postgres else "SQLite"
+    write_figures(
+        args.json,
+        [
+            Figure(
+                "ingest",
+                f"{args.reports} reports through the API, {database}",
+                api,
+                "reports/s",
+                bare,
+                api / bare,
+                "≥ 0.9",
+            )
+        ],
+    )
 
 
 if __name__ == "__main__":

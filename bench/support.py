@@ -1,9 +1,11 @@
-"""What the benchmarks share: a Temporal dev server, an HTTP service on a free port, percentiles."""
+"""What the benchmarks share: a Temporal dev server, percentiles, and the figures they report."""
 
 import contextlib
+import json
 import statistics
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
@@ -31,3 +33,30 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
 def p50_p99(samples_ms: list[float]) -> tuple[float, float]:
     cuts = statistics.quantiles(samples_ms, n=100, method="inclusive")
     return statistics.median(samples_ms), cuts[98]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measured figure, beside the baseline measured in the same run (`./run bench all`
+    gathers these from every benchmark into one table)."""
+
+    benchmark: str
+    figure: str
+    value: float
+    unit: str
+    baseline: float | None = None
+    """The same quantity for the baseline (bare Temporal, raw SQL, ...), when there is one."""
+    ratio: float | None = None
+    """value / baseline."""
+    target: str = ""
+    """What the ratio (or the value, without a baseline) should be, as "≥ 0.9" or "≤ 20 ms"."""
+
+
+def write_figures(path: Path | None, figures: Sequence[Figure]) -> None:
+    """Write a benchmark's figures as JSON (a list of objects) when it was asked to."""
+    if path is not None:
+        path.write_text(json.dumps([asdict(figure) for figure in figures], indent=2))
+
+
+def read_figures(path: Path) -> list[Figure]:
+    return [Figure(**row) for row in json.loads(path.read_text())]
