@@ -1,22 +1,15 @@
 """A whole running service for API tests: real Temporal, worker, SMTP on loopback, HTTP on a port."""
 
-import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import httpx
 from temporalio.client import Client
 
-from domain.access import Scope
 from domain.policy import RecoveryPolicy, parse_policy
-from store.api_keys import ApiKeyStore
 from store.sql import SqlStore
-from tests.ports import free_port
-from tests.support import SmtpServer, engine_settings, running_engine, sample_checkout_data
-from workers.api_server import build_app, serving
-from workers.settings import Settings
+from tests.support import RunningStack, SmtpServer, sample_checkout_data
 
 BASE = "/ecom/v1/abandoned-checkout"
 
@@ -37,51 +30,22 @@ FAST_POLICY = parse_policy(
 )
 
 
-@dataclass
-class Stack:
-    http: httpx.AsyncClient
-    store: SqlStore
-    settings: Settings
-    manage_key: str
-    read_key: str
-
-    def as_manager(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.manage_key}"}
-
-    def as_reader(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.read_key}"}
-
+class Stack(RunningStack):
     async def report(self, checkout: dict[str, Any]) -> httpx.Response:
         return await self.http.post(BASE, json=checkout, headers=self.as_manager())
 
 
-@contextlib.asynccontextmanager
-async def running_stack(
+def running_stack(
     client: Client,
     store: SqlStore,
     smtp: SmtpServer,
     data_dir: Path,
     policy: RecoveryPolicy = FAST_POLICY,
     **overrides: Any,
-) -> AsyncIterator[Stack]:
-    port = free_port()
-    settings = engine_settings(
-        smtp.port,
-        data_dir=data_dir,
-        api_port=port,
-        public_url=f"http://127.0.0.1:{port}",
-        **overrides,
+) -> AbstractAsyncContextManager[Stack]:
+    return Stack.running(
+        client, store=store, smtp=smtp, data_dir=data_dir, policy=policy, serve=True, **overrides
     )
-    keys = ApiKeyStore(store.engine)
-    _, manage_key = await keys.create("test manager", frozenset({Scope.MANAGE}))
-    _, read_key = await keys.create("test reader", frozenset({Scope.READ}))
-    async with running_engine(client, store, settings) as service:
-        app = build_app(settings, service, store, policy)
-        async with (
-            serving(app, "127.0.0.1", port),
-            httpx.AsyncClient(base_url=settings.public_url, timeout=30) as http,
-        ):
-            yield Stack(http, store, settings, manage_key, read_key)
 
 
 def checkout_body(**overrides: Any) -> dict[str, Any]:

@@ -11,14 +11,7 @@ from domain.flow import workflow_id_for
 from domain.policy import parse_policy
 from service.checkouts import CheckoutService
 from store.sql import SqlStore
-from tests.support import (
-    BIN_DIR,
-    SmtpServer,
-    engine_settings,
-    eventually,
-    running_engine,
-    sample_checkout,
-)
+from tests.support import BIN_DIR, RunningStack, SmtpServer, eventually, sample_checkout
 from workers.search_attributes import search_attributes_registered
 
 POLICY = parse_policy(
@@ -64,9 +57,8 @@ async def test_a_query_by_status_returns_the_expected_flows(
 ) -> None:
     env = dev_server_env
     assert await search_attributes_registered(env.client)
-    settings = engine_settings(smtp.port)
-    queue = settings.task_queue
-    async with running_engine(env.client, store, settings) as plain:
+    async with RunningStack.running(env.client, store=store, smtp=smtp) as stack:
+        plain, queue = stack.service, stack.settings.task_queue
         service = CheckoutService(env.client, store, queue, search_attributes=True)
         ids = {}
         for name in ("recovered", "cancelled", "running"):

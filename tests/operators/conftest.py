@@ -8,27 +8,19 @@ thread of its own and the worker keeps going while the command waits.
 
 import asyncio
 import os
-import sys
 import traceback
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
 from cli.main import app
 from domain.checkout import AbandonedCheckout
-from domain.policy import RecoveryPolicy
-from service.checkouts import CheckoutService
-from store.sql import SqlStore
-from tests.support import REPO, SmtpServer, engine_settings, running_engine, smtp_server
-from workers.policy_files import load_policy
-from workers.settings import Settings
+from tests.support import BIN_DIR, REPO, RunningStack
 
-CLI = str(Path(sys.executable).parent / "checkout-recovery")
+CLI = str(BIN_DIR / "checkout-recovery")
 
 # Step 1 mails at once, step 2 makes a task a moment later, step 3 waits an hour (never in a test).
 POLICY_TOML = """
@@ -61,15 +53,19 @@ class CliResult:
     stderr: str
 
 
-@dataclass
-class OperatorStack:
-    client: Client
-    store: SqlStore
-    service: CheckoutService
-    settings: Settings
-    policy: RecoveryPolicy
-    smtp: SmtpServer
-    env: dict[str, str]
+class OperatorStack(RunningStack):
+    @property
+    def env(self) -> dict[str, str]:
+        """The stack's settings as a command reads them from the environment."""
+        return {
+            "TEMPORAL_ADDRESS": self.client.service_client.config.target_host,
+            "TEMPORAL_NAMESPACE": "default",
+            "CHECKOUT_RECOVERY_DATA_DIR": str(self.settings.data_dir),
+            "CHECKOUT_RECOVERY_TASK_QUEUE": self.settings.task_queue,
+            "CHECKOUT_RECOVERY_POLICY": self.settings.policy,
+            "CHECKOUT_RECOVERY_TEMPORAL_UI_URL": "http://ui.test:8233",
+            "COLUMNS": "200",  # rich wraps tables to the terminal's width; a pipe has none
+        }
 
     async def cli(self, *args: str) -> CliResult:
         """The command run in-process on a thread of its own (it runs its own event loop), so
@@ -110,29 +106,6 @@ async def operators(
     data_dir = tmp_path_factory.mktemp("operators")
     policy_file = data_dir / "policy.toml"
     policy_file.write_text(POLICY_TOML)
-    with smtp_server() as smtp:
-        settings = engine_settings(smtp.port, data_dir=data_dir, policy=str(policy_file))
-        store = SqlStore.from_url(settings.store_url)
-        await store.create_schema()
-        env = {
-            "TEMPORAL_ADDRESS": dev_server_env.client.service_client.config.target_host,
-            "TEMPORAL_NAMESPACE": "default",
-            "CHECKOUT_RECOVERY_DATA_DIR": str(data_dir),
-            "CHECKOUT_RECOVERY_TASK_QUEUE": settings.task_queue,
-            "CHECKOUT_RECOVERY_POLICY": str(policy_file),
-            "CHECKOUT_RECOVERY_TEMPORAL_UI_URL": "http://ui.test:8233",
-            "COLUMNS": "200",  # rich wraps tables to the terminal's width; a pipe has none
-        }
-        try:
-            async with running_engine(dev_server_env.client, store, settings) as service:
-                yield OperatorStack(
-                    dev_server_env.client,
-                    store,
-                    service,
-                    settings,
-                    load_policy(str(policy_file)),
-                    smtp,
-                    env,
-                )
-        finally:
-            await store.close()
+    client = dev_server_env.client
+    async with OperatorStack.running(client, data_dir=data_dir, policy=str(policy_file)) as stack:
+        yield stack
