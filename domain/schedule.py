@@ -1,11 +1,12 @@
 """The policy decisions a flow takes at each step, as pure functions of the policy and checkout.
 
-The workflow calls them with its own clock and state, so they stay deterministic; `policy check`
-calls the same functions to print the timeline a sample checkout would get.
+`decide_step` is the one place that decides whether a step runs. The workflow calls it (and
+`send_time`) with its own clock and state, so they stay deterministic; `plan` calls the same
+functions for the timeline `policy check` and `checkouts show` print.
 """
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -13,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from domain.activity import NotSentReason
 from domain.checkout import AbandonedCheckout
-from domain.policy import ConsentMode, RecoveryPolicy, SendWindow, StepConditions
+from domain.policy import ConsentMode, RecoveryPolicy, SendWindow, Step, StepConditions
 
 
 def buyer_zone(checkout: AbandonedCheckout, policy: RecoveryPolicy) -> ZoneInfo:
@@ -114,6 +115,100 @@ def is_stale(policy: RecoveryPolicy, abandoned_at: datetime, reported_at: dateti
     return policy.max_age > timedelta(0) and reported_at - abandoned_at > policy.max_age
 
 
+def is_overdue(step: Step, abandoned_at: datetime, reported_at: datetime) -> bool:
+    """The step's due time had passed when the checkout was reported (see overdue_steps)."""
+    return abandoned_at + step.delay < reported_at
+
+
+def send_time(
+    policy: RecoveryPolicy, step: Step, checkout: AbandonedCheckout, due: datetime, now: datetime
+) -> datetime:
+    """When a step due at `due` may run, `now` at the earliest: emails wait for the buyer's
+    send window, staff steps do not."""
+    earliest = max(due, now)
+    if step.action != "email":
+        return earliest
+    return next_send_time(earliest, policy.send_window, buyer_zone(checkout, policy))
+
+
+@dataclass(frozen=True)
+class FlowProgress:
+    """What a flow's earlier steps and signals leave for the decision of its next step."""
+
+    emails_offered: int = 0
+    """Email steps that reached the consent decision: first_email_only allows the first only
+    (an email step ruled out before, for its conditions, holdout, ..., is no first email)."""
+    unsubscribed: bool = False
+    """The buyer's address unsubscribed (the flow's signal; `plan` assumes it does not)."""
+
+
+@dataclass(frozen=True)
+class StepDecision:
+    """Whether a step runs, and why not when it does not."""
+
+    reason: NotSentReason | None
+    """None when the step runs; else the first rule that rules it out, in the flow's order."""
+    failed_conditions: tuple[str, ...]
+    """The step's conditions that do not hold (also when an earlier rule ruled it out)."""
+    consent: Consent | None
+    """The consent decision of an email step that reached it; None for every other step."""
+    progress: FlowProgress
+    """The flow's progress after this step, for the next step's decision."""
+
+    @property
+    def runs(self) -> bool:
+        return self.reason is None
+
+    @property
+    def not_sent_reason(self) -> str | None:
+        """The reason as an EMAIL_NOT_SENT entry records it: `condition_failed:` names the
+        conditions that failed."""
+        if self.reason is NotSentReason.CONDITION_FAILED:
+            return f"{NotSentReason.CONDITION_FAILED}:{','.join(self.failed_conditions)}"
+        return self.reason
+
+
+def decide_step(
+    policy: RecoveryPolicy,
+    index: int,
+    checkout: AbandonedCheckout,
+    *,
+    abandoned_at: datetime,
+    reported_at: datetime,
+    progress: FlowProgress,
+) -> StepDecision:
+    """Whether step `index` of `policy` runs for `checkout` (its newest snapshot) once it is due.
+
+    The one copy of the rule: the workflow calls it for each step after the step's wait, and
+    `plan` for each step of the timeline it prints. The rules apply in this order: holdout, a
+    stale report, an overdue step the policy skips, failed conditions; then, for an email step
+    that gets this far, the consent decision and an unsubscribe.
+    """
+    step = policy.steps[index]
+    failed = tuple(failed_conditions(step.conditions, checkout))
+    ruled_out: NotSentReason | None = None
+    if in_holdout(checkout.id or "", policy.holdout_percent):
+        ruled_out = NotSentReason.HOLDOUT
+    elif is_stale(policy, abandoned_at, reported_at):
+        ruled_out = NotSentReason.STALE_REPORT
+    elif policy.overdue_steps == "skip" and is_overdue(step, abandoned_at, reported_at):
+        ruled_out = NotSentReason.OVERDUE
+    elif failed:
+        ruled_out = NotSentReason.CONDITION_FAILED
+    if ruled_out is not None or step.action != "email":
+        return StepDecision(
+            reason=ruled_out, failed_conditions=failed, consent=None, progress=progress
+        )
+    offered = replace(progress, emails_offered=progress.emails_offered + 1)
+    consent = consent_decision(policy.consent, checkout.marketing_consent, offered.emails_offered)
+    refusal = None
+    if progress.unsubscribed:
+        refusal = NotSentReason.UNSUBSCRIBED
+    elif consent is Consent.REFUSED:
+        refusal = NotSentReason.NO_CONSENT
+    return StepDecision(reason=refusal, failed_conditions=failed, consent=consent, progress=offered)
+
+
 @dataclass(frozen=True)
 class PlannedStep:
     """One step of a checkout's timeline as `policy check` prints it."""
@@ -122,9 +217,12 @@ class PlannedStep:
     action: str
     template: str
     due: datetime
-    """When the step runs: its delay from the abandonment, moved into the send window."""
+    """When the step runs: its delay from the abandonment (not before the report, nor before the
+    step before it), moved into the send window."""
     local_due: datetime
     shifted_by_send_window: bool
+    """An email step that waits for the send window (outside it when due, or behind an earlier
+    step that waits for it)."""
     overdue_at_report: bool
     failed_conditions: list[str]
     consent: Consent | None
@@ -142,26 +240,32 @@ def plan(
     """The timeline a checkout reported at `reported_at` would get, if nothing changes meanwhile
     (no recovery, unsubscribe, cart update or frequency cap from another checkout)."""
     zone = buyer_zone(checkout, policy)
-    holdout = in_holdout(checkout.id or "", policy.holdout_percent)
+    # The flow does not wait for the steps of a stale report: it rules them all out at once.
     stale = is_stale(policy, abandoned_at, reported_at)
     planned: list[PlannedStep] = []
-    emails = 0
+    progress = FlowProgress()
+    # The flow runs its steps one after the other: a step whose own due time has passed while
+    # an earlier one waited (for the send window) runs right after that one.
+    earliest = reported_at
     for index, step in enumerate(policy.steps):
-        is_email = step.action == "email"
-        base_due = max(abandoned_at + step.delay, reported_at)
-        due = next_send_time(base_due, policy.send_window, zone) if is_email else base_due
-        overdue = abandoned_at + step.delay < reported_at
-        failed = failed_conditions(step.conditions, checkout)
-        skip_overdue = overdue and policy.overdue_steps == "skip"
-        ruled_out = skip_reason(
-            holdout=holdout, stale=stale, skip_overdue=skip_overdue, failed=failed, consent=None
+        decision = decide_step(
+            policy,
+            index,
+            checkout,
+            abandoned_at=abandoned_at,
+            reported_at=reported_at,
+            progress=progress,
         )
-        consent = None
-        # As in the flow: only an email step that reaches the consent decision counts toward
-        # first_email_only (one skipped for its conditions, holdout, ... is no first email).
-        if is_email and ruled_out is None:
-            emails += 1
-            consent = consent_decision(policy.consent, checkout.marketing_consent, emails)
+        progress = decision.progress
+        if stale:
+            due = own_due = reported_at
+        else:
+            own_due = max(abandoned_at + step.delay, reported_at)
+            due = earliest = send_time(policy, step, checkout, own_due, earliest)
+        if decision.runs:
+            outcome = "send" if step.action == "email" else "run"
+        else:
+            outcome = f"skip: {decision.not_sent_reason}"
         planned.append(
             PlannedStep(
                 number=index + 1,
@@ -169,53 +273,11 @@ def plan(
                 template=step.template,
                 due=due,
                 local_due=due.astimezone(zone),
-                shifted_by_send_window=due != base_due,
-                overdue_at_report=overdue,
-                failed_conditions=failed,
-                consent=consent,
-                outcome=_outcome(
-                    holdout=holdout,
-                    stale=stale,
-                    skip_overdue=skip_overdue,
-                    failed=failed,
-                    consent=consent,
-                    is_email=is_email,
-                ),
+                shifted_by_send_window=step.action == "email" and due != own_due,
+                overdue_at_report=is_overdue(step, abandoned_at, reported_at),
+                failed_conditions=list(decision.failed_conditions),
+                consent=decision.consent,
+                outcome=outcome,
             )
         )
     return planned
-
-
-def skip_reason(
-    *, holdout: bool, stale: bool, skip_overdue: bool, failed: list[str], consent: Consent | None
-) -> str | None:
-    """Why a step does not run, in the order the flow checks; None when it runs. The reasons
-    are the EMAIL_NOT_SENT reasons an email step records."""
-    if holdout:
-        return NotSentReason.HOLDOUT
-    if stale:
-        return NotSentReason.STALE_REPORT
-    if skip_overdue:
-        return NotSentReason.OVERDUE
-    if failed:
-        return f"{NotSentReason.CONDITION_FAILED}:{','.join(failed)}"
-    if consent is Consent.REFUSED:
-        return NotSentReason.NO_CONSENT
-    return None
-
-
-def _outcome(
-    *,
-    holdout: bool,
-    stale: bool,
-    skip_overdue: bool,
-    failed: list[str],
-    consent: Consent | None,
-    is_email: bool,
-) -> str:
-    reason = skip_reason(
-        holdout=holdout, stale=stale, skip_overdue=skip_overdue, failed=failed, consent=consent
-    )
-    if reason is not None:
-        return f"skip: {reason}"
-    return "send" if is_email else "run"

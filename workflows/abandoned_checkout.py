@@ -7,6 +7,9 @@ possible. Signal handlers only change state; the main loop reacts to it.
 
 import asyncio
 import contextlib
+import functools
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -35,14 +38,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.policy import EmailStep, NotificationStep, RecoveryPolicy, Step
     from domain.schedule import (
-        Consent,
+        FlowProgress,
+        StepDecision,
         buyer_zone,
-        consent_decision,
-        failed_conditions,
-        in_holdout,
+        decide_step,
         is_stale,
-        next_send_time,
-        skip_reason,
+        send_time,
     )
     from domain.steps import (
         CREATE_TASK,
@@ -99,13 +100,16 @@ class AbandonedCheckoutWorkflow:
             update={"activities": [scheduled]}
         )
         self._policy: RecoveryPolicy = flow.policy
+        # Whether a step is overdue or the report stale counts from these, which a cart update
+        # does not move (unlike the anchor below).
+        self._abandoned_at: datetime = flow.abandoned_at
+        self._reported_at: datetime = flow.reported_at
         self._recovery: RecoveredSignal | None = None
         self._cancelled = False
         self._buyer_purchased = False
-        self._unsubscribed = False
+        self._progress = FlowProgress()
+        """What the steps so far (and the unsubscribed signal) leave for the next decision."""
         self._steps_run = 0
-        self._emails_offered = 0
-        """Email steps that reached the consent decision, for first_email_only."""
         # Steps are due at `anchor + delay`. A cart update under on_cart_update = "reset" moves
         # the anchor; the counter tells a sleeping step to work out its due time again.
         self._anchor: datetime = flow.abandoned_at
@@ -117,29 +121,21 @@ class AbandonedCheckoutWorkflow:
     @workflow.run
     async def run(self, flow: RecoveryInput) -> RecoveryResult:
         policy = flow.policy
-        holdout = in_holdout(self._checkout_id, policy.holdout_percent)
-        # A stale report is recorded (the service stored it) but nobody is messaged: every
-        # step is skipped at once, and the flow still listens for a recovery.
+        # A stale report is recorded (the service stored it) but nobody is messaged: no step
+        # waits, decide_step rules each one out at once, and the flow still listens for a
+        # recovery.
         stale = is_stale(policy, flow.abandoned_at, flow.reported_at)
         for index, step in enumerate(policy.steps):
-            if not stale and not await self._wait_for(step):
+            if not stale and not await self._sleep_until(
+                functools.partial(self._step_due, step), wake_on_schedule_change=True
+            ):
                 break
-            overdue = flow.abandoned_at + step.delay < flow.reported_at
-            reason = skip_reason(
-                holdout=holdout,
-                stale=stale,
-                skip_overdue=overdue and policy.overdue_steps == "skip",
-                failed=failed_conditions(step.conditions, self._checkout),
-                consent=None,
-            )
             self._publish(STEP_ATTRIBUTE.value_set(index + 1))
-            if reason is not None:
-                await self._skip(index, step, reason)
-            elif not await self._run_step(index, step):
+            if not await self._run_step(index, step):
                 break
             self._steps_run += 1
         else:
-            await self._sleep_until(workflow.now() + policy.listen_window)
+            await self._listen_for_recovery()
         result = await self._close()
         self._publish(STATUS_ATTRIBUTE.value_set(CLOSED_STATUS[result.closed_because]))
         return result
@@ -159,7 +155,7 @@ class AbandonedCheckoutWorkflow:
     @workflow.signal(name=UNSUBSCRIBED_SIGNAL)
     def unsubscribed(self) -> None:
         """The buyer's address unsubscribed (from any of their checkouts' emails)."""
-        self._unsubscribed = True
+        self._progress = replace(self._progress, unsubscribed=True)
 
     @workflow.signal(name=BUYER_PURCHASED_SIGNAL)
     def buyer_purchased(self) -> None:
@@ -209,46 +205,69 @@ class AbandonedCheckoutWorkflow:
     def _stopped(self) -> bool:
         return self._recovery is not None or self._cancelled or self._buyer_purchased
 
-    async def _sleep_until(self, due: datetime) -> bool:
-        """Sleep on a durable timer until `due`; True as soon as the flow must stop instead."""
-        remaining = due - workflow.now()
-        if not self._stopped and remaining > timedelta(0):
-            with contextlib.suppress(asyncio.TimeoutError):
-                await workflow.wait_condition(lambda: self._stopped, timeout=remaining)
-        return self._stopped
+    async def _sleep_until(
+        self, due: Callable[[], datetime], *, wake_on_schedule_change: bool = False
+    ) -> bool:
+        """Sleep on a durable timer until `due()`; False as soon as the flow must stop instead.
 
-    async def _wait_for(self, step: Step) -> bool:
-        """Sleep until the step is due; False when the flow must stop instead."""
+        With `wake_on_schedule_change`, a schedule change (a cart update under on_cart_update =
+        "reset") wakes the sleep, and it goes on until the due time `due()` now gives.
+        """
         while True:
             changes = self._schedule_changes
 
             def woken(seen: int = changes) -> bool:
-                return self._stopped or self._schedule_changes != seen
+                rescheduled = wake_on_schedule_change and self._schedule_changes != seen
+                return self._stopped or rescheduled
 
-            due = self._send_time(self._anchor + step.delay, step)
-            remaining = due - workflow.now()
+            remaining = due() - workflow.now()
             if not self._stopped and remaining > timedelta(0):
                 with contextlib.suppress(asyncio.TimeoutError):
                     await workflow.wait_condition(woken, timeout=remaining)
             if self._stopped:
                 return False
-            if self._schedule_changes == changes:
+            if not wake_on_schedule_change or self._schedule_changes == changes:
                 return True
 
-    def _send_time(self, due: datetime, step: Step) -> datetime:
-        """When a step due at `due` may run: emails wait for the buyer's send window."""
-        earliest = max(due, workflow.now())
-        if not isinstance(step, EmailStep):
-            return earliest
-        zone = buyer_zone(self._checkout, self._policy)
-        return next_send_time(earliest, self._policy.send_window, zone)
+    async def _listen_for_recovery(self) -> None:
+        """After the last step: the policy's listen_window, or until the flow must stop."""
+        listen_until = workflow.now() + self._policy.listen_window
+        await self._sleep_until(lambda: listen_until)
 
-    async def _skip(self, index: int, step: Step, reason: str) -> None:
-        """A step the policy rules out: emails record EMAIL_NOT_SENT with the reason; staff
-        steps have no such entry in the reference, so they only log it."""
+    def _step_due(self, step: Step) -> datetime:
+        """When the step may run, counted from the (possibly moved) anchor."""
+        return self._send_time(self._anchor + step.delay, step)
+
+    def _send_time(self, due: datetime, step: Step) -> datetime:
+        """When a step due at `due` may run: not before now, emails in the send window."""
+        return send_time(self._policy, step, self._checkout, due, workflow.now())
+
+    def _decide(self, index: int) -> StepDecision:
+        """The policy's decision for the step now due, on the newest snapshot."""
+        decision = decide_step(
+            self._policy,
+            index,
+            self._checkout,
+            abandoned_at=self._abandoned_at,
+            reported_at=self._reported_at,
+            progress=self._progress,
+        )
+        # Taken over at once, with no await in between, so an unsubscribed signal handled while
+        # the step then runs stays in the progress.
+        self._progress = decision.progress
+        return decision
+
+    async def _skip(self, index: int, step: Step, decision: StepDecision) -> None:
+        """A step the policy rules out: emails record EMAIL_NOT_SENT with the reason (and the
+        consent decision, when the step reached it); staff steps have no such entry in the
+        reference, so they only log it."""
+        reason = decision.not_sent_reason
+        assert reason is not None
         workflow.logger.info("Step %s skipped: %s", index + 1, reason)
         if isinstance(step, EmailStep):
-            self._append(await self._record_not_sent(index, reason, workflow.now()))
+            self._append(
+                await self._record_not_sent(index, reason, workflow.now(), decision.consent)
+            )
 
     async def _record_not_sent(
         self, index: int, reason: str, at: datetime, consent: str | None = None
@@ -273,7 +292,12 @@ class AbandonedCheckoutWorkflow:
         return entry
 
     async def _run_step(self, index: int, step: Step) -> bool:
-        """Run one step; False when the flow stopped while the step waited (deferred send)."""
+        """Decide the step now due and run it, or record why not; False when the flow stopped
+        while the step waited (deferred send)."""
+        decision = self._decide(index)
+        if not decision.runs:
+            await self._skip(index, step, decision)
+            return True
         checkout_id = self._checkout_id
         info = workflow.info()
         common = {
@@ -285,7 +309,7 @@ class AbandonedCheckoutWorkflow:
         }
         entry: ActivityEntry | None
         if isinstance(step, EmailStep):
-            return await self._email_step(index, step, common)
+            return await self._email_step(index, step, decision, common)
         if isinstance(step, NotificationStep):
             entry = await self._best_effort(
                 SEND_NOTIFICATION, NotificationStepRequest(step=step, **common), WEBHOOK_RETRY
@@ -298,21 +322,9 @@ class AbandonedCheckoutWorkflow:
             self._append(entry)
         return True
 
-    async def _email_step(self, index: int, step: EmailStep, common: dict[str, object]) -> bool:
-        self._emails_offered += 1
-        consent = consent_decision(
-            self._policy.consent, self._checkout.marketing_consent, self._emails_offered
-        )
-        refusal = (
-            NotSentReason.UNSUBSCRIBED
-            if self._unsubscribed
-            else NotSentReason.NO_CONSENT
-            if consent == Consent.REFUSED
-            else None
-        )
-        if refusal is not None:
-            self._append(await self._record_not_sent(index, refusal, workflow.now(), consent))
-            return True
+    async def _email_step(
+        self, index: int, step: EmailStep, decision: StepDecision, common: dict[str, object]
+    ) -> bool:
         while True:
             request = EmailStepRequest.model_validate(
                 {
@@ -320,7 +332,7 @@ class AbandonedCheckoutWorkflow:
                     "at": workflow.now(),
                     "step": step,
                     "frequency_cap": self._policy.frequency_cap,
-                    "consent": consent,
+                    "consent": decision.consent,
                     "time_zone": buyer_zone(self._checkout, self._policy).key,
                 }
             )
@@ -333,7 +345,8 @@ class AbandonedCheckoutWorkflow:
             # Another checkout of this buyer had an email within the cap window: try again when
             # the window ends (and the send window is open), unless the flow stops meanwhile.
             workflow.logger.info("Step %s deferred by the frequency cap", index + 1)
-            if await self._sleep_until(self._send_time(result.deferred_until, step)):
+            deferred_due = functools.partial(self._send_time, result.deferred_until, step)
+            if not await self._sleep_until(deferred_due):
                 return False
 
     async def _send_email(self, request: EmailStepRequest) -> EmailStepResult:
