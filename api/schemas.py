@@ -49,6 +49,10 @@ class PagingMetadata(CamelModel):
     count: int
     offset: int | None = None
     total: int | None = None
+    """Offset paging: how many match in all; absent when more than 10,000 do."""
+    too_many_to_count: bool | None = None
+    """Offset paging: true when more than 10,000 match, so `total` was not counted (the
+    reference's flag for a total it did not calculate)."""
     cursors: Cursors = Field(default_factory=Cursors)
 
 

@@ -10,10 +10,12 @@ another filter or sort is refused as an invalid cursor rather than silently pagi
 """
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from functools import cached_property
+from typing import Any, Protocol
 
 from domain.checkout import (
     DATE_RANGE_PROBLEM,
@@ -32,6 +34,9 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
 MAX_OFFSET = 1_000_000
 """Offset paging goes this far at most; cursor paging has no such bound."""
+MAX_COUNTED = 10_000
+"""Offset paging counts the matches up to this many: beyond, the page says `tooManyToCount`
+instead of a `total` (as the reference does when it cannot count), so no page scans them all."""
 MAX_LIST_VALUES = 100
 """Values of one $in or $hasSome."""
 MAX_NESTING = 10
@@ -68,8 +73,7 @@ FIELDS: dict[str, FieldSpec] = {
     "createdDate": FieldSpec("created_date", Kind.DATE, nullable=False),
     "updatedDate": FieldSpec("updated_date", Kind.DATE, nullable=False),
     "checkoutRecoveredDate": FieldSpec("recovered_date", Kind.DATE, nullable=True),
-    # Not indexed and not sortable in the reference: a filter only.
-    "orderId": FieldSpec("order_id", Kind.STRING, nullable=True, sortable=False),
+    "orderId": FieldSpec("order_id", Kind.STRING, nullable=True),
     "buyerInfo.email": FieldSpec(
         "buyer_email", Kind.STRING, nullable=True, max_length=MAX_EMAIL_LENGTH
     ),
@@ -573,18 +577,34 @@ class Cursors:
     prev: str | None = None
 
 
+class PageEntry(Protocol):
+    """A checkout of a page as the store read it: its JSON without building the model, which
+    only the callers that want one (dashboard, CLI) pay for."""
+
+    def to_json_dict(self) -> JsonObject: ...
+
+    def to_checkout(self) -> AbandonedCheckout: ...
+
+
 @dataclass(frozen=True)
 class CheckoutPage:
-    checkouts: list[AbandonedCheckout]
+    entries: Sequence[AbandonedCheckout | PageEntry]
     offset: int | None
     """None on a cursor page, which has no offset."""
     total: int | None
-    """How many checkouts match in all; None on a cursor page, as in the reference."""
+    """How many checkouts match in all; None on a cursor page, as in the reference, and when
+    more than MAX_COUNTED match (then `too_many_to_count`)."""
     cursors: Cursors = Cursors()
+    too_many_to_count: bool = False
+    """Offset paging only: more than MAX_COUNTED match, so `total` was not counted."""
+
+    @cached_property
+    def checkouts(self) -> list[AbandonedCheckout]:
+        return [e if isinstance(e, AbandonedCheckout) else e.to_checkout() for e in self.entries]
 
     @property
     def count(self) -> int:
-        return len(self.checkouts)
+        return len(self.entries)
 
     def to_json_dict(self) -> JsonObject:
         metadata: JsonObject = {"count": self.count}
@@ -592,9 +612,11 @@ class CheckoutPage:
             metadata["offset"] = self.offset
         if self.total is not None:
             metadata["total"] = self.total
+        if self.too_many_to_count:
+            metadata["tooManyToCount"] = True
         cursors = {"next": self.cursors.next, "prev": self.cursors.prev}
         metadata["cursors"] = {k: v for k, v in cursors.items() if v is not None}
         return {
-            "abandonedCheckouts": [c.to_json_dict() for c in self.checkouts],
+            "abandonedCheckouts": [e.to_json_dict() for e in self.entries],
             "metadata": metadata,
         }

@@ -1,5 +1,11 @@
 """Running a checked query (domain.query) on the checkouts table: one SELECT per page, one for the
-page's activities, and a COUNT only when offset paging needs the total.
+page's activities (its newest 20 per checkout), and, when offset paging needs the total, a COUNT
+capped at MAX_COUNTED (beyond it the page says tooManyToCount), so no page scans every match.
+
+Indexes (store.schema) serve the patterns people run: (status, created_date, id) a status with a
+createdDate range sorted by createdDate; (created_date, id) the same without the status, and the
+default sort's cursor walk; (status, recovered_date, id) recovered in a date range; (order_id, id)
+the orderId sort; single columns the lookups by email, contactId, checkoutId and cartId.
 
 Filters compile to SQL that never yields NULL (a missing value simply does not match, except for
 $ne and $exists false), so `$not` is the exact complement of its filter.
@@ -7,7 +13,13 @@ $ne and $exists false), so `$not` is the exact complement of its filter.
 Nulls in the sort: a nullable sort field sorts as if empty ("" or 1970-01-01) through a COALESCE,
 used alike in the ORDER BY and in the cursor's keyset comparison, so a cursor page starts exactly
 where the last one ended even among rows without the value. (Such a stand-in may equal a real value,
-e.g. an empty cartId; both then sort together, by id, which keeps the order total.)
+e.g. an empty cartId; both then sort together, by id, which keeps the order total.) When the filter
+itself requires the field (a condition on it, ANDed at the top, that a missing value fails), no
+matching row lacks it: the bare column then sorts the same, and its index can serve the ORDER BY.
+
+$startsWith is a range, prefix <= value < the prefix's successor, compared bytewise (code point
+order: SQLite's BINARY collation, PostgreSQL's pattern operators ~>=~ and ~<~), which holds exactly
+the values that start with the prefix, case-sensitively, and which an index serves.
 """
 
 import operator
@@ -15,12 +27,28 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, and_, func, literal, not_, or_, select, true
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Row,
+    Select,
+    and_,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from domain.activity import NEWEST_ACTIVITIES
 from domain.query import (
     FIELDS,
+    MAX_COUNTED,
     Boundary,
     CheckoutPage,
     CheckoutQuery,
@@ -35,7 +63,7 @@ from domain.query import (
     SortKey,
     make_cursor,
 )
-from store.rows import checkout_from_row, load_activities
+from store.rows import StoredCheckout, newest_activity_rows
 from store.schema import UtcDateTime, checkouts
 
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -54,31 +82,62 @@ async def run_query(conn: AsyncConnection, query: CheckoutQuery) -> CheckoutPage
     rows = fetched[: query.limit]
     if _backwards(query):
         rows.reverse()  # fetched nearest-first from the boundary; shown in the query's order
-    entries = await load_activities(conn, [r.id for r in rows], newest=NEWEST_ACTIVITIES)
-    found = [checkout_from_row(row, entries.get(row.id, [])) for row in rows]
+    entries = await newest_activity_rows(conn, [r.id for r in rows], NEWEST_ACTIVITIES)
+    found = [StoredCheckout(row, entries.get(row.id, [])) for row in rows]
     if query.cursor_paging:
         cursors = _cursors(query, rows, more=len(fetched) > query.limit)
         return CheckoutPage(found, offset=None, total=None, cursors=cursors)
-    return CheckoutPage(found, offset=query.offset, total=await _total(conn, query, len(rows)))
+    total = await _total(conn, query, len(rows))
+    return CheckoutPage(found, offset=query.offset, total=total, too_many_to_count=total is None)
+
+
+_PAGE_COLUMNS = (
+    "id",
+    "status",
+    "created_date",
+    "updated_date",
+    "recovered_date",
+    "order_id",
+    "attribution",
+    "attributed_step",
+    "recovered_amount",
+    "stop_reason",
+    "flow_state",
+    "snapshot",
+)
+"""What a page shows of a row (store.rows.StoredCheckout); the sort's columns come too, for the
+cursors."""
 
 
 def page_statement(query: CheckoutQuery) -> Select[Any]:
     """The SELECT of one page's rows (for cursor paging, one row more than the page: whether it
     comes back tells whether another page follows)."""
-    statement = select(checkouts).where(_matching(query))
+    required = _required_fields(query.filter)
+    shown = [*_PAGE_COLUMNS, *(FIELDS[k.field].column for k in query.sort)]
+    columns = [checkouts.c[name] for name in dict.fromkeys(shown)]
+    statement = select(*columns).where(_matching(query))
     if query.boundary is not None:
-        statement = statement.where(_beyond(query.sort, query.boundary))
-    statement = statement.order_by(*_order(query.sort, reverse=_backwards(query)))
+        statement = statement.where(_beyond(query.sort, query.boundary, required))
+    statement = statement.order_by(*_order(query.sort, required, reverse=_backwards(query)))
     if query.cursor_paging:
         return statement.limit(query.limit + 1)
     return statement.limit(query.limit).offset(query.offset)
 
 
-async def _total(conn: AsyncConnection, query: CheckoutQuery, shown: int) -> int:
+async def _total(conn: AsyncConnection, query: CheckoutQuery, shown: int) -> int | None:
+    """How many match in all, or None when more than MAX_COUNTED do."""
     if shown < query.limit and (shown > 0 or query.offset == 0):
         return query.offset + shown  # a short page is the last one: no COUNT needed
-    counted = await conn.scalar(select(func.count()).select_from(checkouts).where(_matching(query)))
-    return int(counted or 0)
+    if query.offset + shown > MAX_COUNTED:
+        return None  # the page itself shows there are more
+    counted = await conn.scalar(count_statement(query))
+    return None if counted is None or counted > MAX_COUNTED else int(counted)
+
+
+def count_statement(query: CheckoutQuery) -> Select[Any]:
+    """COUNT of the matches, stopping after MAX_COUNTED + 1 of them."""
+    matches = select(checkouts.c.id).where(_matching(query)).limit(MAX_COUNTED + 1).subquery()
+    return select(func.count()).select_from(matches)
 
 
 def _backwards(query: CheckoutQuery) -> bool:
@@ -135,15 +194,73 @@ def _condition(condition: Condition) -> ColumnElement[bool]:
         matched = column.in_(value)
     elif op is Operator.STARTS_WITH:
         assert isinstance(value, str)
-        # LIKE ignores case on SQLite and not on PostgreSQL; comparing the prefix as well makes
-        # both case-sensitive, while LIKE (escaped) keeps the cheap first filter.
-        prefix = func.substr(column, 1, len(value)) == value
-        matched = and_(column.startswith(value, autoescape=True), prefix)
+        matched = _starts_with(column, value)
     else:
         matched = _compare(column, op, value)
     # NULL = x is NULL, and NOT NULL is NULL too: without this a $not would drop rows lacking
     # the value instead of keeping them.
     return and_(column.is_not(None), matched) if spec.nullable else matched
+
+
+def _starts_with(column: ColumnElement[Any], prefix: str) -> ColumnElement[bool]:
+    at_least: ColumnElement[bool] = _BytewiseAtLeast(column, literal(prefix))
+    following = _successor(prefix)
+    if following is None:
+        return at_least  # "" or only U+10FFFF: nothing sorts after every value it starts
+    return and_(at_least, _BytewiseBelow(column, literal(following)))
+
+
+def _successor(prefix: str) -> str | None:
+    """The least string after every string that starts with `prefix`, in code point order."""
+    while prefix:
+        last = ord(prefix[-1]) + 1
+        if last == 0xD800:
+            last = 0xE000  # surrogates are no characters of a stored text
+        if last <= 0x10FFFF:
+            return prefix[:-1] + chr(last)
+        prefix = prefix[:-1]
+    return None
+
+
+class _BytewiseAtLeast(FunctionElement[bool]):
+    """left >= right, comparing text bytewise (code point order) on either database."""
+
+    type = Boolean()
+    inherit_cache = True
+    _is_implicitly_boolean = True  # a comparison: no "= 1" after it where booleans are integers
+
+
+class _BytewiseBelow(FunctionElement[bool]):
+    """left < right, comparing text bytewise (code point order) on either database."""
+
+    type = Boolean()
+    inherit_cache = True
+    _is_implicitly_boolean = True  # a comparison: no "= 1" after it where booleans are integers
+
+
+def _binary(element: FunctionElement[bool], compiler: SQLCompiler, op: str, **kw: Any) -> str:
+    left, right = element.clauses
+    return f"{compiler.process(left, **kw)} {op} {compiler.process(right, **kw)}"
+
+
+@compiles(_BytewiseAtLeast)
+def _at_least(element: _BytewiseAtLeast, compiler: SQLCompiler, **kw: Any) -> str:
+    return _binary(element, compiler, ">=", **kw)  # SQLite: BINARY, the default collation
+
+
+@compiles(_BytewiseBelow)
+def _below(element: _BytewiseBelow, compiler: SQLCompiler, **kw: Any) -> str:
+    return _binary(element, compiler, "<", **kw)
+
+
+@compiles(_BytewiseAtLeast, "postgresql")
+def _at_least_pg(element: _BytewiseAtLeast, compiler: SQLCompiler, **kw: Any) -> str:
+    return _binary(element, compiler, "~>=~", **kw)  # the pattern operators, of text_pattern_ops
+
+
+@compiles(_BytewiseBelow, "postgresql")
+def _below_pg(element: _BytewiseBelow, compiler: SQLCompiler, **kw: Any) -> str:
+    return _binary(element, compiler, "~<~", **kw)
 
 
 def _compare(expression: ColumnElement[Any], op: Operator, value: object) -> ColumnElement[bool]:
@@ -154,28 +271,47 @@ def _compare(expression: ColumnElement[Any], op: Operator, value: object) -> Col
 # --- sort and keyset ---------------------------------------------------------------------------
 
 
-def _sort_expression(key: SortKey) -> ColumnElement[Any]:
+def _required_fields(node: Filter | None) -> frozenset[str]:
+    """Fields the filter requires a value of: conditions ANDed at its top level that a missing
+    value fails (all but $ne and $exists false)."""
+    if node is None:
+        return frozenset()
+    if isinstance(node, Condition):
+        lacking_matches = node.op is Operator.NE or (
+            node.op is Operator.EXISTS and node.value is False
+        )
+        return frozenset() if lacking_matches else frozenset({node.field})
+    if node.op is not Logic.AND:
+        return frozenset()
+    return frozenset().union(*(_required_fields(part) for part in node.parts))
+
+
+def _sort_expression(key: SortKey, required: frozenset[str]) -> ColumnElement[Any]:
     spec = FIELDS[key.field]
     column = checkouts.c[spec.column]
-    if not spec.nullable:
+    if not spec.nullable or key.field in required:
         return column  # the bare column, so that its index can serve the ORDER BY
     stand_in = literal(_EARLIEST, UtcDateTime()) if spec.kind is Kind.DATE else literal("")
     return func.coalesce(column, stand_in)
 
 
-def _order(sort: tuple[SortKey, ...], *, reverse: bool) -> list[ColumnElement[Any]]:
+def _order(
+    sort: tuple[SortKey, ...], required: frozenset[str], *, reverse: bool
+) -> list[ColumnElement[Any]]:
     ordered: list[ColumnElement[Any]] = []
     for key in sort:
-        expression = _sort_expression(key)
+        expression = _sort_expression(key, required)
         ordered.append(expression.desc() if key.descending != reverse else expression.asc())
     return ordered
 
 
-def _beyond(sort: tuple[SortKey, ...], boundary: Boundary) -> ColumnElement[bool]:
+def _beyond(
+    sort: tuple[SortKey, ...], boundary: Boundary, required: frozenset[str]
+) -> ColumnElement[bool]:
     """Rows strictly past the boundary in the page's direction, by the keyset comparison
     (k1 > v1) OR (k1 = v1 AND k2 > v2) OR ... (with < where the key runs downwards)."""
     backwards = boundary.direction is Direction.PREV
-    expressions = [_sort_expression(key) for key in sort]
+    expressions = [_sort_expression(key, required) for key in sort]
     downwards = [key.descending != backwards for key in sort]
     alternatives = []
     for index, (expression, value) in enumerate(zip(expressions, boundary.values, strict=True)):

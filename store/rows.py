@@ -1,13 +1,15 @@
 """Turning stored rows back into the API's AbandonedCheckout shape, shared by reads and queries."""
 
+import json
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, select
+from sqlalchemy import ColumnElement, Row, Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domain.activity import ActivityEntry
+from domain.activity import ActivityEntry, ActivityType
 from domain.checkout import (
     AbandonedCheckout,
     CheckoutStatus,
@@ -74,6 +76,77 @@ def checkout_from_row(row: Row[Any], entries: list[ActivityEntry]) -> AbandonedC
     )
 
 
+class StoredCheckout:
+    """A query page's checkout, straight from its row and its activity rows: `to_json_dict` is
+    what `checkout_from_row(...).to_json_dict()` gives, without validating the snapshot again
+    (the store wrote it from a validated model, in that JSON form) and without building models;
+    `to_checkout` builds the model for callers that want one."""
+
+    __slots__ = ("_entries", "_row")
+
+    def __init__(self, row: Row[Any], entries: Sequence[Row[Any]]) -> None:
+        self._row = row
+        self._entries = entries
+
+    def to_json_dict(self) -> dict[str, Any]:
+        row = self._row
+        data: dict[str, Any] = json.loads(row.snapshot)
+        data["id"] = row.id
+        data["createdDate"] = _json_moment(row.created_date)
+        data["updatedDate"] = _json_moment(row.updated_date)
+        data["status"] = row.status
+        _put(data, "checkoutRecoveredDate", row.recovered_date and _json_moment(row.recovered_date))
+        _put(data, "orderId", row.order_id)
+        attribution: dict[str, Any] | None = None
+        if row.attribution is not None:
+            attribution = {"kind": row.attribution}
+            _put(attribution, "step", row.attributed_step)
+            _put(attribution, "recoveredAmount", row.recovered_amount)
+        _put(data, "recoveryAttribution", attribution)
+        _put(data, "stopReason", row.stop_reason or None)
+        _put(data, "flowState", row.flow_state or None)
+        data["activities"] = [_json_entry(e) for e in self._entries]
+        return data
+
+    def to_checkout(self) -> AbandonedCheckout:
+        return checkout_from_row(self._row, [_entry(e) for e in self._entries])
+
+
+def _put(data: dict[str, Any], key: str, value: object) -> None:
+    """The field as `exclude_none` shows it: absent when None."""
+    if value is None:
+        data.pop(key, None)
+    else:
+        data[key] = value
+
+
+def _json_moment(moment: datetime) -> str:
+    """A stored (UTC) date-time as pydantic writes it in JSON: ISO 8601 with `Z`."""
+    text = moment.isoformat()
+    return f"{text[:-6]}Z" if text.endswith("+00:00") else text
+
+
+def _json_entry(e: Row[Any]) -> dict[str, Any]:
+    entry: dict[str, Any] = {"type": e.type, "createdDate": _json_moment(e.created_date)}
+    if e.step is not None:
+        entry["step"] = e.step
+    if e.reason is not None:
+        entry["reason"] = e.reason
+    if e.consent is not None:
+        entry["consent"] = e.consent
+    return entry
+
+
+def _entry(e: Row[Any]) -> ActivityEntry:
+    return ActivityEntry(
+        type=ActivityType(e.type),
+        created_date=e.created_date,
+        step=e.step,
+        reason=e.reason,
+        consent=e.consent,
+    )
+
+
 def _attribution(row: Row[Any]) -> RecoveryAttribution | None:
     if row.attribution is None:
         return None
@@ -95,16 +168,53 @@ async def load_activities(
         .order_by(activities.c.checkout_id, activities.c.created_date, activities.c.seq)
     )
     for e in rows:
-        found[e.checkout_id].append(
-            ActivityEntry(
-                type=e.type,
-                created_date=e.created_date,
-                step=e.step,
-                reason=e.reason,
-                consent=e.consent,
-            )
-        )
+        found[e.checkout_id].append(_entry(e))
     if newest is not None:
         for checkout_id, entries in found.items():
             found[checkout_id] = entries[-newest:]
     return found
+
+
+async def newest_activity_rows(
+    conn: AsyncConnection, checkout_ids: Sequence[str], newest: int
+) -> dict[str, list[Row[Any]]]:
+    """The newest `newest` activity rows of each checkout, oldest first, in one statement: the
+    window numbers each checkout's entries from its newest, along the index on (checkout_id,
+    created_date, seq)."""
+    found: dict[str, list[Row[Any]]] = defaultdict(list)
+    if not checkout_ids:
+        return found
+    for e in await conn.execute(_newest_statement(newest), {"ids": list(checkout_ids)}):
+        found[e.checkout_id].append(e)
+    return found
+
+
+def _newest_statement(newest: int) -> Select[Any]:
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=activities.c.checkout_id,
+            order_by=(activities.c.created_date.desc(), activities.c.seq.desc()),
+        )
+        .label("rank")
+    )
+    ranked = (
+        select(*_ENTRY_COLUMNS, activities.c.seq, rank)
+        .where(activities.c.checkout_id.in_(bindparam("ids", expanding=True)))
+        .subquery()
+    )
+    return (
+        select(*(ranked.c[c.name] for c in _ENTRY_COLUMNS))
+        .where(ranked.c.rank <= newest)
+        .order_by(ranked.c.checkout_id, ranked.c.created_date, ranked.c.seq)
+    )
+
+
+_ENTRY_COLUMNS = (
+    activities.c.checkout_id,
+    activities.c.type,
+    activities.c.created_date,
+    activities.c.step,
+    activities.c.reason,
+    activities.c.consent,
+)

@@ -7,6 +7,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Index,
     Integer,
     MetaData,
     String,
@@ -15,7 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.sql.expression import false
+from sqlalchemy.sql.expression import false, func
 from sqlalchemy.types import TypeDecorator
 
 
@@ -48,14 +49,14 @@ checkouts = Table(
     Column("id", String(64), primary_key=True),
     Column("checkout_id", String(200), index=True),
     Column("cart_id", String(200), index=True),
-    Column("status", String(16), nullable=False, index=True),
+    Column("status", String(16), nullable=False),
     # The buyer's identities, copied out of the snapshot so that queries can filter on them.
-    Column("buyer_email", String(320), index=True),
+    Column("buyer_email", String(320)),
     Column("buyer_contact_id", String(200), index=True),
     Column("buyer_visitor_id", String(200), index=True),
     Column("buyer_member_id", String(200), index=True),
     Column("buyer_user_id", String(200), index=True),
-    Column("created_date", UtcDateTime(), nullable=False, index=True),
+    Column("created_date", UtcDateTime(), nullable=False),
     Column("updated_date", UtcDateTime(), nullable=False, index=True),
     Column("recovered_date", UtcDateTime()),
     Column("order_id", String(200)),
@@ -87,11 +88,48 @@ checkouts = Table(
     Column("flow_closed_date", UtcDateTime()),
 )
 
+# The query patterns' indexes (store.checkout_query): the sort's keys end with `id`, its last
+# tie-breaker, so that they serve the ORDER BY and the cursor's keyset comparison alike; then
+# deleted_date, which every query tests, so that the capped COUNT reads the index alone.
+Index(
+    "ix_checkouts_created_date_id",
+    checkouts.c.created_date,
+    checkouts.c.id,
+    checkouts.c.deleted_date,
+)
+Index(
+    "ix_checkouts_status_created_date_id",
+    checkouts.c.status,
+    checkouts.c.created_date,
+    checkouts.c.id,
+    checkouts.c.deleted_date,
+)
+# Recovered in a date range: the status first, since every recovered checkout has its date (a
+# range without the status still uses it, skipping over the two statuses).
+Index(
+    "ix_checkouts_status_recovered_date_id",
+    checkouts.c.status,
+    checkouts.c.recovered_date,
+    checkouts.c.id,
+    checkouts.c.deleted_date,
+)
+Index("ix_checkouts_order_id_id", checkouts.c.order_id, checkouts.c.id)
+# The same buyer by email, whatever the case (store.sql's _same_buyer: recover-buyer, stops).
+Index("ix_checkouts_buyer_email_lower", func.lower(checkouts.c.buyer_email))
+# $startsWith is a bytewise range on the email (store.checkout_query). SQLite's BINARY collation
+# is bytewise; on PostgreSQL, whose default collation may not be, the range uses the pattern
+# operators (~>=~, ~<~) of this operator class, which serves equality ($eq, $in) as well.
+Index(
+    "ix_checkouts_buyer_email",
+    checkouts.c.buyer_email,
+    postgresql_ops={"buyer_email": "text_pattern_ops"},
+)
+
 activities = Table(
     "activities",
     metadata,
     Column("seq", Integer, primary_key=True, autoincrement=True),
-    Column("checkout_id", String(64), nullable=False, index=True),
+    Column("checkout_id", String(64), nullable=False),
     Column("key", String(300), nullable=False),
     Column("type", String(32), nullable=False),
     Column("created_date", UtcDateTime(), nullable=False),
@@ -100,6 +138,8 @@ activities = Table(
     Column("consent", String(32)),
     # One entry per step of a flow, however often the step's activity is retried.
     UniqueConstraint("checkout_id", "key", name="uq_activities_checkout_key"),
+    # A checkout's entries in their order: a page's newest 20 each come off it without a sort.
+    Index("ix_activities_checkout_created_seq", "checkout_id", "created_date", "seq"),
 )
 
 sent_log = Table(

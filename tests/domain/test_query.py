@@ -8,6 +8,8 @@ import pytest
 from domain.errors import InvalidInputError
 from domain.query import (
     DEFAULT_LIMIT,
+    FIELDS,
+    SORTABLE,
     Boundary,
     CheckoutPage,
     CheckoutQuery,
@@ -141,6 +143,12 @@ def test_id_breaks_ties_in_the_last_keys_direction_unless_sorted_on_already():
     assert by_id.sort == (SortKey("id", True),)
 
 
+def test_every_filterable_field_is_sortable_orderid_too():
+    assert tuple(FIELDS) == SORTABLE
+    by_order = parse_query({"query": {"sort": [{"fieldName": "orderId", "order": "DESC"}]}})
+    assert by_order.sort == (SortKey("orderId", True), SortKey("id", True))
+
+
 def test_paging_values_are_kept():
     offset = parse_query({"query": {"paging": {"limit": 100, "offset": 30}}})
     assert (offset.limit, offset.offset, offset.cursor_paging) == (100, 30, False)
@@ -193,7 +201,7 @@ def test_paging_values_are_kept():
         ({"filter": []}, "query.filter", "JSON object"),
         ({"sort": {"fieldName": "id"}}, "query.sort", "must be a list"),
         ({"sort": [{"fieldName": "colour"}]}, "query.sort[0].fieldName", "unknown field"),
-        ({"sort": [{"fieldName": "orderId"}]}, "query.sort[0].fieldName", "sortable: "),
+        ({"sort": [{"fieldName": "buyerInfo.phone"}]}, "query.sort[0].fieldName", "sortable: "),
         ({"sort": [{}]}, "query.sort[0].fieldName", "unknown field"),
         ({"sort": [{"fieldName": "id", "order": "UP"}]}, "query.sort[0].order", "ASC or DESC"),
         ({"sort": [{"fieldName": "id", "dir": "ASC"}]}, "query.sort[0].dir", "unknown key"),
@@ -387,3 +395,11 @@ def test_a_page_in_the_reference_json_shape():
         "metadata": {"count": 0, "cursors": {"next": "n"}},
     }
     assert offset_page.to_json_dict()["abandonedCheckouts"][0]["buyerInfo"]["email"]
+    uncounted = CheckoutPage([checkout], offset=0, total=None, too_many_to_count=True)
+    assert uncounted.to_json_dict()["metadata"] == {
+        "count": 1,
+        "offset": 0,
+        "tooManyToCount": True,
+        "cursors": {},
+    }
+    assert uncounted.checkouts == [checkout]
