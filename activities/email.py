@@ -123,7 +123,8 @@ class EmailActivities:
         # Rendering is pure: a template that fails now fails on every retry, so the step gives
         # up at once (the caller releases the claim first) and records template_error.
         try:
-            rendered = self._renderer.render_email(template, language, context)
+            # `language` is already the resolved folder: resolving it again would cost a stat.
+            rendered = self._renderer.render_email_in(template, language, context)
             message = build_message(
                 rendered,
                 sender=self._sender,

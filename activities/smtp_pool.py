@@ -12,6 +12,7 @@ from email.message import Message
 
 import aiosmtplib
 
+from activities.email_message import flatten_message
 from domain.smtp import SmtpConfig, SmtpSecurity
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class SmtpPool:
         async with self._slots:
             client = await self._acquire()
             try:
-                await client.send_message(message, sender=sender, recipients=[recipient])
+                await _send_one(client, message, sender, recipient)
             except BaseException:
                 client.close()
                 raise
@@ -83,3 +84,25 @@ class SmtpPool:
         await client.connect()
         logger.debug("Opened SMTP connection to %s:%s", cfg.host, cfg.port)
         return client
+
+
+async def _send_one(client: aiosmtplib.SMTP, message: Message, sender: str, recipient: str) -> None:
+    """What `client.send_message` does, with the message flattened by our quicker generator.
+
+    The same SMTP conversation and bytes: BODY=8BITMIME when the server offers it (8bit, else
+    7bit, for the generator). The first message of a connection (greeting still to do) and any
+    non-ASCII address (SMTPUTF8) go through aiosmtplib's own path. A recovery email never has a
+    Bcc, which send_message would strip.
+    """
+    if client.is_ehlo_or_helo_needed or not (sender.isascii() and recipient.isascii()):
+        await client.send_message(message, sender=sender, recipients=[recipient])
+        return
+    mail_options: list[str] = []
+    if client.supports_extension("8BITMIME"):
+        mail_options.append("BODY=8BITMIME")
+        cte_type = "8bit"
+    else:
+        cte_type = "7bit"
+    await client.sendmail(
+        sender, [recipient], flatten_message(message, cte_type=cte_type), mail_options=mail_options
+    )

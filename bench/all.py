@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "throughput": ([], ["--checkouts", "4", "--warmup", "2"]),
     "ingest": ([], ["--reports", "60"]),
+    "memory": ([], ["--flows", "50"]),
     "query": ([], ["--checkouts", "200", "--requests", "5", "--walk", "3"]),
 }
 

@@ -95,9 +95,12 @@ async def _measure(
     )
 
 
-def _settings(smtp_port: int, data_dir: Path) -> Settings:
+def _settings(smtp_port: int, data_dir: Path, in_flight: int) -> Settings:
     return Settings(
         data_dir=data_dir,
+        # Every flow of a run is busy at once (steps seconds apart): the workflow cache holds
+        # them all, in both halves, as a deployment sizes it for the flows it has busy at once.
+        max_cached_workflows=max(in_flight, Settings().max_cached_workflows),
         smtp_host="127.0.0.1",
         smtp_port=smtp_port,
         task_queue=f"bench-engine-{uuid.uuid4()}",
@@ -144,6 +147,7 @@ async def _bare_run(client: Client, settings: Settings, count: int, warmup: int)
         workflow_runner=SANDBOX_RUNNER,
         max_concurrent_activities=settings.max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+        max_cached_workflows=settings.max_cached_workflows,
     )
 
     async def start_one(index: int) -> str:
@@ -221,7 +225,7 @@ async def main(argv: Sequence[str] | None = None) -> None:
             port=free_port(),
         )
         try:
-            settings = _settings(smtp_port, data_dir)
+            settings = _settings(smtp_port, data_dir, args.checkouts + args.warmup)
             print(
                 f"bench: {args.checkouts} flows per run, steps at {STEP_DELAYS_SECONDS} s",
                 file=sys.stderr,

@@ -78,6 +78,12 @@ class Settings(BaseSettings):
 
     max_concurrent_activities: int = Field(default=200, ge=1)
     max_concurrent_workflow_tasks: int = Field(default=200, ge=1)
+    max_cached_workflows: int = Field(default=100, ge=0)
+    """How many flows the worker keeps in memory between their workflow tasks (0: none). A flow
+    not in the cache is replayed from its history on its next task (a timer, a signal): cheap for
+    flows that sleep for hours, and it bounds the worker's memory whatever the number of flows
+    asleep (about 150 KiB per cached flow, `bench.memory`). Keep it above the number of flows
+    busy at once (steps seconds apart), or those replay on every step."""
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     """How long a stopping worker lets running activities finish."""
     handoff_interval_seconds: float = Field(default=1.0, gt=0)

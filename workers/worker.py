@@ -110,6 +110,7 @@ async def open_worker(client: Client, settings: Settings, store: SqlStore) -> As
             workflow_runner=SANDBOX_RUNNER,
             max_concurrent_activities=settings.max_concurrent_activities,
             max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+            max_cached_workflows=settings.max_cached_workflows,
             graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_seconds),
         )
         dispatcher = EventDispatcher(client, outbox, subscriptions, settings.task_queue)

