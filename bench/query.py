@@ -360,6 +360,12 @@ async def measure(label: str, url: str, shape: Shape, requests: int, walk: int) 
         else:
             await _fill_postgres(store, shape)
         print(f"  loaded in {time.perf_counter() - started:.1f} s", flush=True)
+        stored = await _store_bytes(store)
+        print(
+            f"  store: {stored / shape.count:,.0f} bytes per checkout with its activities"
+            " and indexes",
+            flush=True,
+        )
         _, key = await ApiKeyStore(store.engine).create("bench", frozenset({Scope.READ}))
         port = free_port()
         # The query path never reaches Temporal: a client that would connect on first use.
@@ -397,6 +403,20 @@ async def measure(label: str, url: str, shape: Shape, requests: int, walk: int) 
     finally:
         await store.close()
     return results
+
+
+async def _store_bytes(store: SqlStore) -> int:
+    """What the checkouts and their activities take on disk, indexes included (docs/capacity.md
+    quotes it)."""
+    async with store.engine.connect() as conn:
+        if store.engine.dialect.name == "sqlite":
+            page_size = (await conn.exec_driver_sql("PRAGMA page_size")).scalar_one()
+            pages = (await conn.exec_driver_sql("PRAGMA page_count")).scalar_one()
+            return int(page_size) * int(pages)
+        total = await conn.exec_driver_sql(
+            "SELECT pg_total_relation_size('checkouts') + pg_total_relation_size('activities')"
+        )
+        return int(total.scalar_one())
 
 
 def _row(r: Result) -> str:
