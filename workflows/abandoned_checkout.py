@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from domain.activity import ActivityEntry, ActivityType, NotSentReason
@@ -89,6 +90,44 @@ STORE_RETRY = RetryPolicy(
 STEP_TIMEOUT = timedelta(seconds=60)
 STORE_TIMEOUT = timedelta(seconds=30)
 
+# workflow.patched ids, one per change to what running flows do (README, "Tests"): flows started
+# before a change replay as they ran.
+UNSUBSCRIBE_DURING_DEFERRAL = "unsubscribe-during-deferral"
+"""An unsubscribe while an email waits out the frequency cap records `unsubscribed` at once."""
+STALE_REPORT_STOPS = "stale-report-stops"
+"""A stale report stopped (recovered, cancelled, bought elsewhere) records no further step."""
+RETRY_WINDOW_TO_NEXT_SEND = "retry-window-to-next-send"
+"""An email's retry window ends when the next step actually runs (its send time), not at its
+raw due time."""
+DEDUPE_UNDATED_UPDATES = "dedupe-undated-updates"
+"""An undated cart update with the content the flow holds is a redelivery, not a change."""
+STOP_CANCELS_STAFF_STEP = "stop-cancels-staff-step"
+"""A stop signal cancels a staff step's activity still retrying, instead of waiting for it."""
+
+_NOT_CONTENT = frozenset(
+    {
+        "id",
+        "created_date",
+        "updated_date",
+        "status",
+        "checkout_recovered_date",
+        "order_id",
+        "recovery_attribution",
+        "stop_reason",
+        "flow_state",
+        "activities",
+    }
+)
+"""What a cart update does not compare: the record's identity and history (the flow keeps its
+own) and what the engine owns. The rest is the cart the buyer sees."""
+
+
+class _Interrupted:
+    """A staff step's activity cancelled because the flow stopped: the step did not run."""
+
+
+_INTERRUPTED = _Interrupted()
+
 
 @workflow.defn(name=WORKFLOW_NAME)
 class AbandonedCheckoutWorkflow:
@@ -126,7 +165,12 @@ class AbandonedCheckoutWorkflow:
         # recovery.
         stale = is_stale(policy, flow.abandoned_at, flow.reported_at)
         for index, step in enumerate(policy.steps):
-            if not stale and not await self._sleep_until(
+            if stale:
+                # No wait for a stale report to be stopped in; the steps check for a stop
+                # themselves (patched: before it, they recorded stale_report all the same).
+                if self._stopped and workflow.patched(STALE_REPORT_STOPS):
+                    break
+            elif not await self._sleep_until(
                 functools.partial(self._step_due, step), wake_on_schedule_change=True
             ):
                 break
@@ -189,7 +233,18 @@ class AbandonedCheckoutWorkflow:
         if not workflow.patched("dedupe-updates"):
             return False
         given, applied = snapshot.updated_date, self._last_update
-        return given is not None and applied is not None and given <= applied
+        if given is None:
+            # No date to order it by (the service always dates its updates; a signal sent
+            # straight to Temporal may not): the same cart again is a redelivery, and one that
+            # changes nothing must not move the schedule.
+            return self._same_cart(snapshot) and workflow.patched(DEDUPE_UNDATED_UPDATES)
+        return applied is not None and given <= applied
+
+    def _same_cart(self, snapshot: AbandonedCheckout) -> bool:
+        """Whether `snapshot` shows the buyer the cart the flow already holds."""
+        return snapshot.model_dump(exclude=set(_NOT_CONTENT)) == self._checkout.model_dump(
+            exclude=set(_NOT_CONTENT)
+        )
 
     @workflow.signal(name=CANCEL_SIGNAL)
     def cancel(self) -> None:
@@ -206,26 +261,37 @@ class AbandonedCheckoutWorkflow:
         return self._recovery is not None or self._cancelled or self._buyer_purchased
 
     async def _sleep_until(
-        self, due: Callable[[], datetime], *, wake_on_schedule_change: bool = False
+        self,
+        due: Callable[[], datetime],
+        *,
+        wake_on_schedule_change: bool = False,
+        or_until: Callable[[], bool] | None = None,
     ) -> bool:
         """Sleep on a durable timer until `due()`; False as soon as the flow must stop instead.
 
         With `wake_on_schedule_change`, a schedule change (a cart update under on_cart_update =
-        "reset") wakes the sleep, and it goes on until the due time `due()` now gives.
+        "reset") wakes the sleep, and it goes on until the due time `due()` now gives. With
+        `or_until`, the sleep also ends (True) as soon as `or_until()` holds.
         """
+
+        def ended() -> bool:
+            return or_until is not None and or_until()
+
         while True:
             changes = self._schedule_changes
 
             def woken(seen: int = changes) -> bool:
                 rescheduled = wake_on_schedule_change and self._schedule_changes != seen
-                return self._stopped or rescheduled
+                return self._stopped or rescheduled or ended()
 
             remaining = due() - workflow.now()
-            if not self._stopped and remaining > timedelta(0):
+            if not self._stopped and not ended() and remaining > timedelta(0):
                 with contextlib.suppress(asyncio.TimeoutError):
                     await workflow.wait_condition(woken, timeout=remaining)
             if self._stopped:
                 return False
+            if ended():
+                return True
             if not wake_on_schedule_change or self._schedule_changes == changes:
                 return True
 
@@ -307,7 +373,7 @@ class AbandonedCheckoutWorkflow:
             "key": step_key(info.workflow_id, index),
             "at": workflow.now(),
         }
-        entry: ActivityEntry | None
+        entry: ActivityEntry | _Interrupted | None
         if isinstance(step, EmailStep):
             return await self._email_step(index, step, decision, common)
         if isinstance(step, NotificationStep):
@@ -318,6 +384,8 @@ class AbandonedCheckoutWorkflow:
             entry = await self._best_effort(
                 CREATE_TASK, TaskStepRequest(step=step, **common), STORE_RETRY
             )
+        if isinstance(entry, _Interrupted):
+            return False
         if entry is not None:
             self._append(entry)
         return True
@@ -346,8 +414,25 @@ class AbandonedCheckoutWorkflow:
             # the window ends (and the send window is open), unless the flow stops meanwhile.
             workflow.logger.info("Step %s deferred by the frequency cap", index + 1)
             deferred_due = functools.partial(self._send_time, result.deferred_until, step)
-            if not await self._sleep_until(deferred_due):
+            if not workflow.patched(UNSUBSCRIBE_DURING_DEFERRAL):
+                if not await self._sleep_until(deferred_due):
+                    return False
+                continue
+            # An unsubscribe meanwhile ends the wait: the step is refused as it would have
+            # been at its decision, with the consent it had, and the flow goes on.
+            if not await self._sleep_until(deferred_due, or_until=self._unsubscribed):
                 return False
+            if self._unsubscribed():
+                workflow.logger.info("Step %s skipped: %s", index + 1, NotSentReason.UNSUBSCRIBED)
+                self._append(
+                    await self._record_not_sent(
+                        index, NotSentReason.UNSUBSCRIBED, workflow.now(), decision.consent
+                    )
+                )
+                return True
+
+    def _unsubscribed(self) -> bool:
+        return self._progress.unsubscribed
 
     async def _send_email(self, request: EmailStepRequest) -> EmailStepResult:
         try:
@@ -368,19 +453,42 @@ class AbandonedCheckoutWorkflow:
 
     async def _best_effort(
         self, activity_name: str, request: StepRequest, retry: RetryPolicy
-    ) -> ActivityEntry | None:
+    ) -> ActivityEntry | _Interrupted | None:
         """Run a staff-facing step; when it fails for good the flow goes on without an entry.
 
         The reference API has no "not sent" entry for notifications and tasks; the failure stays
-        visible in the workflow history.
+        visible in the workflow history. A stop signal while the activity still retries (a task
+        retries without limit, through a database outage) cancels it: _INTERRUPTED. The
+        cancellation waits for an attempt under way, which re-checks the store for the stop
+        anyway, so the flow knows what it did.
         """
+        handle = workflow.start_activity(
+            activity_name,
+            request,
+            result_type=ActivityEntry,
+            start_to_close_timeout=STEP_TIMEOUT,
+            retry_policy=retry,
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+        await workflow.wait_condition(lambda: handle.done() or self._stopped)
+        interrupted = not handle.done() and workflow.patched(STOP_CANCELS_STAFF_STEP)
+        if interrupted:
+            handle.cancel()
         try:
-            return await _step_activity(activity_name, request, retry, ActivityEntry)
+            entry: ActivityEntry = await handle
         except ActivityError as err:
+            if interrupted:
+                workflow.logger.info(
+                    "Step %s (%s) cancelled: the flow stopped",
+                    request.step_index + 1,
+                    activity_name,
+                )
+                return _INTERRUPTED
             workflow.logger.warning(
                 "Step %s (%s) failed for good: %s", request.step_index + 1, activity_name, err.cause
             )
             return None
+        return entry
 
     async def _close(self) -> RecoveryResult:
         if self._recovery is not None:
@@ -420,13 +528,21 @@ class AbandonedCheckoutWorkflow:
 
     def _email_deadline(self, index: int) -> timedelta:
         """How long an email step may keep trying through a relay outage: the policy's
-        send_retry_window, cut at the next step's due time (a later reminder must not overtake
-        it), and never shorter than one full attempt."""
-        deadline = self._policy.send_retry_window
-        if index + 1 < len(self._policy.steps):
-            next_due = self._anchor + self._policy.steps[index + 1].delay
-            deadline = min(deadline, next_due - workflow.now())
-        return max(deadline, STEP_TIMEOUT)
+        send_retry_window, cut when the next step runs (a later reminder must not overtake it:
+        its due time, moved into the send window for an email), and never shorter than one
+        full attempt."""
+        window = self._policy.send_retry_window
+        if index + 1 >= len(self._policy.steps):
+            return max(window, STEP_TIMEOUT)
+        now = workflow.now()
+        after = self._policy.steps[index + 1]
+        next_due = self._anchor + after.delay
+        by_due = max(min(window, next_due - now), STEP_TIMEOUT)
+        by_send_time = max(min(window, self._send_time(next_due, after) - now), STEP_TIMEOUT)
+        # Asked only when the two differ, so flows the change does not touch carry no marker.
+        if by_send_time != by_due and workflow.patched(RETRY_WINDOW_TO_NEXT_SEND):
+            return by_send_time
+        return by_due
 
     def _append(self, entry: ActivityEntry) -> None:
         self._checkout = self._checkout.model_copy(

@@ -3,33 +3,51 @@
 Run after a deliberate, patched change to the workflow, never to "fix" a failing replay test:
     .venv/bin/python -m tests.workflows.record_histories [--all]
 
-Without --all it records the histories of the current workflow code (one per path the replay
-test guards: cart updates, unsubscribe, cancel, staff steps, EMAIL_NOT_SENT, frequency cap, send
-window, search attributes). The three oldest ones (full_default_policy,
+Without --all it records only the histories of the current workflow code (one per path the
+replay test guards: cart updates, unsubscribe, cancel, staff steps, EMAIL_NOT_SENT, frequency cap,
+send window, search attributes, and the paths of later patches) that have no file yet: a history
+once committed is the record of the code that made it, and the replay test checks that later
+code still runs what it holds. The three oldest ones (full_default_policy,
 recovered_after_first_email, duplicate_update_then_buyer_purchased) were made by older workflow
-code and are kept as they are, so that the replay test checks the code still runs what they
-hold; only --all records them again.
+code; only --all records them, or any other, again.
+
+Most recordings run the real engine (store, SMTP, the hand-off). Paths the real parts cannot be
+made to take on demand (a task activity failing over and over) run the real workflow against
+the stand-in activities of tests/workflows/stand_ins.py instead; the history is the workflow's
+own either way.
 """
 
 import asyncio
 import contextlib
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable, Iterator
-from datetime import timedelta
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from threading import Thread
 from typing import Any
 
+from temporalio.api.enums.v1 import EventType
 from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
-from domain.activity import ActivityType
+from domain.activity import ActivityType, NotSentReason
 from domain.checkout import AbandonedCheckout
-from domain.flow import CHECKOUT_UPDATED_SIGNAL, UNSUBSCRIBED_SIGNAL, workflow_id_for
+from domain.flow import (
+    CANCEL_SIGNAL,
+    CHECKOUT_UPDATED_SIGNAL,
+    RECOVERED_SIGNAL,
+    UNSUBSCRIBED_SIGNAL,
+    RecoveredSignal,
+    RecoveryInput,
+    workflow_id_for,
+)
 from domain.policy import RecoveryPolicy, parse_policy
+from domain.steps import CREATE_TASK
 from service.checkouts import CheckoutService
 from store.sql import SqlStore
 from tests.support import (
@@ -41,11 +59,20 @@ from tests.support import (
     start_dev_server,
     start_time_skipping,
 )
+from tests.workflows.stand_ins import StandIns, raising
 from workers.policy_files import load_policy
 from workers.search_attributes import registered_or_unreachable
+from workers.worker import SANDBOX_RUNNER
+from workflows.abandoned_checkout import AbandonedCheckoutWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 NO_CAP = {"window": "0s"}
+RECORD_ALL = "--all" in sys.argv
+
+
+def _wanted(name: str) -> bool:
+    """Whether to record `name`: only when it has no file yet, unless --all."""
+    return RECORD_ALL or not (HISTORIES / f"{name}.json").exists()
 
 
 async def _record(
@@ -265,6 +292,150 @@ async def _record_send_window_wait(env: WorkflowEnvironment, service: CheckoutSe
     await _save_when_done(env, _handle(env, checkout_id), name)
 
 
+# --- the paths of later patches (workflows/abandoned_checkout.py names each patch id) ----------
+
+
+def _deferred(handle: WorkflowHandle[Any, Any]) -> Callable[[], Awaitable[bool]]:
+    """Whether the flow sleeps on a timer started after an activity completed (the deferral)."""
+
+    async def probe() -> bool:
+        kinds = [event.event_type for event in (await handle.fetch_history()).events]
+        if EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED not in kinds:
+            return False
+        after = kinds[kinds.index(EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED) :]
+        return EventType.EVENT_TYPE_TIMER_STARTED in after
+
+    return probe
+
+
+async def _record_unsubscribed_during_deferral(
+    env: WorkflowEnvironment, service: CheckoutService, store: SqlStore
+) -> None:
+    """Patch "unsubscribe-during-deferral": the second checkout's email waits out the cap, the
+    buyer unsubscribes meanwhile, and the step records EMAIL_NOT_SENT (unsubscribed) at once."""
+    name = "unsubscribed_during_cap_deferral"
+    policy = _policy(_email("1h"), frequency_cap={"window": "24h", "when_capped": "defer"})
+    first, _ = await _report(env, service, f"{name}-first", policy, buyer=name)
+    await _after_first_email(env, store, first)
+    second, _ = await _report(env, service, name, policy, buyer=name)
+    handle = _handle(env, second)
+    await env.sleep(timedelta(hours=2))
+    await eventually(_deferred(handle), what="the cap's deferral")
+    told = await service.unsubscribe(second)
+    assert second in told, told
+    await _save_when_done(env, handle, name)
+    stored = await store.get(second)
+    assert stored is not None
+    last = stored.activities[-1]
+    assert (last.type, last.reason) == (ActivityType.EMAIL_NOT_SENT, NotSentReason.UNSUBSCRIBED)
+
+
+async def _record_retry_window_to_next_send(
+    env: WorkflowEnvironment, service: CheckoutService
+) -> None:
+    """Patch "retry-window-to-next-send": step 1 is due inside the send window, step 2 after it
+    closes, so step 2 runs at the next opening and step 1's retry window is its own 6 h, not
+    the two hours to step 2's due time."""
+    name = "retry_window_to_next_send_time"
+    due = await env.get_current_time() + timedelta(hours=1)
+    window = {"start": f"{due.hour:02d}:00", "end": f"{(due.hour + 2) % 24:02d}:00"}
+    policy = _policy(
+        _email("1h"), _email("3h", "last_chance"), send_window=window, send_retry_window="6h"
+    )
+    checkout_id, _ = await _report(env, service, name, policy)
+    await _save_when_done(env, _handle(env, checkout_id), name)
+
+
+async def _record_undated_update_repeated(
+    env: WorkflowEnvironment, service: CheckoutService, store: SqlStore
+) -> None:
+    """Patch "dedupe-undated-updates": an undated cart update sent straight to Temporal (the
+    service dates its own) twice under reset: the first moves step 2, the repeat is ignored."""
+    name = "undated_update_repeated"
+    checkout_id, reported = await _report(
+        env, service, name, _policy(*TWO_EMAILS, on_cart_update="reset")
+    )
+    await _after_first_email(env, store, checkout_id)
+    undated = reported.model_copy(
+        update={"line_items": reported.line_items[:1], "updated_date": None}
+    )
+    handle = _handle(env, checkout_id)
+    await handle.signal(CHECKOUT_UPDATED_SIGNAL, undated)
+    await env.sleep(timedelta(minutes=10))
+    await handle.signal(CHECKOUT_UPDATED_SIGNAL, undated)
+    await _save_when_done(env, handle, name)
+
+
+@contextlib.asynccontextmanager
+async def _stand_in_worker(env: WorkflowEnvironment, stand_ins: StandIns) -> AsyncIterator[str]:
+    """A worker running the real workflow against the stand-ins, on a task queue of its own."""
+    task_queue = f"record-{uuid.uuid4()}"
+    async with Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=[AbandonedCheckoutWorkflow],
+        activities=stand_ins.activities,
+        workflow_runner=SANDBOX_RUNNER,
+    ):
+        yield task_queue
+
+
+def _flow_input(
+    name: str, policy: RecoveryPolicy, now: datetime, abandoned_before: timedelta
+) -> RecoveryInput:
+    abandoned = now - abandoned_before
+    checkout = sample_checkout(checkoutId=f"replay-{name}", buyerInfo=_buyer(name))
+    return RecoveryInput(
+        checkout=checkout.model_copy(update={"id": f"replay-{name}", "created_date": abandoned}),
+        policy=policy,
+        abandoned_at=abandoned,
+        reported_at=now,
+    )
+
+
+async def _record_stale_report_recovered_at_start(env: WorkflowEnvironment) -> None:
+    """Patch "stale-report-stops": a stale report whose recovery comes with its start records
+    no stale_report entry and closes recovered. (Through the service the recovery would race
+    the first record; signal-with-start puts it first.)"""
+    name = "stale_report_recovered_at_start"
+    policy = _policy(*TWO_EMAILS, max_age="30d")
+    now = await env.get_current_time()
+    async with _stand_in_worker(env, StandIns()) as task_queue:
+        handle = await env.client.start_workflow(
+            AbandonedCheckoutWorkflow.run,
+            _flow_input(name, policy, now, timedelta(days=40)),
+            id=workflow_id_for(f"replay-{name}"),
+            task_queue=task_queue,
+            start_signal=RECOVERED_SIGNAL,
+            start_signal_args=[RecoveredSignal(order_id="order-1")],
+        )
+        # The test environment's own handle skips time while it waits (no explicit unlock).
+        await handle.result()
+        await _save(handle, name)
+
+
+async def _record_task_step_cancelled_while_failing(env: WorkflowEnvironment) -> None:
+    """Patch "stop-cancels-staff-step": a task step whose activity keeps failing (it retries
+    without limit) is cancelled by the flow's cancel signal."""
+    name = "task_step_cancelled_while_failing"
+    policy = _policy({"delay": "1h", "action": "task", "assignee": "sales"}, _email("2h"))
+    stand_ins = StandIns()
+    stand_ins.always(CREATE_TASK, raising(lambda: RuntimeError("a bug in the task store")))
+    now = await env.get_current_time()
+    async with _stand_in_worker(env, stand_ins) as task_queue:
+        handle = await env.client.start_workflow(
+            AbandonedCheckoutWorkflow.run,
+            _flow_input(name, policy, now, timedelta(0)),
+            id=workflow_id_for(f"replay-{name}"),
+            task_queue=task_queue,
+        )
+        await env.sleep(timedelta(minutes=70))
+        await stand_ins.called(CREATE_TASK, 3)
+        await handle.signal(CANCEL_SIGNAL)
+        await handle.result()
+        await _save(handle, name)
+
+
 async def _record_search_attributes(store: SqlStore, smtp_port: int) -> None:
     """A flow that publishes CheckoutRecoveryStatus and CheckoutRecoveryStep (patch
     "search-attributes"), recovered after its first email.
@@ -318,16 +489,37 @@ def _http_receiver() -> Iterator[str]:
 async def _record_current(
     env: WorkflowEnvironment, service: CheckoutService, store: SqlStore, receiver_url: str
 ) -> None:
-    await _record_cart_update(env, service, store, "reset")
-    await _record_cart_update(env, service, store, "keep")
-    await _record_unsubscribed(env, service, store)
-    await _record_unsubscribed_signal(env, service)
-    await _record_cancelled(env, service, store)
-    await _record_staff_steps(env, service, receiver_url)
-    await _record_stale_report(env, service)
-    await _record_conditions_failed(env, service)
-    await _record_frequency_cap_deferral(env, service, store)
-    await _record_send_window_wait(env, service)
+    recordings: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+        ("cart_update_reset", lambda: _record_cart_update(env, service, store, "reset")),
+        ("cart_update_keep", lambda: _record_cart_update(env, service, store, "keep")),
+        ("unsubscribed", lambda: _record_unsubscribed(env, service, store)),
+        (
+            "unsubscribed_signal_before_first_step",
+            lambda: _record_unsubscribed_signal(env, service),
+        ),
+        ("cancelled", lambda: _record_cancelled(env, service, store)),
+        ("notification_and_task_steps", lambda: _record_staff_steps(env, service, receiver_url)),
+        ("email_not_sent_stale_report", lambda: _record_stale_report(env, service)),
+        ("email_not_sent_conditions_failed", lambda: _record_conditions_failed(env, service)),
+        ("frequency_cap_deferred", lambda: _record_frequency_cap_deferral(env, service, store)),
+        ("send_window_wait", lambda: _record_send_window_wait(env, service)),
+        (
+            "unsubscribed_during_cap_deferral",
+            lambda: _record_unsubscribed_during_deferral(env, service, store),
+        ),
+        ("retry_window_to_next_send_time", lambda: _record_retry_window_to_next_send(env, service)),
+        ("undated_update_repeated", lambda: _record_undated_update_repeated(env, service, store)),
+        ("stale_report_recovered_at_start", lambda: _record_stale_report_recovered_at_start(env)),
+        (
+            "task_step_cancelled_while_failing",
+            lambda: _record_task_step_cancelled_while_failing(env),
+        ),
+    ]
+    for name, record in recordings:
+        if _wanted(name):
+            await record()
+        else:
+            print(f"kept {HISTORIES / f'{name}.json'} (recorded before)")
 
 
 async def main() -> None:
@@ -337,13 +529,14 @@ async def main() -> None:
         store = SqlStore.from_url(f"sqlite+aiosqlite:///{tmp}/store.db")
         await store.create_schema()
         async with running_engine(env.client, store, engine_settings(smtp.port)) as service:
-            if "--all" in sys.argv:
+            if RECORD_ALL:
                 await _record(env, service, "full_default_policy", None)
                 await _record(env, service, "recovered_after_first_email", timedelta(hours=2))
                 await _record_duplicate_update_then_purchase(env, service)
             await _record_current(env, service, store, url)
         await env.shutdown()
-        await _record_search_attributes(store, smtp.port)
+        if _wanted("search_attributes_published"):
+            await _record_search_attributes(store, smtp.port)
         await store.close()
 
 

@@ -34,6 +34,12 @@ RECORDED = {
     "frequency_cap_deferred",
     "send_window_wait",
     "search_attributes_published",
+    # One per later patch (its id in workflows/abandoned_checkout.py).
+    "unsubscribed_during_cap_deferral",  # unsubscribe-during-deferral
+    "stale_report_recovered_at_start",  # stale-report-stops
+    "retry_window_to_next_send_time",  # retry-window-to-next-send
+    "undated_update_repeated",  # dedupe-undated-updates
+    "task_step_cancelled_while_failing",  # stop-cancels-staff-step
 }
 
 

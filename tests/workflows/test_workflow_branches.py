@@ -6,6 +6,7 @@ The tests drive the flow only through its input, its signals and the answers of 
 and check what it asked of them (requests, keys, times), the entries it keeps and its result.
 """
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -202,6 +203,7 @@ async def running(
     abandoned_ago: timedelta = timedelta(0),
     now: datetime | None = None,
     start_signal: str | None = None,
+    start_signal_args: list[Any] | None = None,
 ) -> AsyncIterator[Flow]:
     """Start the real workflow, reported `now` (the server's clock) `abandoned_ago` after its
     abandonment, on a worker with nothing but the stand-ins; `start_signal` comes with the
@@ -228,6 +230,7 @@ async def running(
             id=WORKFLOW_ID,
             task_queue=task_queue,
             start_signal=start_signal,
+            start_signal_args=start_signal_args or [],
         )
         yield Flow(env, stand_ins, handle, policy, abandoned, reported)
 
@@ -617,6 +620,38 @@ async def test_a_stale_report_recovered_while_it_listens_closes_as_recovered(
     assert result.steps_run == 1
 
 
+@pytest.mark.parametrize(
+    ("signal", "args", "closed_because"),
+    [
+        (RECOVERED_SIGNAL, [RecoveredSignal(order_id="o-3")], ClosedBecause.RECOVERED),
+        (CANCEL_SIGNAL, [], ClosedBecause.CANCELLED),
+        (BUYER_PURCHASED_SIGNAL, [], ClosedBecause.BUYER_PURCHASED),
+    ],
+)
+async def test_a_stale_report_stopped_at_the_start_records_no_step(
+    time_skipping_env: WorkflowEnvironment,
+    signal: str,
+    args: list[Any],
+    closed_because: ClosedBecause,
+) -> None:
+    """No wait to be stopped in: the stale flow itself checks for a stop before each step
+    (patch "stale-report-stops")."""
+    policy = _policy(_email("1h"), _task("2h"), _email("5d"), max_age="1d", listen_window="7d")
+    async with running(
+        time_skipping_env,
+        policy,
+        abandoned_ago=timedelta(days=3),
+        start_signal=signal,
+        start_signal_args=args,
+    ) as flow:
+        result, closed = await flow.finish()
+
+    recovered = closed_because is ClosedBecause.RECOVERED
+    assert flow.stand_ins.names == ([RECORD_RECOVERY] if recovered else [])
+    assert (result.closed_because, result.steps_run) == (closed_because, 0)
+    assert _close_to(closed, flow.reported_at)
+
+
 @pytest.mark.parametrize("overdue_steps", ["skip", "run"])
 async def test_a_step_already_due_when_reported_is_skipped_or_run_at_once(
     time_skipping_env: WorkflowEnvironment, overdue_steps: str
@@ -737,6 +772,43 @@ async def test_a_flow_stopped_while_a_capped_email_waits_sends_nothing_more(
     assert _close_to(closed, flow.due("3h"))
 
 
+async def test_an_unsubscribe_while_a_capped_email_waits_records_it_not_sent_and_goes_on(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    """Patch "unsubscribe-during-deferral": refused at the unsubscribe, with the consent it had,
+    as at a decision; the later steps keep their own due times."""
+    stand_ins = StandIns()
+    stand_ins.then(SEND_EMAIL, deferred_until(lambda r: r.at + timedelta(hours=24)))
+    policy = _policy(_email("1h"), _notification("5h"), _email("2d"), consent="first_email_only")
+    async with running(time_skipping_env, policy, stand_ins=stand_ins) as flow:
+        unsubscribed_at = await flow.skip(timedelta(hours=3))
+        await flow.stand_ins.called(SEND_EMAIL)
+        await flow.signal(UNSUBSCRIBED_SIGNAL)
+        result, closed = await flow.finish()
+        entries = await flow.entries()
+
+    ins = flow.stand_ins
+    assert ins.names == [SEND_EMAIL, RECORD_ACTIVITY, SEND_NOTIFICATION, RECORD_ACTIVITY]
+    assert_requests(ins.emails, [flow.email(1, flow.due("1h"), "first_email")])
+    unsubscribed = NotSentReason.UNSUBSCRIBED
+    assert_requests(
+        ins.records,
+        [
+            flow.not_sent(1, unsubscribed_at, unsubscribed, "first_email"),
+            flow.not_sent(3, flow.due("2d"), unsubscribed, "refused"),
+        ],
+    )
+    [notification] = ins.notifications
+    assert _close_to(notification.at, flow.due("5h"))  # not held by the cap's wait
+    assert [(e.type, e.step, e.reason) for e in entries[1:]] == [
+        (ActivityType.EMAIL_NOT_SENT, 1, unsubscribed),
+        (ActivityType.NOTIFICATION_SENT, 2, None),
+        (ActivityType.EMAIL_NOT_SENT, 3, unsubscribed),
+    ]
+    assert result == _window_elapsed(steps_run=3)
+    assert _close_to(closed, flow.due("2d"))
+
+
 # --- failures ----------------------------------------------------------------------------------
 
 
@@ -822,6 +894,37 @@ async def test_an_unreachable_relay_is_retried_until_the_next_step_is_due_then_r
     assert result == _window_elapsed(steps_run=2)
 
 
+async def test_the_retry_window_is_cut_when_the_next_email_will_run_in_its_send_window(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    """Patch "retry-window-to-next-send": step 2 comes due at 18:00, after the window closed, so
+    it runs at 09:00 the next day; step 1 may retry its whole 6h window, not only until 18:00."""
+    env = time_skipping_env
+    now = await env.get_current_time()
+    afternoon = _next_local(now + timedelta(hours=1), 16, ZoneInfo("UTC"))
+    stand_ins = StandIns()
+    stand_ins.then(SEND_EMAIL, raising(lambda: ConnectionRefusedError("relay down")))
+    policy = _policy(
+        _email(afternoon - now),
+        _email(afternoon + timedelta(hours=2) - now),
+        send_window={"start": "09:00", "end": "17:00"},
+        send_retry_window="6h",
+    )
+    async with running(env, policy, stand_ins=stand_ins, now=now) as flow:
+        result, _ = await flow.finish()
+
+    first, second, _ = flow.stand_ins.calls
+    assert (first.name, first.attempt, second.attempt) == (SEND_EMAIL, 1, 2)
+    assert first.schedule_to_close is not None
+    assert timedelta(hours=6) - TOLERANCE < first.schedule_to_close <= timedelta(hours=6)
+    next_opening = afternoon + timedelta(hours=17)  # 09:00 the day after
+    assert_requests(
+        flow.stand_ins.emails,
+        [flow.email(1, afternoon), flow.email(1, afternoon), flow.email(2, next_opening)],
+    )
+    assert result == _window_elapsed(steps_run=2)
+
+
 def _refusing() -> ApplicationError:
     return ApplicationError(
         "endpoint answered 410", type="NotificationRejected", non_retryable=True
@@ -859,6 +962,37 @@ async def test_a_staff_step_that_fails_for_good_leaves_no_entry_and_the_flow_goe
     assert_requests(ins.emails, [flow.email(2, flow.due("2h"))])
     assert [e.type for e in entries] == [ActivityType.SCHEDULED, ActivityType.EMAIL_SENT]
     assert result == _window_elapsed(steps_run=2)
+
+
+@pytest.mark.parametrize(
+    ("signal", "arg", "closed_because"),
+    [
+        (RECOVERED_SIGNAL, RecoveredSignal(order_id="o-5"), ClosedBecause.RECOVERED),
+        (CANCEL_SIGNAL, None, ClosedBecause.CANCELLED),
+        (BUYER_PURCHASED_SIGNAL, None, ClosedBecause.BUYER_PURCHASED),
+    ],
+)
+async def test_a_stop_ends_a_task_step_that_keeps_failing(
+    time_skipping_env: WorkflowEnvironment, signal: str, arg: Any, closed_because: ClosedBecause
+) -> None:
+    """A task retries without limit (a database outage must not fail it); a stop signal
+    cancels it (patch "stop-cancels-staff-step"), and the step does not count."""
+    stand_ins = StandIns()
+    stand_ins.always(CREATE_TASK, raising(lambda: RuntimeError("a bug in the task store")))
+    policy = _policy(_task("1h"), _email("2h"), listen_window="7d")
+    async with running(time_skipping_env, policy, stand_ins=stand_ins) as flow:
+        await flow.skip(timedelta(minutes=70))
+        await flow.stand_ins.called(CREATE_TASK, 3)
+        stopped_at = await flow.env.get_current_time()
+        await flow.signal(signal, arg)
+        result, closed = await asyncio.wait_for(flow.finish(), 20)
+
+    ins = flow.stand_ins
+    recovered = closed_because is ClosedBecause.RECOVERED
+    attempts = ins.names.count(CREATE_TASK)
+    assert ins.names == [CREATE_TASK] * attempts + ([RECORD_RECOVERY] if recovered else [])
+    assert (result.closed_because, result.steps_run) == (closed_because, 0)
+    assert _close_to(closed, stopped_at)
 
 
 # --- cart updates ----------------------------------------------------------------------------
@@ -936,4 +1070,34 @@ async def test_a_repeated_or_older_cart_update_is_ignored(
         [flow.email(1, updated + timedelta(hours=1)), flow.email(2, updated + timedelta(hours=5))],
     )
     assert checkout.total_price.amount == "120.00"
+    assert result == _window_elapsed(steps_run=2)
+
+
+async def test_an_undated_update_repeating_the_cart_the_flow_holds_is_ignored(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    """The service dates every update; a signal sent straight to Temporal may not. Patch
+    "dedupe-undated-updates": the same cart again changes nothing, a changed one still counts."""
+    policy = _policy(_email("1h"), _email("5h"), on_cart_update="reset")
+    undated = sample_checkout(totalPrice={"amount": "120.00", "formattedAmount": "€120.00"})
+    assert undated.updated_date is None
+    async with running(time_skipping_env, policy) as flow:
+        updated = await flow.skip(timedelta(minutes=30))
+        await flow.signal(CHECKOUT_UPDATED_SIGNAL, undated)
+        await flow.skip(timedelta(minutes=15))
+        await flow.signal(CHECKOUT_UPDATED_SIGNAL, undated)  # delivered again
+        await flow.skip(timedelta(hours=1))
+        await flow.stand_ins.called(SEND_EMAIL)
+        changed = await flow.env.get_current_time()
+        smaller = undated.model_copy(update={"line_items": undated.line_items[:1]})
+        await flow.signal(CHECKOUT_UPDATED_SIGNAL, smaller)  # undated, but another cart
+        result, _ = await flow.finish()
+        checkout = await flow.checkout()
+
+    # Had the repeat moved the anchor, step 1 would be due at 1h45m.
+    assert_requests(
+        flow.stand_ins.emails,
+        [flow.email(1, updated + timedelta(hours=1)), flow.email(2, changed + timedelta(hours=5))],
+    )
+    assert (checkout.total_price.amount, len(checkout.line_items)) == ("120.00", 1)
     assert result == _window_elapsed(steps_run=2)
