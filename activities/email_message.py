@@ -5,11 +5,10 @@ import io
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from email.base64mime import body_encode as base64_body
 from email.generator import BytesGenerator
 from email.header import Header
 from email.message import Message
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
 from email.policy import Compat32
 from email.utils import format_datetime, formataddr, getaddresses
 from functools import cached_property
@@ -71,13 +70,17 @@ def build_message(
 ) -> Message:
     """A multipart/alternative message: plain text first, HTML as the richer alternative.
 
-    Built with the compat32 MIME classes: the modern EmailMessage API parses every header it
-    is given, which made building a message cost more than sending it.
+    Built as compat32 messages: the modern EmailMessage API parses every header it is given,
+    which made building a message cost more than sending it. The headers and payloads are those
+    `MIMEMultipart("alternative", boundary=...)` and `MIMEText(text, subtype, "utf-8")` make,
+    set directly (see `_text_part`).
     """
     # A boundary derived from the Message-ID: the generator would otherwise draw a random one
     # and scan both bodies for it with a freshly compiled regex, on every message.
     boundary = "=_recovery_" + hashlib.sha256(message_id.encode()).hexdigest()[:32]
-    message = MIMEMultipart("alternative", boundary=boundary)
+    message = Message()
+    message["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'
+    message["MIME-Version"] = "1.0"
     message["From"] = header_text(sender.mail_from)
     # Every header below carries buyer data (a name, the rendered subject, links holding the
     # checkout's id): each is made one clean line first, so none can end early or add a header.
@@ -92,9 +95,24 @@ def build_message(
         # button that POSTs "List-Unsubscribe=One-Click" to the https address.
         message["List-Unsubscribe"] = header_text(f"<{unsubscribe.url}>, <{unsubscribe.mailto}>")
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    message.attach(MIMEText(rendered.text, "plain", "utf-8"))
-    message.attach(MIMEText(rendered.html, "html", "utf-8"))
+    message.attach(_text_part(rendered.text, "plain"))
+    message.attach(_text_part(rendered.html, "html"))
     return message
+
+
+def _text_part(text: str, subtype: str) -> Message:
+    """What `MIMEText(text, subtype, "utf-8")` makes: the same headers in the same order and the
+    same base64 payload (76-character lines), for a third of the cost. MIMEText gets there by
+    adding the charset parameter to a Content-Type header it has just written, which parses
+    that header back twice. The one difference: `get_charset()` answers None, not utf-8 (the
+    generator never asks; the charset is in the Content-Type header either way)."""
+    part = Message()
+    part["Content-Type"] = f'text/{subtype}; charset="utf-8"'
+    part["MIME-Version"] = "1.0"
+    part["Content-Transfer-Encoding"] = "base64"
+    # Raises UnicodeEncodeError for a lone surrogate, as MIMEText does.
+    part.set_payload(base64_body(text.encode("utf-8")))
+    return part
 
 
 # A header value that compat32 folding leaves exactly as it is once it fits on one line: printable
