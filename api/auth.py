@@ -18,23 +18,39 @@ _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: 
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
+CACHE_SECONDS = 5.0
+"""How long a verified key is taken on trust in a running service (no database read): a revoked
+key keeps working for at most this long there."""
+
+MAX_CACHED = 10_000
+"""Verified keys remembered at most; beyond, the cache starts again (tokens are few in practice;
+this only bounds memory if many distinct good tokens were presented)."""
+
+
 class Authenticator:
-    """Checks keys against the store, remembering good ones for `cache_seconds`.
+    """Checks keys against the store, remembering good ones for `cache_seconds` (CACHE_SECONDS).
 
     The cache spares a database read per request; the price is that a revoked key keeps working
     for at most `cache_seconds` in a running service. Refusals are never cached, so a key made a
-    moment ago works at once.
+    moment ago works at once. Entries are keyed by the SHA-256 of the presented token: neither
+    the token nor its secret is kept in memory, and a lookup compares digests of what the client
+    sent, not stored secrets (the store's check, `secret_matches`, stays constant-time).
     """
 
-    def __init__(self, keys: ApiKeyStore, cache_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        keys: ApiKeyStore,
+        cache_seconds: float = CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._keys = keys
         self._cache_seconds = cache_seconds
+        self._clock = clock
         self._cache: dict[str, tuple[float, ApiKey]] = {}
 
     async def authenticate(self, token: str) -> ApiKey | None:
-        # Keyed by a digest, so the tokens themselves are not kept in memory.
         digest = hashlib.sha256(token.encode()).hexdigest()
-        now = time.monotonic()
+        now = self._clock()
         cached = self._cache.get(digest)
         if cached is not None and now - cached[0] < self._cache_seconds:
             return cached[1]
@@ -42,7 +58,7 @@ class Authenticator:
         if key is None:
             self._cache.pop(digest, None)
         else:
-            if len(self._cache) > 10_000:
+            if len(self._cache) >= MAX_CACHED:
                 self._cache.clear()
             self._cache[digest] = (now, key)
         return key

@@ -24,9 +24,11 @@ the values that start with the prefix, case-sensitively, and which an index serv
 
 import operator
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     Boolean,
     ColumnElement,
@@ -63,7 +65,14 @@ from domain.query import (
     SortKey,
     make_cursor,
 )
-from store.rows import StoredCheckout, newest_activity_rows
+from store.rows import (
+    JSON_OPTIONS,
+    PAGE_COLUMNS,
+    PAGE_SELECTED,
+    StoredCheckout,
+    newest_activity_rows,
+    utc,
+)
 from store.schema import UtcDateTime, checkouts
 
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -91,37 +100,36 @@ async def run_query(conn: AsyncConnection, query: CheckoutQuery) -> CheckoutPage
     return CheckoutPage(found, offset=query.offset, total=total, too_many_to_count=total is None)
 
 
-_PAGE_COLUMNS = (
-    "id",
-    "status",
-    "created_date",
-    "updated_date",
-    "recovered_date",
-    "order_id",
-    "attribution",
-    "attributed_step",
-    "recovered_amount",
-    "stop_reason",
-    "flow_state",
-    "snapshot",
-)
-"""What a page shows of a row (store.rows.StoredCheckout); the sort's columns come too, for the
-cursors."""
-
-
 def page_statement(query: CheckoutQuery) -> Select[Any]:
     """The SELECT of one page's rows (for cursor paging, one row more than the page: whether it
     comes back tells whether another page follows)."""
     required = _required_fields(query.filter)
-    shown = [*_PAGE_COLUMNS, *(FIELDS[k.field].column for k in query.sort)]
-    columns = [checkouts.c[name] for name in dict.fromkeys(shown)]
-    statement = select(*columns).where(_matching(query))
+    # The page's columns (store.rows.PAGE_SELECTED), then the sort's others, for the cursors.
+    sorted_by = dict.fromkeys(FIELDS[k.field].column for k in query.sort)
+    more = [checkouts.c[name] for name in sorted_by if name not in PAGE_COLUMNS]
+    statement = select(*PAGE_SELECTED, *more).where(_matching(query))
     if query.boundary is not None:
         statement = statement.where(_beyond(query.sort, query.boundary, required))
     statement = statement.order_by(*_order(query.sort, required, reverse=_backwards(query)))
     if query.cursor_paging:
         return statement.limit(query.limit + 1)
     return statement.limit(query.limit).offset(query.offset)
+
+
+def page_json(page: CheckoutPage) -> bytes:
+    """`page.to_json_dict()` as JSON bytes (the same values, in the same order), written once:
+    each stored checkout's JSON is spliced in as `StoredCheckout.to_json_bytes` gives it."""
+    entries = b",".join(
+        e.to_json_bytes()
+        if isinstance(e, StoredCheckout)
+        else orjson.dumps(e.to_json_dict(), option=JSON_OPTIONS)
+        for e in page.entries
+    )
+    metadata = replace(page, entries=()).to_json_dict()["metadata"]
+    metadata["count"] = page.count
+    return b"".join(
+        (b'{"abandonedCheckouts":[', entries, b'],"metadata":', orjson.dumps(metadata), b"}")
+    )
 
 
 async def _total(conn: AsyncConnection, query: CheckoutQuery, shown: int) -> int | None:
@@ -334,5 +342,7 @@ def _sort_values(sort: tuple[SortKey, ...], row: Row[Any]) -> tuple[Scalar, ...]
         value = getattr(row, spec.column)
         if value is None:
             value = _EARLIEST if spec.kind is Kind.DATE else ""
+        elif isinstance(value, datetime):
+            value = utc(value)  # a page's dates are plain moments: naive on SQLite
         values.append(value)
     return tuple(values)

@@ -1,12 +1,23 @@
 """Turning stored rows back into the API's AbandonedCheckout shape, shared by reads and queries."""
 
-import json
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Row, Select, bindparam, func, select
+import orjson
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    Label,
+    Row,
+    Select,
+    bindparam,
+    func,
+    select,
+    type_coerce,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.activity import ActivityEntry, ActivityType
@@ -58,16 +69,17 @@ ENGINE_FIELDS = {
 
 
 def checkout_from_row(row: Row[Any], entries: list[ActivityEntry]) -> AbandonedCheckout:
-    """A `checkouts` row as the API shows it: the snapshot plus the engine's own fields."""
+    """A `checkouts` row as the API shows it: the snapshot plus the engine's own fields (its
+    dates typed by UtcDateTime, or read as `plain_moment`s)."""
     snapshot = AbandonedCheckout.model_validate_json(row.snapshot)
     return snapshot.model_copy(
         update={
             "id": row.id,
-            "created_date": row.created_date,
+            "created_date": utc(row.created_date),
             "status": CheckoutStatus(row.status),
-            "checkout_recovered_date": row.recovered_date,
+            "checkout_recovered_date": utc(row.recovered_date),
             "order_id": row.order_id,
-            "updated_date": row.updated_date,
+            "updated_date": utc(row.updated_date),
             "recovery_attribution": _attribution(row),
             "stop_reason": StopReason(row.stop_reason) if row.stop_reason else None,
             "flow_state": FlowState(row.flow_state) if row.flow_state else None,
@@ -76,11 +88,59 @@ def checkout_from_row(row: Row[Any], entries: list[ActivityEntry]) -> AbandonedC
     )
 
 
+JSON_OPTIONS = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
+"""orjson writes a date-time as pydantic does: ISO 8601, microseconds only when there are some,
+`Z` for UTC; a naive one (a `plain_moment` on SQLite) is UTC."""
+
+
+def plain_moment(column: ColumnElement[datetime]) -> Label[datetime]:
+    """A UtcDateTime column read as the driver gives it, under its own name: naive UTC on SQLite
+    (the stored text parsed by SQLAlchemy's C processor), aware UTC on PostgreSQL (asyncpg's
+    own), without UtcDateTime's Python step per value. orjson writes either form (JSON_OPTIONS);
+    `utc` makes one aware."""
+    name = getattr(column, "name", None)
+    assert isinstance(name, str)
+    return type_coerce(column, DateTime(timezone=True)).label(name)
+
+
+def utc(moment: datetime | None) -> datetime | None:
+    """An aware UTC date-time from a `plain_moment` (or a UtcDateTime value, unchanged)."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+PAGE_COLUMNS = (
+    "id",
+    "status",
+    "created_date",
+    "updated_date",
+    "recovered_date",
+    "order_id",
+    "attribution",
+    "attributed_step",
+    "recovered_amount",
+    "stop_reason",
+    "flow_state",
+    "snapshot",
+)
+"""What a query page shows of a row: the first columns of its SELECT (PAGE_SELECTED), in the
+order StoredCheckout unpacks them."""
+
+PAGE_SELECTED = tuple(
+    plain_moment(checkouts.c[name]) if name.endswith("_date") else checkouts.c[name]
+    for name in PAGE_COLUMNS
+)
+"""PAGE_COLUMNS as a SELECT reads them, the dates as `plain_moment`s."""
+
+
 class StoredCheckout:
-    """A query page's checkout, straight from its row and its activity rows: `to_json_dict` is
-    what `checkout_from_row(...).to_json_dict()` gives, without validating the snapshot again
-    (the store wrote it from a validated model, in that JSON form) and without building models;
-    `to_checkout` builds the model for callers that want one."""
+    """A query page's checkout, straight from its row and its activity rows: `to_json_bytes` is
+    the JSON of `checkout_from_row(...).to_json_dict()` (the same values; the snapshot's fields
+    first), without validating the snapshot again or building models: the stored snapshot (JSON
+    the store wrote from a validated model, without the engine's fields) is spliced in as it is,
+    and orjson writes the engine's fields. `to_checkout` builds the model for callers that want
+    one."""
 
     __slots__ = ("_entries", "_row")
 
@@ -88,59 +148,81 @@ class StoredCheckout:
         self._row = row
         self._entries = entries
 
+    def to_json_bytes(self) -> bytes:
+        # Unpacked as a tuple (PAGE_COLUMNS' order), cheaper than a lookup by name each.
+        (
+            checkout_id,
+            status,
+            created,
+            updated,
+            recovered,
+            order_id,
+            attribution_kind,
+            attributed_step,
+            recovered_amount,
+            stop_reason,
+            flow_state,
+            snapshot,
+        ) = cast("tuple[Any, ...]", self._row)[: len(PAGE_COLUMNS)]
+        engine: dict[str, Any] = {
+            "id": checkout_id,
+            "createdDate": created,
+            "updatedDate": updated,
+            "status": status,
+        }
+        if recovered is not None:
+            engine["checkoutRecoveredDate"] = recovered
+        if order_id is not None:
+            engine["orderId"] = order_id
+        if attribution_kind is not None:
+            attribution: dict[str, Any] = {"kind": attribution_kind}
+            if attributed_step is not None:
+                attribution["step"] = attributed_step
+            if recovered_amount is not None:
+                attribution["recoveredAmount"] = recovered_amount
+            engine["recoveryAttribution"] = attribution
+        if stop_reason:
+            engine["stopReason"] = stop_reason
+        if flow_state:
+            engine["flowState"] = flow_state
+        engine["activities"] = [_json_entry(e) for e in self._entries]
+        return splice_object(snapshot, orjson.dumps(engine, option=JSON_OPTIONS))
+
     def to_json_dict(self) -> dict[str, Any]:
-        row = self._row
-        data: dict[str, Any] = json.loads(row.snapshot)
-        data["id"] = row.id
-        data["createdDate"] = _json_moment(row.created_date)
-        data["updatedDate"] = _json_moment(row.updated_date)
-        data["status"] = row.status
-        _put(data, "checkoutRecoveredDate", row.recovered_date and _json_moment(row.recovered_date))
-        _put(data, "orderId", row.order_id)
-        attribution: dict[str, Any] | None = None
-        if row.attribution is not None:
-            attribution = {"kind": row.attribution}
-            _put(attribution, "step", row.attributed_step)
-            _put(attribution, "recoveredAmount", row.recovered_amount)
-        _put(data, "recoveryAttribution", attribution)
-        _put(data, "stopReason", row.stop_reason or None)
-        _put(data, "flowState", row.flow_state or None)
-        data["activities"] = [_json_entry(e) for e in self._entries]
-        return data
+        found: dict[str, Any] = orjson.loads(self.to_json_bytes())
+        return found
 
     def to_checkout(self) -> AbandonedCheckout:
         return checkout_from_row(self._row, [_entry(e) for e in self._entries])
 
 
-def _put(data: dict[str, Any], key: str, value: object) -> None:
-    """The field as `exclude_none` shows it: absent when None."""
-    if value is None:
-        data.pop(key, None)
-    else:
-        data[key] = value
-
-
-def _json_moment(moment: datetime) -> str:
-    """A stored (UTC) date-time as pydantic writes it in JSON: ISO 8601 with `Z`."""
-    text = moment.isoformat()
-    return f"{text[:-6]}Z" if text.endswith("+00:00") else text
+def splice_object(stored: str, more: bytes) -> bytes:
+    """The JSON object text `stored` with the members of the JSON object `more` added after its
+    own (their names must differ: a snapshot never holds the engine's fields, ENGINE_FIELDS)."""
+    inner = stored.strip()[1:-1].strip()
+    if not inner:
+        return more
+    return b"".join((b"{", inner.encode(), b",", more[1:]))
 
 
 def _json_entry(e: Row[Any]) -> dict[str, Any]:
-    entry: dict[str, Any] = {"type": e.type, "createdDate": _json_moment(e.created_date)}
-    if e.step is not None:
-        entry["step"] = e.step
-    if e.reason is not None:
-        entry["reason"] = e.reason
-    if e.consent is not None:
-        entry["consent"] = e.consent
+    """An activity row of `newest_activity_rows` (its columns in _ENTRY_COLUMNS' order, unpacked
+    as a tuple: cheaper than a lookup by name each) as its ActivityEntry's JSON."""
+    _, kind, created, step, reason, consent = cast("tuple[Any, ...]", e)
+    entry: dict[str, Any] = {"type": kind, "createdDate": created}
+    if step is not None:
+        entry["step"] = step
+    if reason is not None:
+        entry["reason"] = reason
+    if consent is not None:
+        entry["consent"] = consent
     return entry
 
 
 def _entry(e: Row[Any]) -> ActivityEntry:
     return ActivityEntry(
         type=ActivityType(e.type),
-        created_date=e.created_date,
+        created_date=utc(e.created_date),
         step=e.step,
         reason=e.reason,
         consent=e.consent,
@@ -180,16 +262,19 @@ async def newest_activity_rows(
 ) -> dict[str, list[Row[Any]]]:
     """The newest `newest` activity rows of each checkout, oldest first, in one statement: the
     window numbers each checkout's entries from its newest, along the index on (checkout_id,
-    created_date, seq)."""
+    created_date, seq). Their `created_date` is a `plain_moment`."""
     found: dict[str, list[Row[Any]]] = defaultdict(list)
     if not checkout_ids:
         return found
-    for e in await conn.execute(_newest_statement(newest), {"ids": list(checkout_ids)}):
+    result = await conn.execute(_newest_statement(newest), {"ids": list(checkout_ids)})
+    for e in result.all():  # one fetch, not one call per row
         found[e.checkout_id].append(e)
     return found
 
 
+@cache
 def _newest_statement(newest: int) -> Select[Any]:
+    """Built once per `newest`: the ids are an expanding parameter."""
     rank = (
         func.row_number()
         .over(
@@ -203,14 +288,18 @@ def _newest_statement(newest: int) -> Select[Any]:
         .where(activities.c.checkout_id.in_(bindparam("ids", expanding=True)))
         .subquery()
     )
+    shown = [
+        plain_moment(ranked.c[c.name]) if c.name == "created_date" else ranked.c[c.name]
+        for c in _ENTRY_COLUMNS
+    ]
     return (
-        select(*(ranked.c[c.name] for c in _ENTRY_COLUMNS))
+        select(*shown)
         .where(ranked.c.rank <= newest)
         .order_by(ranked.c.checkout_id, ranked.c.created_date, ranked.c.seq)
     )
 
 
-_ENTRY_COLUMNS = (
+_ENTRY_COLUMNS = (  # in the order _json_entry unpacks
     activities.c.checkout_id,
     activities.c.type,
     activities.c.created_date,
