@@ -42,7 +42,7 @@ def checkout_router(
         prefix=PREFIX,
         tags=["abandoned checkouts"],
         responses=ERROR_RESPONSES,
-        dependencies=[Depends(_checked_path_ids)],
+        dependencies=[Depends(checked_path_ids)],
     )
     read = [Depends(auth.require(Scope.READ))]
     manage = [Depends(auth.require(Scope.MANAGE))]
@@ -221,12 +221,6 @@ def buyer_router(service: CheckoutService, auth: Authenticator) -> APIRouter:
         )
 
     return router
-
-
-async def _checked_path_ids(request: Request) -> None:
-    """`checked_path_ids` on the event loop: FastAPI runs a plain-function dependency in its
-    thread pool, a thread hop per request for a check that does no I/O."""
-    checked_path_ids(request)
 
 
 async def _get(

@@ -24,13 +24,15 @@ async def read_json(request: Request, *, required: bool = True) -> Any:
         raise ApiError(400, "invalid_json", f"the body is {err}") from None
 
 
-def checked_path_ids(request: Request) -> None:
+async def checked_path_ids(request: Request) -> None:
     """Refuses a path id that no stored id could equal (longer than the id column, or holding a
     control character, which PostgreSQL would refuse with an error): a 400 naming the parameter,
     as FastAPI names one, instead of a lookup that cannot succeed.
 
     A router-level dependency (`APIRouter(dependencies=[Depends(checked_path_ids)])`): it reads
     whatever path parameters the matched route has, so one line covers every route of a router.
+    Async although it does no I/O: FastAPI runs a plain-function dependency in its thread pool,
+    a thread hop per request.
     """
     details = [
         FieldProblem(field=f"path.{name}", message=problem)
