@@ -30,6 +30,8 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "ingest": ([], ["--reports", "60"]),
     "memory": ([], ["--flows", "50"]),
     "query": ([], ["--checkouts", "200", "--requests", "5", "--walk", "3"]),
+    "smtp": ([], ["--emails", "50"]),
+    "timers": ([], ["--rate", "5", "--minutes", "0.1"]),
 }
 
 
