@@ -13,7 +13,6 @@ keeps in memory.
 
 import argparse
 import asyncio
-import os
 import sys
 import tempfile
 import time
@@ -23,9 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 
-from bench.support import BIN_DIR, Figure, dev_server, write_figures
+from bench import worker_process
+from bench.support import Figure, dev_server, write_figures
 from domain.checkout import AbandonedCheckout, parse_checkout
 from domain.flow import workflow_id_for
 from domain.policy import RecoveryPolicy, parse_policy
@@ -70,48 +69,6 @@ def _checkout(run: uuid.UUID, index: int) -> AbandonedCheckout:
     )
 
 
-def _worker_env(
-    address: str, data_dir: Path, policy: Path, task_queue: str, cache: int | None
-) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("CHECKOUT_RECOVERY_", "TEMPORAL_"))
-    }
-    env.update(
-        {
-            "TEMPORAL_ADDRESS": address,
-            "TEMPORAL_NAMESPACE": "default",
-            "CHECKOUT_RECOVERY_DATA_DIR": str(data_dir),
-            "CHECKOUT_RECOVERY_DATABASE_URL": f"sqlite+aiosqlite:///{data_dir / 'store.db'}",
-            "CHECKOUT_RECOVERY_POLICY": str(policy),
-            "CHECKOUT_RECOVERY_TASK_QUEUE": task_queue,
-            "CHECKOUT_RECOVERY_LINK_SIGNING_SECRET": "bench-memory-link-secret",
-            # Nothing is sent within the hour; no SMTP server is needed.
-            "CHECKOUT_RECOVERY_SMTP_PORT": str(free_port()),
-            # A reconcile pass would read every flow; not what an idle worker does most of the time.
-            "CHECKOUT_RECOVERY_RECONCILE_INTERVAL_SECONDS": "0",
-        }
-    )
-    if cache is not None:
-        env["CHECKOUT_RECOVERY_MAX_CACHED_WORKFLOWS"] = str(cache)
-    return env
-
-
-def _log_text(log: Path) -> str:
-    return log.read_text(errors="replace") if log.exists() else ""
-
-
-async def _wait_for_line(log: Path, text: str, process: asyncio.subprocess.Process) -> None:
-    for _ in range(600):
-        if text in _log_text(log):
-            return
-        if process.returncode is not None:
-            raise SystemExit(f"the worker exited ({process.returncode}):\n{_log_text(log)}")
-        await asyncio.sleep(0.1)
-    raise SystemExit(f"the worker did not start:\n{_log_text(log)}")
-
-
 async def _settled_rss(pid: int, seconds: float = 3.0, rounds: int = 20) -> int:
     """RSS once it stops moving by more than 1% over `seconds` (or after `rounds` tries)."""
     previous = rss_bytes(pid)
@@ -122,22 +79,6 @@ async def _settled_rss(pid: int, seconds: float = 3.0, rounds: int = 20) -> int:
             return current
         previous = current
     return previous
-
-
-async def _asleep(client: Client, workflow_id: str) -> bool:
-    """Started, its first workflow task done, nothing pending: sleeping on its timer."""
-    try:
-        description = await client.get_workflow_handle(workflow_id).describe()
-    except RPCError as err:
-        if err.status is RPCStatusCode.NOT_FOUND:
-            return False  # the hand-off has not started it yet
-        raise
-    raw = description.raw_description
-    return (
-        not raw.HasField("pending_workflow_task")
-        and not raw.pending_activities
-        and (description.history_length or 0) > 3
-    )
 
 
 async def _wait_all_asleep(
@@ -156,7 +97,7 @@ async def _wait_all_asleep(
         if time.monotonic() - began > limit_seconds:
             raise SystemExit(f"{len(pending)} flows still not asleep after {limit_seconds:.0f} s")
         head, rest = pending[:batch], pending[batch:]
-        answers = await asyncio.gather(*(_asleep(client, w) for w in head))
+        answers = await asyncio.gather(*(worker_process.asleep(client, w) for w in head))
         busy = [w for w, asleep in zip(head, answers, strict=True) if not asleep]
         pending = busy + rest
         if busy:
@@ -206,18 +147,13 @@ async def main(argv: Sequence[str] | None = None) -> None:
             address = env.client.service_client.config.target_host
             store = SqlStore.from_url(f"sqlite+aiosqlite:///{data_dir / 'store.db'}")
             await store.create_schema()
-            log = data_dir / "worker.log"
-            with log.open("wb") as output:
-                worker = await asyncio.create_subprocess_exec(
-                    str(BIN_DIR / "checkout-recovery"),
-                    "worker",
-                    env=_worker_env(address, data_dir, policy_file, task_queue, args.cache),
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=output,
-                    stderr=asyncio.subprocess.STDOUT,
-                )
+            settings = {} if args.cache is None else {"max_cached_workflows": str(args.cache)}
+            # Nothing is sent within the hour: the SMTP port has no server behind it.
+            env_vars = worker_process.worker_env(
+                address, data_dir, policy_file, task_queue, free_port(), settings
+            )
+            worker = await worker_process.start_worker(env_vars, data_dir / "worker.log")
             try:
-                await _wait_for_line(log, "Worker polling", worker)
                 idle = await _settled_rss(worker.pid)
                 print(f"  memory: worker idle at {idle / MB:.1f} MB", file=sys.stderr)
                 service = CheckoutService(env.client, store, task_queue)

@@ -44,9 +44,9 @@ from pathlib import Path
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 
-from bench.support import BIN_DIR, Figure, dev_server, p50_p99, write_figures
+from bench import worker_process
+from bench.support import Figure, dev_server, p50_p99, write_figures
 from bench.throughput import _start_smtp_process
 from domain.checkout import AbandonedCheckout, parse_checkout
 from domain.flow import workflow_id_for
@@ -129,25 +129,13 @@ async def _report_all(
     return workflow_ids
 
 
-async def _asleep(client: Client, workflow_id: str) -> bool:
-    """Started, its first workflow task done, nothing pending: sleeping on its timer."""
-    try:
-        description = await client.get_workflow_handle(workflow_id).describe()
-    except RPCError as err:
-        if err.status is RPCStatusCode.NOT_FOUND:
-            return False
-        raise
-    raw = description.raw_description
-    return not raw.HasField("pending_workflow_task") and (description.history_length or 0) > 3
-
-
 async def _wait_caught_up(client: Client, workflow_ids: Sequence[str], t0: float) -> float | None:
     """Seconds before t0 at which the last few flows reported were asleep on their timers (the
     worker had run every flow's first workflow task, near enough: they run in report order);
     None when t0 came first."""
     last = list(workflow_ids[-5:])
     while time.time() < t0:
-        if all(await asyncio.gather(*(_asleep(client, w) for w in last))):
+        if all(await asyncio.gather(*(worker_process.asleep(client, w) for w in last))):
             return t0 - time.time()
         await asyncio.sleep(0.5)
     return None
@@ -266,54 +254,6 @@ async def _breakdown(
 # --- the processes -----------------------------------------------------------------------------
 
 
-def _worker_env(
-    address: str,
-    data_dir: Path,
-    policy: Path,
-    task_queue: str,
-    smtp_port: int,
-    extra: dict[str, str],
-) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("CHECKOUT_RECOVERY_", "TEMPORAL_"))
-    }
-    env.update(
-        {
-            "TEMPORAL_ADDRESS": address,
-            "TEMPORAL_NAMESPACE": "default",
-            "CHECKOUT_RECOVERY_DATA_DIR": str(data_dir),
-            "CHECKOUT_RECOVERY_DATABASE_URL": f"sqlite+aiosqlite:///{data_dir / 'store.db'}",
-            "CHECKOUT_RECOVERY_POLICY": str(policy),
-            "CHECKOUT_RECOVERY_TASK_QUEUE": task_queue,
-            "CHECKOUT_RECOVERY_LINK_SIGNING_SECRET": "bench-timers-link-secret",
-            "CHECKOUT_RECOVERY_SMTP_HOST": "127.0.0.1",
-            "CHECKOUT_RECOVERY_SMTP_PORT": str(smtp_port),
-            "CHECKOUT_RECOVERY_MAIL_FROM": "Bench Shop <recovery@shop.test>",
-            "CHECKOUT_RECOVERY_SHOP_NAME": "Bench Shop",
-            # A reconcile pass reads every flow: not part of what is measured here.
-            "CHECKOUT_RECOVERY_RECONCILE_INTERVAL_SECONDS": "0",
-        }
-    )
-    env.update({f"CHECKOUT_RECOVERY_{name.upper()}": value for name, value in extra.items()})
-    return env
-
-
-def _log_text(log: Path) -> str:
-    return log.read_text(errors="replace") if log.exists() else ""
-
-
-async def _wait_for_line(log: Path, text: str, process: asyncio.subprocess.Process) -> None:
-    for _ in range(600):
-        if text in _log_text(log):
-            return
-        if process.returncode is not None:
-            raise SystemExit(f"the worker exited ({process.returncode}):\n{_log_text(log)}")
-        await asyncio.sleep(0.1)
-    raise SystemExit(f"the worker did not start:\n{_log_text(log)}")
-
-
 def _children(pid: int) -> dict[int, str]:
     """The live child processes of `pid`, by pid, with their command names."""
     found = {}
@@ -373,25 +313,11 @@ async def _run(args: argparse.Namespace, count: int, lead: float) -> Run:
                 address = env.client.service_client.config.target_host
                 store = SqlStore.from_url(f"sqlite+aiosqlite:///{data_dir / 'store.db'}")
                 await store.create_schema()
-                log = data_dir / "worker.log"
-                with log.open("wb") as output:
-                    worker = await asyncio.create_subprocess_exec(
-                        str(BIN_DIR / "checkout-recovery"),
-                        "worker",
-                        env=_worker_env(
-                            address,
-                            data_dir,
-                            policy_file,
-                            task_queue,
-                            smtp_port,
-                            dict(args.worker_setting),
-                        ),
-                        stdin=asyncio.subprocess.DEVNULL,
-                        stdout=output,
-                        stderr=asyncio.subprocess.STDOUT,
-                    )
+                env_vars = worker_process.worker_env(
+                    address, data_dir, policy_file, task_queue, smtp_port, dict(args.worker_setting)
+                )
+                worker = await worker_process.start_worker(env_vars, data_dir / "worker.log")
                 try:
-                    await _wait_for_line(log, "Worker polling", worker)
                     pids = {"worker": worker.pid, "smtp": smtp.pid, "bench": os.getpid()}
                     servers = [
                         p for p, name in _children(os.getpid()).items() if name == "temporal"
