@@ -167,12 +167,7 @@ async def main(argv: Sequence[str] | None = None) -> None:
                 peak = _peak_rss(worker.pid)
                 threads = _threads(worker.pid)
             finally:
-                worker.terminate()
-                try:
-                    await asyncio.wait_for(worker.wait(), 30)
-                except TimeoutError:
-                    worker.kill()
-                    await worker.wait()
+                await worker_process.stop_worker(worker)
                 await store.close()
 
     per_flow = (asleep - idle) / args.flows

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import Message
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import aiosmtplib
 
@@ -50,6 +50,7 @@ from domain.policy import EmailStep
 from domain.steps import EmailStepRequest
 from store.sql import SqlStore
 from tests.ports import free_port
+from tests.support import sample_checkout_data
 from workers.link_secret import link_signer_for
 from workers.settings import Settings
 
@@ -95,27 +96,12 @@ class RunFigures:
 
 
 def _checkout(index: int) -> AbandonedCheckout:
-    data: dict[str, Any] = {
-        "checkoutId": f"co-bench-{index}",
-        "buyerInfo": {"email": f"buyer{index}@example.com", "visitorId": f"visitor-{index}"},
-        "buyerLanguage": "en",
-        "contactDetails": {"firstName": "Ada", "lastName": f"Lovelace {index}"},
-        "currency": "EUR",
-        "totalPrice": {"amount": "89.90", "formattedAmount": "€89.90"},
-        "lineItems": [
-            {
-                "name": "Linen shirt",
-                "quantity": 2,
-                "price": {"amount": "30.00", "formattedAmount": "€30.00"},
-            },
-            {
-                "name": "Canvas tote",
-                "quantity": 1,
-                "price": {"amount": "24.00", "formattedAmount": "€24.00"},
-            },
-        ],
-        "checkoutUrl": f"https://shop.example/checkout?id={index}",
-    }
+    data = sample_checkout_data(
+        checkoutId=f"co-bench-{index}",
+        buyerInfo={"email": f"buyer{index}@example.com", "visitorId": f"visitor-{index}"},
+        contactDetails={"firstName": "Ada", "lastName": f"Lovelace {index}"},
+        checkoutUrl=f"https://shop.example/checkout?id={index}",
+    )
     checkout_id = f"bench-{index}"
     return parse_checkout(data).model_copy(update={"id": checkout_id, "created_date": SENT_AT})
 

@@ -337,12 +337,7 @@ async def _run(args: argparse.Namespace, count: int, lead: float) -> Run:
                         pids,
                     )
                 finally:
-                    worker.terminate()
-                    try:
-                        await asyncio.wait_for(worker.wait(), 30)
-                    except TimeoutError:
-                        worker.kill()
-                        await worker.wait()
+                    await worker_process.stop_worker(worker)
                     await store.close()
         finally:
             smtp.terminate()

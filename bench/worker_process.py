@@ -75,6 +75,16 @@ async def start_worker(env: dict[str, str], log: Path) -> asyncio.subprocess.Pro
     raise SystemExit(f"the worker did not start:\n{log_text(log)}")
 
 
+async def stop_worker(worker: asyncio.subprocess.Process) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 30 s."""
+    worker.terminate()
+    try:
+        await asyncio.wait_for(worker.wait(), 30)
+    except TimeoutError:
+        worker.kill()
+        await worker.wait()
+
+
 async def asleep(client: Client, workflow_id: str) -> bool:
     """Started, its first workflow task done, nothing pending: sleeping on its timer."""
     try:
