@@ -11,7 +11,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
@@ -62,7 +62,6 @@ with workflow.unsafe.imports_passed_through():
         TaskStepRequest,
     )
 
-ActivityT = TypeVar("ActivityT", bound=ActivityEntry)
 
 # SMTP 4xx and dropped connections: tried again and again for the policy's send_retry_window
 # (the activity's schedule-to-close timeout, see _email_deadline), then EMAIL_NOT_SENT.
@@ -329,11 +328,15 @@ class AbandonedCheckoutWorkflow:
         reference, so they only log it."""
         reason = decision.not_sent_reason
         assert reason is not None
-        workflow.logger.info("Step %s skipped: %s", index + 1, reason)
         if isinstance(step, EmailStep):
-            self._append(
-                await self._record_not_sent(index, reason, workflow.now(), decision.consent)
-            )
+            await self._refuse_email(index, reason, decision.consent)
+        else:
+            workflow.logger.info("Step %s skipped: %s", index + 1, reason)
+
+    async def _refuse_email(self, index: int, reason: str, consent: str | None) -> None:
+        """An email step that does not send: EMAIL_NOT_SENT now, with the reason and consent."""
+        workflow.logger.info("Step %s skipped: %s", index + 1, reason)
+        self._append(await self._record_not_sent(index, reason, workflow.now(), consent))
 
     async def _record_not_sent(
         self, index: int, reason: str, at: datetime, consent: str | None = None
@@ -423,12 +426,7 @@ class AbandonedCheckoutWorkflow:
             if not await self._sleep_until(deferred_due, or_until=self._unsubscribed):
                 return False
             if self._unsubscribed():
-                workflow.logger.info("Step %s skipped: %s", index + 1, NotSentReason.UNSUBSCRIBED)
-                self._append(
-                    await self._record_not_sent(
-                        index, NotSentReason.UNSUBSCRIBED, workflow.now(), decision.consent
-                    )
-                )
+                await self._refuse_email(index, NotSentReason.UNSUBSCRIBED, decision.consent)
                 return True
 
     def _unsubscribed(self) -> bool:
@@ -436,13 +434,16 @@ class AbandonedCheckoutWorkflow:
 
     async def _send_email(self, request: EmailStepRequest) -> EmailStepResult:
         try:
-            return await _step_activity(
+            # The step's single activity: it sends and records the entry it returns.
+            result: EmailStepResult = await workflow.execute_activity(
                 SEND_EMAIL,
                 request,
-                EMAIL_RETRY,
-                EmailStepResult,
-                schedule_to_close=self._email_deadline(request.step_index),
+                result_type=EmailStepResult,
+                start_to_close_timeout=STEP_TIMEOUT,
+                schedule_to_close_timeout=self._email_deadline(request.step_index),
+                retry_policy=EMAIL_RETRY,
             )
+            return result
         except ActivityError as err:
             reason = _not_sent_reason(err)
             workflow.logger.warning("Step %s email not sent: %s", request.step_index + 1, reason)
@@ -553,25 +554,6 @@ class AbandonedCheckoutWorkflow:
     def _checkout_id(self) -> str:
         assert self._checkout.id is not None
         return self._checkout.id
-
-
-async def _step_activity(
-    name: str,
-    request: StepRequest,
-    retry: RetryPolicy,
-    result_type: type[ActivityT],
-    schedule_to_close: timedelta | None = None,
-) -> ActivityT:
-    """One step's single activity: it does the side effect and records the entry it returns."""
-    entry: ActivityT = await workflow.execute_activity(
-        name,
-        request,
-        result_type=result_type,
-        start_to_close_timeout=STEP_TIMEOUT,
-        schedule_to_close_timeout=schedule_to_close,
-        retry_policy=retry,
-    )
-    return entry
 
 
 def _not_sent_reason(err: ActivityError) -> str:
