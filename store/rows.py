@@ -238,9 +238,10 @@ def _attribution(row: Row[Any]) -> RecoveryAttribution | None:
 
 
 async def load_activities(
-    conn: AsyncConnection, checkout_ids: Sequence[str], newest: int | None = None
+    conn: AsyncConnection, checkout_ids: Sequence[str]
 ) -> dict[str, list[ActivityEntry]]:
-    """Each checkout's activity entries, oldest first; only the `newest` N of each when given."""
+    """Each checkout's activity entries, oldest first (a page's newest ones come from
+    newest_activity_rows, in one statement)."""
     found: dict[str, list[ActivityEntry]] = defaultdict(list)
     if not checkout_ids:
         return found
@@ -251,9 +252,6 @@ async def load_activities(
     )
     for e in rows:
         found[e.checkout_id].append(_entry(e))
-    if newest is not None:
-        for checkout_id, entries in found.items():
-            found[checkout_id] = entries[-newest:]
     return found
 
 
