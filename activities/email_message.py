@@ -140,15 +140,17 @@ class _Compat32ShortHeaders(Compat32):
         return super().fold_binary(name, value)
 
 
-_SHORT_HEADERS_POLICY = _Compat32ShortHeaders()
+_SHORT_HEADERS_POLICIES = {
+    "8bit": _Compat32ShortHeaders(),
+    "7bit": _Compat32ShortHeaders(cte_type="7bit"),
+}
+"""One policy per transfer encoding aiosmtplib may ask for, made once."""
 
 
 def flatten_message(message: Message, *, cte_type: str = "8bit") -> bytes:
     """The bytes aiosmtplib's `flatten_message` sends for a compat32 message (without Bcc), by
     the same generator and policy, with short plain headers written directly."""
-    policy = _SHORT_HEADERS_POLICY
-    if cte_type != "8bit":
-        policy = policy.clone(cte_type=cte_type)
+    policy = _SHORT_HEADERS_POLICIES[cte_type]
     with io.BytesIO() as output:
         BytesGenerator(output, policy=policy).flatten(message)
         return output.getvalue()
