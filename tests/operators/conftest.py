@@ -21,6 +21,22 @@ from domain.checkout import AbandonedCheckout
 from tests.support import BIN_DIR, REPO, RunningStack
 
 CLI = str(BIN_DIR / "checkout-recovery")
+DEEP = b"[" * 100_000 + b"]" * 100_000
+"""A JSON document nested deeper than any parser's recursion allows."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One `checkout-recovery` process the tests started, and what it answered."""
+
+    args: tuple[str, ...]
+    code: int
+    stdout: str
+    stderr: str
+
+    def __str__(self) -> str:
+        return f"checkout-recovery {' '.join(self.args)} -> {self.code}\n{self.stderr}"
+
 
 # Step 1 mails at once, step 2 makes a task a moment later, step 3 waits an hour (never in a test).
 POLICY_TOML = """

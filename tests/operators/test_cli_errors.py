@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from cli.support import explain
-from tests.operators.conftest import CLI
+from tests.operators.conftest import CLI, DEEP, Run
 from tests.ports import free_port
 from tests.support import REPO, sample_checkout_data
 
@@ -29,21 +29,9 @@ DEAD_TEMPORAL = "127.0.0.1:1"
 SECRET = "s3cret-pw"
 POSTGRES_DOWN = f"postgresql+asyncpg://shop:{SECRET}@127.0.0.1:1/recovery"
 POSTGRES_SHOWN = "postgresql+asyncpg://shop:***@127.0.0.1:1/recovery"
-DEEP = b"[" * 100_000 + b"]" * 100_000
 POLICY_STEP = '\n[[steps]]\ndelay = {delay}\naction = "email"\ntemplate = "reminder"\n'
 _INHERITED_AWAY = ("CHECKOUT_RECOVERY_DATABASE_URL", "CHECKOUT_RECOVERY_DEBUG")
 """Set in some test environments; each case here says itself what it wants."""
-
-
-@dataclass(frozen=True)
-class Run:
-    args: tuple[str, ...]
-    code: int
-    stdout: str
-    stderr: str
-
-    def __str__(self) -> str:
-        return f"checkout-recovery {' '.join(self.args)} -> {self.code}\n{self.stderr}"
 
 
 @dataclass(frozen=True)

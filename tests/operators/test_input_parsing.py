@@ -12,14 +12,13 @@ import json
 import os
 import random
 import sqlite3
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from typer.testing import CliRunner, Result
 
 from cli.main import app
-from tests.operators.conftest import CLI, OperatorStack
+from tests.operators.conftest import CLI, DEEP, OperatorStack, Run
 from tests.ports import free_port
 from tests.support import REPO, sample_checkout, sample_checkout_data
 
@@ -33,19 +32,7 @@ ENGINE_VALUES: dict[str, Any] = {
     "stopReason": "cancelled",
     "flowState": "PENDING",
 }
-DEEP = b"[" * 100_000 + b"]" * 100_000
 _AT_ONCE = asyncio.Semaphore(4)
-
-
-@dataclass(frozen=True)
-class Run:
-    args: tuple[str, ...]
-    code: int
-    stdout: str
-    stderr: str
-
-    def __str__(self) -> str:
-        return f"checkout-recovery {' '.join(self.args)} -> {self.code}\n{self.stderr}"
 
 
 async def _cli(env: dict[str, str], *args: str, stdin: bytes = b"") -> Run:
