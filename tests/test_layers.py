@@ -1,6 +1,7 @@
 """The import direction between the project's folders: each imports only from the layers below.
 
-domain and codec are the floor. store builds on domain; workflows see only domain (the sandbox);
+domain and codec are the floor; telemetry (metrics, traces, logs) sits just above domain so every
+layer but the sandboxed workflows can report. store builds on domain; workflows see only domain (the sandbox);
 activities and service build on the store. The outer layer (api, cli, workers, devstack) wires
 everything together; within it, api never imports the processes, and the CLI is never imported
 by the processes it starts.
@@ -16,16 +17,18 @@ from tests.support import REPO
 ALLOWED: dict[str, set[str]] = {
     "domain": set(),
     "codec": set(),
-    "store": {"domain"},
+    "telemetry": {"domain"},
+    "store": {"domain", "telemetry"},
     "workflows": {"domain"},
-    "activities": {"domain", "store"},
-    "service": {"domain", "store"},
-    "api": {"domain", "store", "service", "codec"},
+    "activities": {"domain", "store", "telemetry"},
+    "service": {"domain", "store", "telemetry"},
+    "api": {"domain", "store", "service", "codec", "telemetry"},
     "workers": {
         "domain",
         "store",
         "service",
         "codec",
+        "telemetry",
         "activities",
         "workflows",
         "api",
@@ -37,6 +40,7 @@ ALLOWED: dict[str, set[str]] = {
         "store",
         "service",
         "codec",
+        "telemetry",
         "activities",
         "workflows",
         "workers",
