@@ -1,6 +1,7 @@
 """The email step: render, send once, record the outcome."""
 
 import logging
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 import aiosmtplib
@@ -19,6 +20,7 @@ from domain.coupons import CouponProvider
 from domain.links import LinkSigner
 from domain.steps import PERMANENT_EMAIL_FAILURE, SEND_EMAIL, EmailStepRequest, EmailStepResult
 from store.sql import SendClaim, SendStart, SqlStore
+from telemetry import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +91,12 @@ class EmailActivities:
             if permanent is not None:
                 raise permanent from err
             raise
+        # Only a send the relay just took counts (a retry that finds it confirmed does not).
+        # Lateness counts from the flow's clock when it ran the step (`at`, the same on every
+        # retry): it includes queueing, retries and SMTP, not a worker that was down when the
+        # step's timer fired (the request does not carry the step's due time).
+        metrics.email_sent(request.step_index + 1, request.step.template)
+        metrics.send_lateness(request.step_index + 1, datetime.now(UTC) - request.at)
         return await self._sent(request)
 
     async def _send(
@@ -148,6 +156,7 @@ class EmailActivities:
     async def _not_sent(self, request: EmailStepRequest, reason: NotSentReason) -> EmailStepResult:
         entry = _entry(request, ActivityType.EMAIL_NOT_SENT, reason)
         await self._store.record_activity(request.checkout_id, request.key, entry)
+        metrics.email_not_sent(request.step_index + 1, reason)
         return entry
 
 

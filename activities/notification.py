@@ -14,6 +14,7 @@ from activities.step_checkout import staff_step_checkout
 from domain.activity import ActivityEntry, ActivityType
 from domain.steps import SEND_NOTIFICATION, NotificationStepRequest
 from store.sql import SqlStore
+from telemetry import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class NotificationActivities:
             self._store, request, ActivityType.NOTIFICATION_NOT_SENT
         )
         if isinstance(checkout, ActivityEntry):
+            metrics.notification_step(checkout.reason)
             return checkout
         context = checkout_context(checkout, self._shop_name)
         try:
@@ -90,4 +92,5 @@ class NotificationActivities:
             step=request.step_index + 1,
         )
         await self._store.record_activity(request.checkout_id, request.key, entry)
+        metrics.notification_step()
         return entry

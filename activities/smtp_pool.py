@@ -14,6 +14,7 @@ import aiosmtplib
 
 from activities.email_message import flatten_message
 from domain.smtp import SmtpConfig, SmtpSecurity
+from telemetry.tracing import smtp_send_failed, smtp_send_span
 
 logger = logging.getLogger(__name__)
 
@@ -38,15 +39,24 @@ class SmtpPool:
         """Send over a pooled connection; any SMTP or network error propagates to the caller.
 
         The envelope is given rather than read back out of the headers, which costs a parse.
+        The transaction (with the wait for a free connection) is a span of its own.
         """
         async with self._slots:
-            client = await self._acquire()
-            try:
-                await _send_one(client, message, sender, recipient)
-            except BaseException:
-                client.close()
-                raise
-            self._idle.append(_Idle(client, time.monotonic()))
+            with smtp_send_span(self._config.host, self._config.port) as span:
+                try:
+                    await self._send_pooled(message, sender, recipient)
+                except BaseException as err:
+                    smtp_send_failed(span, err, _reply_code(err))
+                    raise
+
+    async def _send_pooled(self, message: Message, sender: str, recipient: str) -> None:
+        client = await self._acquire()
+        try:
+            await _send_one(client, message, sender, recipient)
+        except BaseException:
+            client.close()
+            raise
+        self._idle.append(_Idle(client, time.monotonic()))
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
@@ -70,6 +80,16 @@ class SmtpPool:
                 entry.client.close()
         return await self._connect()
 
+    async def probe(self) -> None:
+        """Open a fresh connection as a send would (EHLO, TLS and login as configured), then
+        NOOP and QUIT: the health check's proof that the relay takes us. Raises on failure."""
+        client = await self._connect()
+        try:
+            await client.noop()
+            await client.quit()
+        finally:
+            client.close()
+
     async def _connect(self) -> aiosmtplib.SMTP:
         cfg = self._config
         client = aiosmtplib.SMTP(
@@ -84,6 +104,15 @@ class SmtpPool:
         await client.connect()
         logger.debug("Opened SMTP connection to %s:%s", cfg.host, cfg.port)
         return client
+
+
+def _reply_code(err: BaseException) -> int | None:
+    """The relay's reply code in an SMTP error (the lowest, for refused recipients)."""
+    if isinstance(err, aiosmtplib.SMTPRecipientsRefused):
+        return min((refused.code for refused in err.recipients), default=None)
+    if isinstance(err, aiosmtplib.SMTPResponseException):
+        return err.code
+    return None
 
 
 async def _send_one(client: aiosmtplib.SMTP, message: Message, sender: str, recipient: str) -> None:

@@ -10,6 +10,7 @@ from domain.activity import ActivityEntry, ActivityType
 from domain.steps import CREATE_TASK, TaskStepRequest
 from domain.task import StaffTask
 from store.sql import SqlStore
+from telemetry import metrics
 
 
 class TaskActivities:
@@ -26,6 +27,7 @@ class TaskActivities:
     async def create_staff_task(self, request: TaskStepRequest) -> ActivityEntry:
         checkout = await staff_step_checkout(self._store, request, ActivityType.TASK_NOT_CREATED)
         if isinstance(checkout, ActivityEntry):
+            metrics.task_step(checkout.reason)
             return checkout
         context = checkout_context(checkout, self._shop_name)
         # Tasks are read by staff, so they use the shop's language rather than the buyer's.
@@ -50,4 +52,5 @@ class TaskActivities:
             type=ActivityType.TASK_CREATED, created_date=request.at, step=request.step_index + 1
         )
         await self._store.create_task(request.key, task, entry)
+        metrics.task_step()
         return entry

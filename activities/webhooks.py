@@ -11,6 +11,7 @@ from domain.events import DELIVER_EVENT, LIST_EVENT_SUBSCRIBERS, DeliveryRequest
 from domain.webhook_signing import webhook_headers
 from store.outbox import Outbox
 from store.subscriptions import SubscriptionStore
+from telemetry import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class WebhookActivities:
         envelope = await self._outbox.envelope(request.event_id)
         target = await self._subscriptions.target(request.subscription_id)
         if envelope is None or target is None:
+            metrics.webhook_delivery("dropped")
             return False
         url, secret = target
         body = envelope.model_dump_json(by_alias=True).encode()
@@ -44,9 +46,13 @@ class WebhookActivities:
         try:
             response = await self._http.post(url, content=body, headers=headers)
         except httpx.HTTPError as err:
+            metrics.webhook_delivery("unreachable")
             raise ApplicationError(
                 f"subscriber unreachable: {type(err).__name__}", type="SubscriberUnreachable"
             ) from None
+        metrics.webhook_delivery(
+            "delivered" if response.is_success else "refused", response.status_code
+        )
         if not response.is_success:
             raise ApplicationError(
                 f"subscriber answered {response.status_code}", type="SubscriberRefused"

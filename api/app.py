@@ -1,6 +1,8 @@
 """The HTTP service: one FastAPI app with the checkout API, subscriptions and the codec endpoint."""
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -8,22 +10,36 @@ from temporalio.converter import PayloadCodec
 
 from api.auth import Authenticator
 from api.checkout_routes import buyer_router, checkout_router
-from api.codec_routes import add_codec_cors, codec_router, parse_origins
+from api.codec_routes import (
+    CODEC_PATH,
+    SESSION_CODEC_PATH,
+    CodecAccess,
+    add_codec_cors,
+    codec_router,
+    parse_origins,
+)
 from api.coupon_routes import coupon_router
 from api.dashboard import DashboardConfig, dashboard_router
+from api.dashboard.session import SessionCookies
 from api.errors import BodySizeLimit, install_error_handlers
+from api.rate_limit import AddressRateLimit, RateLimiter, RateLimits, signed_link_path
+from api.readiness_routes import readiness_router
+from api.request_metrics import RequestMetrics
 from api.revenue_routes import revenue_router
 from api.schemas import query_body_schema, report_body_schema
 from api.subscription_routes import subscription_router
 from api.unsubscribe_routes import unsubscribe_router
-from domain.access import Scope
 from domain.links import LinkSigner
 from domain.policy import RecoveryPolicy
 from service.checkouts import CheckoutService
+from service.readiness import Check
 from store.api_keys import ApiKeyStore
 from store.coupons import StoreCouponProvider
+from store.secret_box import SecretBox
 from store.sql import SqlStore
 from store.subscriptions import SubscriptionStore
+from telemetry import tracing
+from telemetry.tracing import TracedRequests
 
 API_VERSION = "1.0.0"
 
@@ -40,6 +56,11 @@ class ApiParts:
     codec_cors_origins: str
     max_body_bytes: int
     dashboard: DashboardConfig | None = None
+    readiness_checks: Mapping[str, Check] = field(default_factory=dict)
+    """What `/readyz` checks, by name (workers.api_server builds them)."""
+    rate_limits: RateLimits = field(default_factory=RateLimits)
+    webhook_secrets: SecretBox | None = None
+    """Seals subscribers' signing secrets in the store; None keeps them as given (tests)."""
 
 
 def create_app(parts: ApiParts) -> FastAPI:
@@ -53,15 +74,33 @@ def create_app(parts: ApiParts) -> FastAPI:
         ),
     )
     install_error_handlers(app)
-    auth = Authenticator(ApiKeyStore(parts.store.engine))
+    limits = parts.rate_limits
+    auth = Authenticator(
+        ApiKeyStore(parts.store.engine), limiter=RateLimiter(limits.key_rate, limits.key_burst)
+    )
     # Before the checkout routes: their paths would otherwise match /{checkout_id}.
     app.include_router(unsubscribe_router(parts.service, parts.links))
     app.include_router(revenue_router(parts.store, auth))
     app.include_router(coupon_router(StoreCouponProvider(parts.store.engine), auth))
     app.include_router(buyer_router(parts.service, auth))
     app.include_router(checkout_router(parts.service, parts.policy, parts.links, auth))
-    app.include_router(subscription_router(SubscriptionStore(parts.store.engine), auth))
-    app.include_router(codec_router(parts.codec, auth.require(Scope.READ)))
+    subscriptions = SubscriptionStore(parts.store.engine, parts.webhook_secrets)
+    app.include_router(subscription_router(subscriptions, auth))
+    codec_origins = parse_origins(parts.codec_cors_origins)
+    codec_paths = [CODEC_PATH]
+    if parts.dashboard is None:
+        app.include_router(codec_router(parts.codec, CodecAccess(auth, None, codec_origins)))
+    else:
+        # The Web UI, told to include credentials, sends the operator's dashboard session.
+        sessions = SessionCookies(
+            parts.dashboard.session_secret, timedelta(hours=parts.dashboard.session_hours)
+        )
+        access = CodecAccess(auth, sessions, codec_origins)
+        app.include_router(codec_router(parts.codec, access))
+        app.include_router(
+            codec_router(parts.codec, access, SESSION_CODEC_PATH, include_in_schema=False)
+        )
+        codec_paths.append(SESSION_CODEC_PATH)
     if parts.dashboard is not None:
         app.include_router(dashboard_router(parts.dashboard, parts.store, auth))
 
@@ -69,8 +108,21 @@ def create_app(parts: ApiParts) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    add_codec_cors(app, parse_origins(parts.codec_cors_origins))
+    app.include_router(readiness_router(parts.readiness_checks))
+
+    add_codec_cors(app, codec_origins, codec_paths)
     app.add_middleware(BodySizeLimit, max_bytes=parts.max_body_bytes)
+    app.add_middleware(
+        AddressRateLimit,
+        limiter=RateLimiter(limits.address_rate, limits.address_burst),
+        limited=signed_link_path,
+    )
+    # Last, so outermost: the request span covers every other middleware too.
+    traced = tracing.current().provider
+    if traced is not None:
+        app.add_middleware(TracedRequests, tracer_provider=traced)
+    # Added last, so outermost: it times every answer, refusals by the middlewares included.
+    app.add_middleware(RequestMetrics)
     _document_raw_bodies(app)
     return app
 

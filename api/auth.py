@@ -9,6 +9,7 @@ from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ApiError
+from api.rate_limit import RateLimiter, too_many_requests
 from domain.access import ApiKey, Scope
 from store.api_keys import ApiKeyStore
 
@@ -42,8 +43,10 @@ class Authenticator:
         keys: ApiKeyStore,
         cache_seconds: float = CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._keys = keys
+        self._limiter = limiter
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._cache: dict[str, tuple[float, ApiKey]] = {}
@@ -72,6 +75,7 @@ class Authenticator:
             key = await self.authenticate(credentials.credentials)
             if key is None:
                 raise _unauthorized("the API key is not valid (unknown, revoked or malformed)")
+            self.spend(key)
             if not key.allows(scope):
                 raise ApiError(
                     403, "forbidden", f"the API key {key.id} lacks the scope {scope.value}"
@@ -79,6 +83,12 @@ class Authenticator:
             return key
 
         return dependency
+
+    def spend(self, key: ApiKey) -> None:
+        """Take one request from `key`'s budget; 429 (ApiError) when it has none left."""
+        wait = self._limiter.take(key.id) if self._limiter is not None else None
+        if wait is not None:
+            raise too_many_requests(wait, f"the API key {key.id}")
 
 
 def _unauthorized(message: str) -> ApiError:

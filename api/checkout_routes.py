@@ -22,12 +22,14 @@ from api.schemas import (
 from domain.access import Scope
 from domain.activity import NEWEST_ACTIVITIES
 from domain.checkout import AbandonedCheckout
+from domain.errors import InvalidInputError
 from domain.links import LinkCheck, LinkSigner
 from domain.policy import RecoveryPolicy
 from domain.query import parse_query
 from domain.report import parse_report
 from service.checkouts import CheckoutErasedError, CheckoutNotFoundError, CheckoutService
 from store.checkout_query import page_json
+from telemetry import metrics
 
 PREFIX = "/ecom/v1/abandoned-checkout"
 
@@ -64,7 +66,7 @@ def checkout_router(
         The answer's `flowState` is STARTED when Temporal confirmed the flow, PENDING when it
         did not in time (Temporal down or slow): the report is kept and its flow starts as soon
         as Temporal takes it."""
-        checkout = parse_report(await read_json(request))
+        checkout = await _read_report(request)
         try:
             outcome = await service.report(checkout, policy)
         except CheckoutErasedError as err:
@@ -233,6 +235,15 @@ async def _get(
     if newest:
         return found.model_copy(update={"activities": found.activities[-newest:]})
     return found
+
+
+async def _read_report(request: Request) -> AbandonedCheckout:
+    """The reported checkout; a body that is no report is refused, and counted so."""
+    try:
+        return parse_report(await read_json(request))
+    except (ApiError, InvalidInputError):
+        metrics.report_received("refused", "invalid")
+        raise
 
 
 def _not_found(err: CheckoutNotFoundError) -> ApiError:

@@ -134,6 +134,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (403, "The API key lacks the scope"),
         (404, "Not found"),
         (413, "Request body too large"),
+        (429, "Too many requests; `Retry-After` gives the seconds to wait"),
     )
 }
 """Error responses every API route documents in the OpenAPI document."""

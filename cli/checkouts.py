@@ -16,7 +16,11 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
-from cli.history_summary import HistoryRow, decode_failure_messages, summarise_history
+from cli.history_summary import (
+    HistoryRow,
+    decode_failure_messages,
+    summarise_history,
+)
 from cli.output import JsonFlag, console, iso, shown
 from cli.support import (
     BadInputError,
@@ -36,6 +40,7 @@ from domain.policy import RecoveryPolicy
 from domain.query import MAX_LIMIT, CheckoutPage, parse_query
 from domain.schedule import plan
 from service.checkouts import BuyerRecovery, CheckoutNotFoundError
+from service.flow_runs import fetch_flow_history
 from service.reconciler import Reconciler, ReconcileReport
 from store.sql import SqlStore
 from workers.policy_files import load_policy
@@ -417,9 +422,9 @@ def history(checkout_id: IdArgument, as_json: JsonFlag = False) -> None:
         async with open_store(settings) as store:
             await _require(store, checkout_id)
         client = await _connected(settings)
-        handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(workflow_id)
         try:
-            events = (await handle.fetch_history()).events
+            # Every run, oldest first: a flow with many cart updates continues as new.
+            events = await fetch_flow_history(client, workflow_id)
         except RPCError as err:
             if err.status is not RPCStatusCode.NOT_FOUND:
                 raise

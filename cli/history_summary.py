@@ -95,12 +95,10 @@ def _time(event: HistoryEvent) -> datetime:
 
 def _workflow_started(event: HistoryEvent, _: _Context) -> HistoryRow:
     attrs = event.workflow_execution_started_event_attributes
-    return _row(
-        event,
-        "workflow started",
-        name=attrs.workflow_type.name,
-        detail=f"task queue {attrs.task_queue.name}",
-    )
+    detail = f"task queue {attrs.task_queue.name}"
+    if attrs.continued_execution_run_id:
+        detail += f"; continues run {attrs.continued_execution_run_id}"
+    return _row(event, "workflow started", name=attrs.workflow_type.name, detail=detail)
 
 
 def _workflow_completed(event: HistoryEvent, _: _Context) -> HistoryRow:
@@ -131,7 +129,9 @@ def _workflow_canceled(event: HistoryEvent, _: _Context) -> HistoryRow:
 
 
 def _continued_as_new(event: HistoryEvent, _: _Context) -> HistoryRow:
-    return _row(event, "workflow continued as new")
+    # The history grew past the flow's limit: the next run goes on with the flow's state.
+    run_id = event.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+    return _row(event, "workflow continued as new", detail=f"next run {run_id}")
 
 
 def _workflow_task_failed(event: HistoryEvent, _: _Context) -> HistoryRow:

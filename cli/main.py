@@ -12,8 +12,10 @@ import typer
 
 from cli import checkouts as checkout_commands
 from cli.checkouts import checkouts_app
+from cli.health import health as health_command
 from cli.import_checkouts import import_file
 from cli.keys import keys_app
+from cli.metrics import API_METRICS_SETTING, WORKER_METRICS_SETTING, serve_metrics
 from cli.policy import policy_app
 from cli.stats import stats as stats_command
 from cli.support import (
@@ -35,6 +37,8 @@ from domain.checkout import AbandonedCheckout
 from domain.policy import RecoveryPolicy
 from domain.report import parse_report, parse_update
 from service.checkouts import CheckoutService
+from telemetry import tracing
+from telemetry.logs import configure_logging
 from workers.api_server import build_app, dev_api_key, serving
 from workers.resources import open_service, open_store
 from workers.search_attributes import search_attributes_registered
@@ -71,12 +75,11 @@ def _options(
     set_debug(ctx, debug)
 
 
-def _configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # aiosmtpd logs every connection at INFO; the dev stack's own log line per message is enough.
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
+def _configure_telemetry(settings: Settings, role: str) -> None:
+    """Logs in the configured format; traces when the OpenTelemetry variables ask for them
+    (before anything connects to Temporal: the client takes the tracing interceptor)."""
+    configure_logging(settings.log_format)
+    tracing.install(settings.tracing_config(), role)
 
 
 def _read_checkout(source: str, parse: Callable[[object], AbandonedCheckout]) -> AbandonedCheckout:
@@ -88,10 +91,12 @@ def _read_checkout(source: str, parse: Callable[[object], AbandonedCheckout]) ->
 @app.command()
 def dev(policy: PolicyOption = None) -> None:
     """Run everything locally: Temporal dev server (with Web UI), SMTP server, store and worker."""
-    _configure_logging()
     settings = _settings(policy)
+    _configure_telemetry(settings, "dev")
     recovery_policy = _checked_policy(settings)
     _require_dev_ports(settings)
+    # One process, one runtime: the worker's listener serves the API's metrics too.
+    serve_metrics(settings.worker_metrics_address, WORKER_METRICS_SETTING)
 
     async def run() -> None:
         stop = stop_on_signals()
@@ -134,6 +139,13 @@ def _require_dev_ports(settings: Settings) -> None:
         require_free_port(what, host, int(port))
 
 
+def _metrics_line(settings: Settings) -> str:
+    address = settings.worker_metrics_address
+    if not address:
+        return f"off (set {WORKER_METRICS_SETTING})"
+    return f"http://{address}/metrics  (the SDK's, the worker's and the API's)"
+
+
 def _print_banner(settings: Settings, folder: Path, api_key: str) -> None:
     api = f"http://{settings.api_host}:{settings.api_port}"
     typer.echo(
@@ -142,9 +154,11 @@ def _print_banner(settings: Settings, folder: Path, api_key: str) -> None:
         f"  Dashboard         {api}/dashboard  (log in with the development key)\n"
         f"  Development key   {api_key}\n"
         f"  Temporal Web UI   {settings.temporal_ui_url}\n"
+        f"{_codec_line(settings)}"
         f"  Temporal address  {settings.temporal_address}"
         f" (namespace {settings.temporal_namespace})\n"
         f"  SMTP server       {settings.smtp_host}:{settings.smtp_port}\n"
+        f"  Metrics           {_metrics_line(settings)}\n"
         f"  Received mail     {folder.resolve()}  (list it: checkout-recovery mail)\n"
         f"  Store             {settings.store_url}\n"
         f"  Default policy    {settings.policy}\n"
@@ -157,12 +171,24 @@ def _print_banner(settings: Settings, folder: Path, api_key: str) -> None:
     )
 
 
+def _codec_line(settings: Settings) -> str:
+    """With encryption on: where the Web UI decodes, and what the operator does once for it."""
+    if settings.codec_keys is None:
+        return ""
+    return (
+        f"  Web UI codec      {settings.ui_codec_endpoint}  (sign into "
+        f"{settings.public_url.rstrip('/')}/dashboard, then in the Web UI's codec settings "
+        "use this endpoint with 'include cross-origin credentials'; see the README)\n"
+    )
+
+
 @app.command()
 def worker(policy: PolicyOption = None) -> None:
     """Run a worker alone (production): connects to TEMPORAL_ADDRESS and the configured SMTP."""
-    _configure_logging()
     settings = _settings(policy)
+    _configure_telemetry(settings, "worker")
     _checked_policy(settings)
+    serve_metrics(settings.worker_metrics_address, WORKER_METRICS_SETTING)
 
     async def run() -> None:
         stop = stop_on_signals()
@@ -179,10 +205,11 @@ def worker(policy: PolicyOption = None) -> None:
 @app.command()
 def api(policy: PolicyOption = None) -> None:
     """Run the HTTP service alone (production): reports, recovery, queries, events, codec."""
-    _configure_logging()
     settings = _settings(policy)
+    _configure_telemetry(settings, "api")
     recovery_policy = _checked_policy(settings)
     require_free_port("the API", settings.api_host, settings.api_port)
+    serve_metrics(settings.api_metrics_address, API_METRICS_SETTING)
 
     async def run() -> None:
         stop = stop_on_signals()
@@ -268,8 +295,8 @@ def show(checkout_id: IdArgument) -> None:
 @app.command()
 def smtp() -> None:
     """Run the embedded SMTP server alone; it keeps what it receives in the data folder."""
-    _configure_logging()
     settings = _settings()
+    configure_logging(settings.log_format)
     require_free_port("the SMTP server", settings.smtp_host, settings.smtp_port)
 
     async def run() -> None:
@@ -313,6 +340,7 @@ app.add_typer(checkouts_app, name="checkouts")
 app.add_typer(tasks_app, name="tasks")
 app.command("import")(import_file)
 app.command("stats")(stats_command)
+app.command("health")(health_command)
 
 
 @app.command("codec-key")
@@ -344,6 +372,8 @@ def main() -> None:
         code = 0
     if isinstance(code, str):  # sys.exit("message"): Python prints it and exits 1
         typer.echo(code, err=True)
+    # os._exit skips atexit: spans still buffered for export are sent now.
+    tracing.current().shutdown()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # closed, or a pipe read no further

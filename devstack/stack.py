@@ -66,8 +66,10 @@ async def temporal_dev_server(settings: Settings) -> AsyncIterator[Client]:
         *dev_server_flags(),
     ]
     if settings.codec_keys is not None:
-        # The Web UI shows encrypted payloads by asking our API to decode them.
-        command += ["--ui-codec-endpoint", f"{settings.public_url.rstrip('/')}/codec"]
+        # The Web UI shows encrypted payloads by asking our API to decode them, with the
+        # operator's dashboard session. The dev server has no flag to make the UI include
+        # credentials: the operator turns that on once in the UI's codec settings (README).
+        command += ["--ui-codec-endpoint", settings.ui_codec_endpoint]
     with log_path.open("ab") as log:
         process = await asyncio.create_subprocess_exec(
             *command, stdout=log, stderr=asyncio.subprocess.STDOUT

@@ -8,6 +8,7 @@ from temporalio.common import SearchAttributeKey
 
 from domain.base import Contract
 from domain.checkout import AbandonedCheckout
+from domain.flow_state import CarriedState
 from domain.policy import RecoveryPolicy
 
 WORKFLOW_ID_PREFIX = "abandoned-checkout-"
@@ -67,6 +68,8 @@ class RecoveryInput(Contract):
     publish_search_attributes: bool = False
     """Set by the starter when the namespace has our search attributes registered: upserting an
     unregistered one would fail the flow's workflow task."""
+    carried: CarriedState | None = None
+    """None for a flow's start; the state the run before left, for a run continued as new."""
 
 
 class RecoveredSignal(Contract):

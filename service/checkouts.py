@@ -24,6 +24,8 @@ from domain.schedule import in_holdout
 from service.handoff import Handoff
 from store.flow_commands import FlowCommand, NewCommand, start_command
 from store.sql import SqlStore
+from telemetry import metrics
+from telemetry.log_context import checkout_logged
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +125,10 @@ class CheckoutService:
     def store(self) -> SqlStore:
         return self._store
 
+    @property
+    def client(self) -> Client:
+        return self._client
+
     async def report(
         self, checkout: AbandonedCheckout, policy: RecoveryPolicy, now: datetime | None = None
     ) -> ReportOutcome:
@@ -160,7 +166,9 @@ class CheckoutService:
         workflow_id = workflow_id_for(checkout_id)
         if not reported.new:
             if reported.erased:
+                metrics.report_received("refused", "erased")
                 raise CheckoutErasedError(checkout_id)
+            metrics.report_received("repeated")
             current = reported.current
             if reported.changed:
                 state = await self._deliver([checkout_id])
@@ -170,6 +178,7 @@ class CheckoutService:
             return ReportOutcome(
                 checkout_id, workflow_id, new=False, flow_state=state, stored=current
             )
+        metrics.report_received("new")
         written = [reported.start] if reported.start is not None else []
         state = await self._deliver([checkout_id], written=written)
         # The record as the store now holds it, without reading it back.
@@ -254,6 +263,7 @@ class CheckoutService:
         if not email:
             return []
         flows = await self._store.unsubscribe(email, now or datetime.now(UTC))
+        metrics.unsubscribed()
         await self._deliver(flows)
         return flows
 
@@ -301,14 +311,16 @@ class CheckoutService:
     ) -> FlowState:
         if not checkout_ids:
             return FlowState.STARTED
-        try:
-            delivered = await self.handoff.deliver_now(checkout_ids, written=written)
-        except Exception:
-            # The change is committed with its command: the workers deliver it later.
-            logger.warning(
-                "Handing %d command(s) to Temporal failed; left to the workers",
-                len(checkout_ids),
-                exc_info=True,
-            )
-            delivered = False
+        # Log lines about one checkout's delivery name it (telemetry.log_context).
+        with checkout_logged(checkout_ids[0] if len(checkout_ids) == 1 else None):
+            try:
+                delivered = await self.handoff.deliver_now(checkout_ids, written=written)
+            except Exception:
+                # The change is committed with its command: the workers deliver it later.
+                logger.warning(
+                    "Handing %d command(s) to Temporal failed; left to the workers",
+                    len(checkout_ids),
+                    exc_info=True,
+                )
+                delivered = False
         return FlowState.STARTED if delivered else FlowState.PENDING

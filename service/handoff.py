@@ -24,8 +24,6 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.common import (
     SearchAttributePair,
@@ -44,8 +42,11 @@ from domain.flow import (
     RecoveryInput,
     workflow_id_for,
 )
+from service.flow_runs import delete_every_run
 from store.coalescing import Coalescer
-from store.flow_commands import CommandKind, CommandQueue, FlowCommand
+from store.flow_commands import Backlog, CommandKind, CommandQueue, FlowCommand
+from telemetry import metrics
+from telemetry.log_context import checkout_logged
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,9 @@ reports during a Temporal outage answer at once instead of each waiting for a ti
 GRACE = timedelta(seconds=1)
 """The workers' loop leaves commands this young to their writers."""
 _CONCURRENCY = 64
+BACKLOG_GAUGE_SECONDS = 5.0
+"""How often the workers' loop measures the outbox for the backlog gauges (a count and a min
+over a table that is near-empty when all is well)."""
 
 
 @dataclass
@@ -160,6 +164,12 @@ class Handoff:
         await self._queue.confirm([command for batch in batches for command in batch])
         return [None] * len(batches)
 
+    async def backlog(self) -> Backlog:
+        """What waits in the outbox; published as the hand-off backlog gauges too."""
+        backlog = await self._queue.backlog()
+        metrics.handoff_backlog(backlog.count, backlog.oldest, datetime.now(UTC))
+        return backlog
+
     async def flush(self) -> None:
         """Wait until every delivery made so far is recorded (before a process exits)."""
         if self._confirming:
@@ -169,10 +179,14 @@ class Handoff:
         """Deliver pending commands for ever; a failing store or Temporal is logged once per
         outage, and tried again every `interval_seconds`."""
         failing = False
+        measure_at = 0.0
         while True:
             try:
                 outcome = await self.deliver_pending()
                 problem = outcome.errors[0] if outcome.errors else None
+                if time.monotonic() >= measure_at:
+                    measure_at = time.monotonic() + BACKLOG_GAUGE_SECONDS
+                    await self.backlog()
             except Exception as err:  # the store is away; commands wait in it
                 outcome, problem = Delivery(), f"{type(err).__name__}: {err}"
             if problem is not None and not failing:
@@ -190,7 +204,8 @@ class Handoff:
         async with self._slots:
             for index, command in enumerate(commands):
                 try:
-                    await self._send(command)
+                    with checkout_logged(command.checkout_id):
+                        await self._send(command)
                 except Exception as err:
                     # The rest of this checkout's commands wait: order matters within one flow.
                     return commands[:index], commands[index:], f"{type(err).__name__}: {err}"
@@ -210,13 +225,8 @@ class Handoff:
                     argument = argument_type.model_validate_json(command.payload)
                     await handle.signal(command.name, argument, rpc_timeout=RPC_TIMEOUT)
             else:
-                await self._client.workflow_service.delete_workflow_execution(
-                    DeleteWorkflowExecutionRequest(
-                        namespace=self._client.namespace,
-                        workflow_execution=WorkflowExecution(workflow_id=workflow_id),
-                    ),
-                    timeout=RPC_TIMEOUT,
-                )
+                # Every run: a flow that continued as new keeps the checkout in each older run.
+                await delete_every_run(self._client, workflow_id)
         except RPCError as err:
             # The flow has closed (or was deleted): it takes no signal, and nothing is left
             # to delete. The store already holds the change.

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from domain.activity import ActivityType
 from domain.checkout import CheckoutStatus
 from store.schema import activities, checkouts, link_clicks
+from telemetry import metrics
 
 DEFAULT_WINDOW = timedelta(days=3)
 """For checkouts reported before the window was kept per checkout."""
@@ -73,6 +74,9 @@ async def attribute_recovery(conn: AsyncConnection, checkout_id: str, at: dateti
             currency=snapshot["currency"],
         )
     )
+    # Counted in the transaction: a group commit that runs this write again after a
+    # neighbour's failure (store.group_commit) counts it twice, which is rare and harmless.
+    metrics.recovery_recorded(kind)
 
 
 @dataclass(frozen=True)

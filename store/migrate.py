@@ -1,7 +1,12 @@
 """Schema migrations with Alembic, configured in code so that nothing depends on the directory.
 
 `upgrade_to_head` runs at every start (SqlStore.create_schema); it is a no-op on a current
-database. New migration: edit store/schema.py, run `python -m store.migrate revision -m "what
+database. Processes that start together against one database (API and worker replicas, the CLI)
+migrate one after the other: the first takes a lock (a PostgreSQL advisory lock, SQLite's write
+lock), checks the version and upgrades inside it; the others wait for it, then find the schema
+current and apply nothing. Each migration applied logs one line (MIGRATION_APPLIED).
+
+New migration: edit store/schema.py, run `python -m store.migrate revision -m "what
 changes"`, then check and edit the generated file under store/migrations/versions.
 """
 
@@ -9,20 +14,24 @@ import argparse
 import asyncio
 import contextlib
 import fcntl
+import logging
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
+from alembic.runtime.migration import MigrationContext, MigrationInfo
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, create_engine, inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+logger = logging.getLogger(__name__)
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_APPLIED = "Store migration applied"
 VERSION_TABLE = "alembic_version"
 BASELINE = "0001"
 """The revision whose schema `metadata.create_all` made before the store had migrations."""
@@ -93,6 +102,14 @@ def _upgrade(connection: Connection) -> None:
         # failing on CREATE TABLE, then apply whatever came after it.
         command.stamp(config, BASELINE)
     command.upgrade(config, "head")
+
+
+def log_applied(
+    ctx: MigrationContext, step: MigrationInfo, heads: Collection[Any], run_args: Mapping[str, Any]
+) -> None:
+    """Alembic's on_version_apply hook: one line per migration this process applied."""
+    if step.is_upgrade:
+        logger.info("%s: %s", MIGRATION_APPLIED, step.up_revision_id)
 
 
 def _lock_for_migration(connection: Connection) -> None:

@@ -184,8 +184,9 @@ subscriptions = Table(
     metadata,
     Column("id", String(36), primary_key=True),
     Column("url", String(2000), nullable=False),
-    # The signing secret must be readable to sign deliveries, so it is kept as given; it is shown
-    # once, when the subscription is created, and never in a listing or a log.
+    # The signing secret must be readable to sign deliveries: it is kept sealed (store.secret_box)
+    # with CHECKOUT_RECOVERY_WEBHOOK_SECRET_KEYS; shown once, when the subscription is created,
+    # and never in a listing or a log.
     Column("secret", String(200), nullable=False),
     Column("events", String(500), nullable=False),  # space-separated slugs, or "*" for all
     Column("created_date", UtcDateTime(), nullable=False),

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.events import ALL_EVENTS
 from store.schema import subscriptions
+from store.secret_box import SecretBox, open_secret
 
 
 @dataclass(frozen=True)
@@ -23,8 +24,11 @@ class Subscription:
 
 
 class SubscriptionStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, secrets: SecretBox | None = None) -> None:
+        """`secrets` seals signing secrets at rest (see store.secret_box); without it they are
+        kept as given. Secrets stored before sealing are read either way."""
         self._engine = engine
+        self._secrets = secrets
 
     async def add(self, url: str, secret: str, wanted: frozenset[str]) -> Subscription:
         made = Subscription(str(uuid.uuid4()), url, wanted, datetime.now(UTC))
@@ -33,7 +37,7 @@ class SubscriptionStore:
                 subscriptions.insert().values(
                     id=made.id,
                     url=url,
-                    secret=secret,
+                    secret=self._secrets.seal(secret, made.id) if self._secrets else secret,
                     events=" ".join(sorted(wanted)),
                     created_date=made.created_date,
                 )
@@ -65,4 +69,4 @@ class SubscriptionStore:
                     )
                 )
             ).first()
-        return (row.url, row.secret) if row else None
+        return (row.url, open_secret(row.secret, subscription_id, self._secrets)) if row else None

@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
@@ -12,13 +13,15 @@ from fastapi import FastAPI
 
 from api.app import ApiParts, create_app
 from api.dashboard import DashboardConfig
+from api.rate_limit import RateLimits
 from devstack.mailbox import read_mailbox
 from domain.access import Scope
 from domain.policy import RecoveryPolicy
 from service.checkouts import CheckoutService
+from service.readiness import Check, backlog_check, store_check, temporal_check
 from store.api_keys import ApiKeyStore
 from store.sql import SqlStore
-from workers.link_secret import dashboard_secret, link_signer_for
+from workers.link_secret import dashboard_secret, link_signer_for, webhook_secret_box
 from workers.settings import Settings
 from workers.temporal_client import codec_from_settings
 
@@ -44,13 +47,31 @@ def build_app(
             codec=codec_from_settings(settings),
             codec_cors_origins=settings.codec_cors_origins,
             max_body_bytes=settings.max_body_bytes,
+            rate_limits=RateLimits(
+                key_rate=settings.api_rate_per_second,
+                key_burst=settings.api_burst,
+                address_rate=settings.public_rate_per_second,
+                address_burst=settings.public_burst,
+            ),
             dashboard=DashboardConfig(
                 session_secret=dashboard_secret(settings),
                 workflow_link=settings.workflow_link,
                 mailbox=partial(read_mailbox, maildir) if maildir is not None else None,
             ),
+            webhook_secrets=webhook_secret_box(settings),
+            readiness_checks=readiness_checks(settings, service),
         )
     )
+
+
+def readiness_checks(settings: Settings, service: CheckoutService) -> dict[str, Check]:
+    """What the API's /readyz checks: the store, Temporal, and a hand-off that is not stuck."""
+    max_age = timedelta(seconds=settings.readiness_backlog_seconds)
+    return {
+        "store": store_check(service.handoff),
+        "temporal": temporal_check(service.client),
+        "handoff_backlog": backlog_check(service.handoff, max_age),
+    }
 
 
 @contextlib.asynccontextmanager
@@ -59,8 +80,17 @@ async def serving(app: FastAPI, host: str, port: int) -> AsyncIterator[uvicorn.S
 
     Fails at once, naming the address, when the port cannot be bound.
     """
+    # log_config=None: uvicorn's records go to the root logger like every other (the process's
+    # format and its redaction, telemetry/logs.py), not to a handler of uvicorn's own. No
+    # access log: request lines carry query strings, and those carry signed tokens.
     config = uvicorn.Config(
-        app, host=host, port=port, lifespan="off", log_level="warning", access_log=False
+        app,
+        host=host,
+        port=port,
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        log_config=None,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(), name="api-server")

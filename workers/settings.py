@@ -13,11 +13,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.service import TLSConfig
 
 from domain.smtp import SmtpConfig, SmtpSecurity
+from telemetry.logs import LogFormat
+from telemetry.tracing import DEFAULT_SERVICE_NAME, TracingConfig
 
 
 def _temporal(name: str, default: Any = None) -> Any:
     """A field read from Temporal's own variable name (the prefixed spelling works too)."""
     return Field(default=default, validation_alias=AliasChoices(name, f"CHECKOUT_RECOVERY_{name}"))
+
+
+def _standard(name: str, default: Any = None) -> Any:
+    """A field read from a standard variable of another project (OpenTelemetry), alone."""
+    return Field(default=default, validation_alias=AliasChoices(name))
 
 
 class Settings(BaseSettings):
@@ -61,6 +68,13 @@ class Settings(BaseSettings):
     """The address buyers and subscribers reach the HTTP service at; recovery links start here."""
     link_signing_secret: SecretStr | None = None
     """Signs recovery links; the dev stack keeps a generated one in data_dir when unset."""
+    dashboard_session_secret: SecretStr | None = None
+    """Encrypts dashboard session cookies; a generated one in data_dir when unset. API processes
+    that do not share data_dir must all set the same value, or a session works on one only."""
+    webhook_secret_keys: SecretStr | None = None
+    """AES-256-GCM keys that encrypt subscribers' signing secrets in the store, "id:base64key"
+    comma-separated like codec_keys (the first encrypts, all decrypt); a generated one in data_dir
+    when unset. Every API and worker process must have the same keys."""
     link_ttl_days: int = Field(default=30, ge=1)
     unsubscribe_mailbox: str | None = None
     """The address of the mailto unsubscribe link; unsubscribe@<the sender's domain> when unset.
@@ -69,6 +83,16 @@ class Settings(BaseSettings):
     """"package.module:factory" of a coupon provider; unset: codes are made and kept here."""
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     """Request bodies larger than this are refused with 413."""
+    api_rate_per_second: float = Field(default=1000.0, ge=0)
+    """Requests a second each API key may make (a token bucket; 0: unlimited), per API process.
+    Generous on purpose: the ingest and query benchmarks send thousands with one key."""
+    api_burst: int = Field(default=2000, ge=1)
+    """Requests an API key may make at once before api_rate_per_second applies."""
+    public_rate_per_second: float = Field(default=10.0, ge=0)
+    """Requests a second each client address may make to the signed public routes (recovery
+    link, unsubscribe), per API process (0: unlimited)."""
+    public_burst: int = Field(default=200, ge=1)
+    """Requests a client address may make to the public routes at once."""
     codec_keys: SecretStr | None = None
     """AES-256-GCM keys for Temporal payloads, "id:base64key" comma-separated; the first encrypts,
     all decrypt (so a key can rotate). Unset: payloads go to Temporal unencrypted."""
@@ -90,6 +114,31 @@ class Settings(BaseSettings):
     """How often a worker looks for commands the API or CLI could not hand to Temporal."""
     reconcile_interval_seconds: float = Field(default=300.0, ge=0)
     """How often a worker compares the store with Temporal and repairs them (0: never)."""
+    worker_metrics_address: str = "127.0.0.1:9464"
+    """host:port of the worker's Prometheus listener (the SDK's metrics and the engine's); the
+    dev stack's one process serves the API's metrics there too. Empty: no listener."""
+    api_metrics_address: str = "127.0.0.1:9465"
+    """host:port of the API process's own Prometheus listener, apart from the API port (so
+    metrics never share the public port or its keys). Empty: no listener."""
+    readiness_backlog_seconds: float = Field(default=300.0, gt=0)
+    """/readyz and `health` fail when a command has waited this long for Temporal."""
+
+    log_format: LogFormat = LogFormat.TEXT
+    """text: one line per record for people; json: one JSON object per line, with the checkout,
+    workflow and step a line is about where known."""
+    otel_exporter_otlp_endpoint: str | None = _standard("OTEL_EXPORTER_OTLP_ENDPOINT")
+    """Set (or the traces endpoint below): traces go there over OTLP/HTTP (+ /v1/traces)."""
+    otel_exporter_otlp_traces_endpoint: str | None = _standard("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    otel_service_name: str = _standard("OTEL_SERVICE_NAME", DEFAULT_SERVICE_NAME)
+    otel_sdk_disabled: bool = _standard("OTEL_SDK_DISABLED", False)
+
+    def tracing_config(self) -> TracingConfig:
+        return TracingConfig(
+            otlp_endpoint=self.otel_exporter_otlp_endpoint or None,
+            otlp_traces_endpoint=self.otel_exporter_otlp_traces_endpoint or None,
+            service_name=self.otel_service_name or DEFAULT_SERVICE_NAME,
+            sdk_disabled=self.otel_sdk_disabled,
+        )
 
     @property
     def store_url(self) -> str:
@@ -100,6 +149,13 @@ class Settings(BaseSettings):
         """Where an operator sees one flow in the Temporal UI; `{workflow_id}` is filled in."""
         base = self.temporal_ui_url.rstrip("/")
         return f"{base}/namespaces/{self.temporal_namespace}/workflows/{{workflow_id}}"
+
+    @property
+    def ui_codec_endpoint(self) -> str:
+        """The codec endpoint the dev stack gives the Temporal Web UI: the one under the dashboard
+        session's path (api.codec_routes.SESSION_CODEC_PATH), so that a UI including
+        cross-origin credentials sends the operator's session cookie along."""
+        return f"{self.public_url.rstrip('/')}/dashboard/codec"
 
     def smtp_config(self) -> SmtpConfig:
         return SmtpConfig(

@@ -7,6 +7,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 
 from codec.payload_codec import AesGcmCodec, parse_codec_keys
+from telemetry import tracing
+from workers.metrics_runtime import metrics_runtime
 from workers.settings import Settings
 
 DATA_CONVERTER = pydantic_data_converter
@@ -45,6 +47,11 @@ async def connect(settings: Settings, *, lazy: bool = False) -> Client:
         tls=settings.temporal_tls_config(),
         data_converter=data_converter_for(settings),
         lazy=lazy,
+        # Tracing's interceptor when the process traces (telemetry/tracing.py): on the client,
+        # it is carried to the workers made from it as well.
+        interceptors=tracing.current().client_interceptors(),
+        # The process's Prometheus runtime when it started one; the SDK's default otherwise.
+        runtime=metrics_runtime(),
     )
 
 

@@ -26,10 +26,11 @@ from service.reconciler import Reconciler
 from store.outbox import Outbox
 from store.sql import SqlStore
 from store.subscriptions import SubscriptionStore
+from telemetry.log_context import LogContextInterceptor
 from workers.background import running_in_background
 from workers.coupon_provider import coupon_provider_for
 from workers.event_dispatch import EventDispatcher
-from workers.link_secret import link_signer_for
+from workers.link_secret import link_signer_for, webhook_secret_box
 from workers.policy_files import load_policy
 from workers.search_attributes import search_attributes_registered
 from workers.settings import Settings
@@ -43,7 +44,12 @@ WORKFLOWS = [AbandonedCheckoutWorkflow, EventDeliveryWorkflow]
 # outside the sandbox, instead of per workflow run.
 SANDBOX_RUNNER = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules(
-        "domain", "email_validator", "idna"
+        "domain",
+        "email_validator",
+        "idna",
+        # The tracing interceptor's workflow side (telemetry/tracing.py) must share the
+        # worker's OpenTelemetry context module, as the SDK's own OpenTelemetry plugin arranges.
+        "opentelemetry",
     )
 )
 
@@ -92,7 +98,7 @@ async def open_worker(client: Client, settings: Settings, store: SqlStore) -> As
         tasks = TaskActivities(store, renderer, settings.shop_name, settings.workflow_link)
         records = RecordActivities(store)
         outbox = Outbox(store.engine)
-        subscriptions = SubscriptionStore(store.engine)
+        subscriptions = SubscriptionStore(store.engine, webhook_secret_box(settings))
         webhooks = WebhookActivities(outbox, subscriptions, webhook_http)
         worker = Worker(
             client,
@@ -108,6 +114,9 @@ async def open_worker(client: Client, settings: Settings, store: SqlStore) -> As
                 webhooks.deliver_event,
             ],
             workflow_runner=SANDBOX_RUNNER,
+            # Log lines of a step activity name its checkout and step (tracing's interceptor,
+            # when on, comes from the client).
+            interceptors=[LogContextInterceptor()],
             max_concurrent_activities=settings.max_concurrent_activities,
             max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
             max_cached_workflows=settings.max_cached_workflows,

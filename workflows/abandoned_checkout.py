@@ -11,10 +11,10 @@ import functools
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.common import RetryPolicy, SearchAttributeUpdate, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ActivityCancellationType
 
@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         RecoveryResult,
         step_key,
     )
+    from domain.flow_state import CarriedState
     from domain.policy import EmailStep, NotificationStep, RecoveryPolicy, Step
     from domain.schedule import (
         FlowProgress,
@@ -102,6 +103,16 @@ DEDUPE_UNDATED_UPDATES = "dedupe-undated-updates"
 """An undated cart update with the content the flow holds is a redelivery, not a change."""
 STOP_CANCELS_STAFF_STEP = "stop-cancels-staff-step"
 """A stop signal cancels a staff step's activity still retrying, instead of waiting for it."""
+CONTINUE_AS_NEW = "continue-as-new"
+"""A flow whose history passes HISTORY_LIMIT (or that the server suggests it) continues as new
+with its state (domain/flow_state.py) while it waits between steps or listens. Asked once, at
+the start of a run: a flow started before the change never continues, and replays as it ran."""
+
+HISTORY_LIMIT = 1_000
+"""Events in one run's history past which the flow continues as new. A flow without cart
+updates stays far below (some 20 events a step); each update adds 4 to 6. Temporal warns at
+10,240 events and fails a run at 51,200; the history is what a worker replays, so it stays
+small."""
 
 _NOT_CONTENT = frozenset(
     {
@@ -155,6 +166,32 @@ class AbandonedCheckoutWorkflow:
         self._publishes = flow.publish_search_attributes
         self._last_update: datetime | None = None
         """The updatedDate of the newest cart update applied."""
+        self._flow = flow
+        self._next_step = 0
+        """The index of the policy step to run next."""
+        self._listen_until: datetime | None = None
+        self._continues = False
+        """Whether this run may continue as new (patch CONTINUE_AS_NEW, asked in run)."""
+        self._runs = 1
+        if flow.carried is not None:
+            self._take_over(flow.carried)
+
+    def _take_over(self, carried: CarriedState) -> None:
+        """A run continued as new: the state the run before left, instead of a fresh start."""
+        self._checkout = carried.checkout
+        self._progress = carried.progress
+        self._steps_run = carried.steps_run
+        self._next_step = carried.next_step
+        self._anchor = carried.anchor
+        self._last_update = carried.last_update
+        self._listen_until = carried.listen_until
+        if carried.recovered:
+            self._recovery = RecoveredSignal(
+                order_id=carried.order_id, recovered_at=carried.recovered_at
+            )
+        self._cancelled = carried.cancelled
+        self._buyer_purchased = carried.buyer_purchased
+        self._runs = carried.runs + 1
 
     @workflow.run
     async def run(self, flow: RecoveryInput) -> RecoveryResult:
@@ -163,20 +200,26 @@ class AbandonedCheckoutWorkflow:
         # waits, decide_step rules each one out at once, and the flow still listens for a
         # recovery.
         stale = is_stale(policy, flow.abandoned_at, flow.reported_at)
-        for index, step in enumerate(policy.steps):
+        self._continues = workflow.patched(CONTINUE_AS_NEW)
+        # A continued run starts at the step the run before had not run yet.
+        for index in range(self._next_step, len(policy.steps)):
+            step = policy.steps[index]
             if stale:
                 # No wait for a stale report to be stopped in; the steps check for a stop
                 # themselves (patched: before it, they recorded stale_report all the same).
                 if self._stopped and workflow.patched(STALE_REPORT_STOPS):
                     break
             elif not await self._sleep_until(
-                functools.partial(self._step_due, step), wake_on_schedule_change=True
+                functools.partial(self._step_due, step),
+                wake_on_schedule_change=True,
+                may_continue=True,
             ):
                 break
             self._publish(STEP_ATTRIBUTE.value_set(index + 1))
             if not await self._run_step(index, step):
                 break
             self._steps_run += 1
+            self._next_step = index + 1
         else:
             await self._listen_for_recovery()
         result = await self._close()
@@ -265,30 +308,45 @@ class AbandonedCheckoutWorkflow:
         *,
         wake_on_schedule_change: bool = False,
         or_until: Callable[[], bool] | None = None,
+        may_continue: bool = False,
     ) -> bool:
         """Sleep on a durable timer until `due()`; False as soon as the flow must stop instead.
 
         With `wake_on_schedule_change`, a schedule change (a cart update under on_cart_update =
         "reset") wakes the sleep, and it goes on until the due time `due()` now gives. With
-        `or_until`, the sleep also ends (True) as soon as `or_until()` holds.
+        `or_until`, the sleep also ends (True) as soon as `or_until()` holds. With
+        `may_continue` (a wait the carried state describes whole: between steps, or listening),
+        a history grown past its limit continues the flow as new from within the sleep, and
+        the new run sleeps on until the same due time.
         """
 
         def ended() -> bool:
             return or_until is not None and or_until()
+
+        def must_continue() -> bool:
+            return may_continue and self._history_full()
 
         while True:
             changes = self._schedule_changes
 
             def woken(seen: int = changes) -> bool:
                 rescheduled = wake_on_schedule_change and self._schedule_changes != seen
-                return self._stopped or rescheduled or ended()
+                return self._stopped or rescheduled or ended() or must_continue()
 
             remaining = due() - workflow.now()
-            if not self._stopped and not ended() and remaining > timedelta(0):
+            if (
+                not self._stopped
+                and not ended()
+                and not must_continue()
+                and remaining > timedelta(0)
+            ):
                 with contextlib.suppress(asyncio.TimeoutError):
                     await workflow.wait_condition(woken, timeout=remaining)
             if self._stopped:
                 return False
+            if must_continue():
+                await self._continue_as_new()
+                continue  # a stop came while the handlers finished
             if ended():
                 return True
             if not wake_on_schedule_change or self._schedule_changes == changes:
@@ -296,8 +354,68 @@ class AbandonedCheckoutWorkflow:
 
     async def _listen_for_recovery(self) -> None:
         """After the last step: the policy's listen_window, or until the flow must stop."""
-        listen_until = workflow.now() + self._policy.listen_window
-        await self._sleep_until(lambda: listen_until)
+        if self._listen_until is None:
+            self._listen_until = workflow.now() + self._policy.listen_window
+        listen_until = self._listen_until
+        await self._sleep_until(lambda: listen_until, may_continue=True)
+
+    # --- continue-as-new ---------------------------------------------------------------------
+
+    def _history_full(self) -> bool:
+        """Whether this run's history is long enough to continue as new (patched runs only)."""
+        if not self._continues:
+            return False
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() >= HISTORY_LIMIT
+        )
+
+    async def _continue_as_new(self) -> None:
+        """Close this run and start the next with the flow's state; returns only when a stop
+        came meanwhile (the flow then stops in this run).
+
+        Signals are not lost at the boundary: their handlers only change state, which is taken
+        after every handler has finished; one that reaches the server after this run's last
+        workflow task started makes the server refuse the continue-as-new and hand the signal
+        to a new task of this run, which decides again.
+        """
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        if self._stopped:
+            return
+        carried = self._carried()
+        workflow.logger.info(
+            "Continuing as new after %s events (run %s, next step %s)",
+            workflow.info().get_current_history_length(),
+            self._runs,
+            carried.next_step + 1,
+        )
+        self._continue(self._flow.model_copy(update={"carried": carried}))
+
+    def _carried(self) -> CarriedState:
+        recovery = self._recovery
+        return CarriedState(
+            checkout=self._checkout,
+            next_step=self._next_step,
+            steps_run=self._steps_run,
+            progress=self._progress,
+            anchor=self._anchor,
+            last_update=self._last_update,
+            listen_until=self._listen_until,
+            recovered=recovery is not None,
+            order_id=recovery.order_id if recovery else None,
+            recovered_at=recovery.recovered_at if recovery else None,
+            cancelled=self._cancelled,
+            buyer_purchased=self._buyer_purchased,
+            runs=self._runs,
+        )
+
+    def _continue(self, flow: RecoveryInput) -> NoReturn:
+        # The new run keeps the search attributes this one published (status, step reached).
+        attributes: TypedSearchAttributes | None = None
+        if self._publishes:
+            attributes = workflow.info().typed_search_attributes
+        workflow.continue_as_new(flow, search_attributes=attributes)
 
     def _step_due(self, step: Step) -> datetime:
         """When the step may run, counted from the (possibly moved) anchor."""

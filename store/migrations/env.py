@@ -5,6 +5,7 @@ from typing import Any, Literal
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
 
+from store.migrate import log_applied
 from store.schema import UtcDateTime, metadata
 
 
@@ -28,6 +29,7 @@ context.configure(
     # Alembic compares UtcDateTime by its implementation type, DateTime(timezone=True).
     compare_type=True,
     render_item=render_item,
+    on_version_apply=log_applied,
 )
 with context.begin_transaction():
     context.run_migrations()

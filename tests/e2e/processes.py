@@ -318,6 +318,10 @@ class EngineConfig:
             "CHECKOUT_RECOVERY_SHOP_NAME": "Test Shop",
             "CHECKOUT_RECOVERY_SHUTDOWN_GRACE_SECONDS": "2",
             "CHECKOUT_RECOVERY_HANDOFF_INTERVAL_SECONDS": "1",
+            # No metrics listeners unless a test asks (extra): several parts, and several
+            # tests at once, would otherwise all want the default ports.
+            "CHECKOUT_RECOVERY_WORKER_METRICS_ADDRESS": "",
+            "CHECKOUT_RECOVERY_API_METRICS_ADDRESS": "",
             **self.extra,
         }
 

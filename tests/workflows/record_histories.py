@@ -47,7 +47,7 @@ from domain.flow import (
     workflow_id_for,
 )
 from domain.policy import RecoveryPolicy, parse_policy
-from domain.steps import CREATE_TASK
+from domain.steps import CREATE_TASK, SEND_EMAIL
 from service.checkouts import CheckoutService
 from store.sql import SqlStore
 from tests.support import (
@@ -63,7 +63,7 @@ from tests.workflows.stand_ins import StandIns, raising
 from workers.policy_files import load_policy
 from workers.search_attributes import registered_or_unreachable
 from workers.worker import SANDBOX_RUNNER
-from workflows.abandoned_checkout import AbandonedCheckoutWorkflow
+from workflows.abandoned_checkout import HISTORY_LIMIT, AbandonedCheckoutWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 NO_CAP = {"window": "0s"}
@@ -436,6 +436,41 @@ async def _record_task_step_cancelled_while_failing(env: WorkflowEnvironment) ->
         await _save(handle, name)
 
 
+async def _record_continued_as_new(env: WorkflowEnvironment) -> None:
+    """Patch "continue-as-new": cart updates after the first email push the history past
+    HISTORY_LIMIT; the flow continues as new and the second run sends step 2. Both runs are
+    recorded: the first ends in the continue-as-new, the second starts from the carried state.
+    One update at a time near the limit (the time-skipping server mishandles a signal racing
+    the continue-as-new; tests/workflows/test_continue_as_new.py says how)."""
+    name = "continued_as_new"
+    now = await env.get_current_time()
+    stand_ins = StandIns()
+    async with _stand_in_worker(env, stand_ins) as task_queue:
+        handle = await env.client.start_workflow(
+            AbandonedCheckoutWorkflow.run,
+            _flow_input(name, _policy(*TWO_EMAILS), now, timedelta(0)),
+            id=workflow_id_for(f"replay-{name}"),
+            task_queue=task_queue,
+        )
+        await env.sleep(timedelta(hours=2))
+        await stand_ins.called(SEND_EMAIL)
+        latest = env.client.get_workflow_handle(handle.id)
+        base = sample_checkout(checkoutId=f"replay-{name}", buyerInfo=_buyer(name))
+        number = 0
+        while (await latest.describe()).run_id == handle.first_execution_run_id:
+            update = base.model_copy(
+                update={"updated_date": now + timedelta(hours=2, milliseconds=number)}
+            )
+            await latest.signal(CHECKOUT_UPDATED_SIGNAL, update)
+            number += 1
+            if (await latest.describe()).history_length >= HISTORY_LIMIT - 40:
+                await asyncio.sleep(0.2)
+        await handle.result()
+        first = env.client.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id)
+        await _save(first, f"{name}_first_run")
+        await _save(env.client.get_workflow_handle(handle.id), f"{name}_second_run")
+
+
 async def _record_search_attributes(store: SqlStore, smtp_port: int) -> None:
     """A flow that publishes CheckoutRecoveryStatus and CheckoutRecoveryStep (patch
     "search-attributes"), recovered after its first email.
@@ -514,6 +549,7 @@ async def _record_current(
             "task_step_cancelled_while_failing",
             lambda: _record_task_step_cancelled_while_failing(env),
         ),
+        ("continued_as_new_second_run", lambda: _record_continued_as_new(env)),
     ]
     for name, record in recordings:
         if _wanted(name):

@@ -40,6 +40,8 @@ RECORDED = {
     "retry_window_to_next_send_time",  # retry-window-to-next-send
     "undated_update_repeated",  # dedupe-undated-updates
     "task_step_cancelled_while_failing",  # stop-cancels-staff-step
+    "continued_as_new_first_run",  # continue-as-new: the run that continues
+    "continued_as_new_second_run",  # continue-as-new: the run that takes the carried state
 }
 
 
