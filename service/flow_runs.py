@@ -21,8 +21,10 @@ RPC_TIMEOUT = timedelta(seconds=5)
 async def run_ids(client: Client, workflow_id: str) -> list[str]:
     """Every run id of the flow still held by Temporal, the latest first ([] when none is).
 
-    A run already deleted ends the walk: an erase deletes the oldest runs first, so after an
-    interrupted erase the runs left are the newest ones and the walk still reaches them all.
+    A run already deleted ends the walk: an erase asks for the oldest runs first, so after an
+    interrupted erase the runs not yet asked for are the newest ones and the walk still reaches
+    them all. (The server deletes a closed run some seconds after accepting the request; one it
+    has accepted is as good as gone.)
     """
     try:
         latest = await client.get_workflow_handle(workflow_id).describe(rpc_timeout=RPC_TIMEOUT)
