@@ -39,6 +39,8 @@ def worker_env(
             "CHECKOUT_RECOVERY_LINK_SIGNING_SECRET": "bench-link-secret",
             "CHECKOUT_RECOVERY_SMTP_HOST": "127.0.0.1",
             "CHECKOUT_RECOVERY_SMTP_PORT": str(smtp_port),
+            # No metrics listener: a fixed port would collide with a local `./run dev`.
+            "CHECKOUT_RECOVERY_WORKER_METRICS_ADDRESS": "",
             "CHECKOUT_RECOVERY_MAIL_FROM": "Bench Shop <recovery@shop.test>",
             "CHECKOUT_RECOVERY_SHOP_NAME": "Bench Shop",
             # A reconcile pass reads every flow: not what a worker does most of the time, and

@@ -1,3 +1,4 @@
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -7,6 +8,15 @@ from temporalio.testing import WorkflowEnvironment
 from store.sql import SqlStore
 from tests.postgres import PostgresServer, postgres_server
 from tests.support import SmtpServer, smtp_server, start_dev_server, start_time_skipping
+
+# The engine processes the tests start inherit this environment. Their metrics listeners default
+# to fixed ports, which two processes of one test (or a local `./run dev`) would both want; the
+# tests of metrics set their own free ports.
+for _listener in (
+    "CHECKOUT_RECOVERY_WORKER_METRICS_ADDRESS",
+    "CHECKOUT_RECOVERY_API_METRICS_ADDRESS",
+):
+    os.environ.setdefault(_listener, "")
 
 
 @pytest.fixture

@@ -7,7 +7,16 @@ own metrics into its meter. Processes that start none (the CLI's short commands,
 SDK's default runtime, with no metrics.
 """
 
-from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+import logging
+
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    PrometheusConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
 
 from telemetry import metrics
 
@@ -44,12 +53,18 @@ def start_metrics(address: str) -> Runtime | None:
     try:
         runtime = Runtime(
             telemetry=TelemetryConfig(
+                # The SDK core's own warnings go through Python logging, so they get the chosen
+                # format (one JSON object per line) and the email masking like every other line.
+                logging=LoggingConfig(
+                    filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+                    forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+                ),
                 metrics=PrometheusConfig(
                     bind_address=address,
                     counters_total_suffix=True,
                     durations_as_seconds=True,
                     histogram_bucket_overrides=metrics.histogram_buckets(),
-                )
+                ),
             )
         )
     except ValueError as err:  # the SDK's core reports a bind failure so
