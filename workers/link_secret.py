@@ -59,15 +59,29 @@ def dashboard_secret(settings: Settings) -> str:
     return _fallback(settings.data_dir, DASHBOARD_SECRET_FILE, DASHBOARD_SECRET_ENV)
 
 
+LOCAL_KEY_ID = "local"
+"""The id of the webhook-secret key derived from the data folder's secret file."""
+
+
 def webhook_secret_box(settings: Settings) -> SecretBox:
     """Seals subscribers' signing secrets in the store: the keys of
     CHECKOUT_RECOVERY_WEBHOOK_SECRET_KEYS ("id:base64key", comma-separated, the first seals), or
     one derived from a secret generated into the data folder."""
     configured = settings.webhook_secret_keys
     if configured:
-        return SecretBox(parse_codec_keys(configured.get_secret_value()), WEBHOOK_KEYS_ENV)
+        keys = parse_codec_keys(configured.get_secret_value())
+        # Secrets sealed before the variable was set used the data folder's key: it still opens
+        # them (the configured keys seal), so setting the variable later loses no subscription.
+        # (The box tells keys apart by fingerprint; the name only has to differ from theirs.)
+        if (settings.data_dir / WEBHOOK_KEY_FILE).exists():
+            text = local_secret(settings.data_dir, WEBHOOK_KEY_FILE)
+            keys = {
+                **keys,
+                f"{LOCAL_KEY_ID} (data folder)": derived_key(text, "webhook-secret-key"),
+            }
+        return SecretBox(keys, WEBHOOK_KEYS_ENV)
     text = _fallback(settings.data_dir, WEBHOOK_KEY_FILE, WEBHOOK_KEYS_ENV)
-    return SecretBox({"local": derived_key(text, "webhook-secret-key")}, WEBHOOK_KEYS_ENV)
+    return SecretBox({LOCAL_KEY_ID: derived_key(text, "webhook-secret-key")}, WEBHOOK_KEYS_ENV)
 
 
 _warned: set[Path] = set()

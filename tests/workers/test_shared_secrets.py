@@ -134,3 +134,21 @@ async def test_subscription_secrets_rest_sealed_in_the_store(
         assert await sealed_store.target(made.id) == ("https://hooks.example/a", WEBHOOK_SECRET)
     finally:
         await store.close()
+
+
+def test_setting_the_keys_later_still_opens_what_the_data_folders_key_sealed(
+    tmp_path: Path,
+) -> None:
+    before = webhook_secret_box(_settings(tmp_path))
+    sealed = before.seal(WEBHOOK_SECRET, "sub-1")
+
+    configured = generate_codec_key()
+    after = webhook_secret_box(_settings(tmp_path, webhook_secret_keys=SecretStr(configured)))
+    assert after.open(sealed, "sub-1") == WEBHOOK_SECRET
+    # New secrets are sealed with the configured key: a process without the folder opens them.
+    resealed = after.seal(WEBHOOK_SECRET, "sub-2")
+    elsewhere = tmp_path / "elsewhere"
+    other = webhook_secret_box(_settings(elsewhere, webhook_secret_keys=SecretStr(configured)))
+    assert other.open(resealed, "sub-2") == WEBHOOK_SECRET
+    with pytest.raises(SecretUnreadableError):
+        other.open(sealed, "sub-1")
