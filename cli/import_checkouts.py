@@ -34,6 +34,8 @@ from domain.errors import InvalidInputError
 from domain.policy import RecoveryPolicy
 from domain.report import NotJsonError, load_json, parse_report
 from service.checkouts import CheckoutErasedError, CheckoutService
+from service.reporting_policy import policy_for_reports
+from store.engine_policy import EnginePolicyStore
 from workers.resources import open_service
 from workers.settings import Settings
 from workers.worker import check_policy
@@ -61,6 +63,9 @@ class ImportReport:
     """Reported before (by an earlier import, the API, or an earlier line): no new flow."""
     blank: int = 0
     bad: list[BadLine] = field(default_factory=list)
+    policy: str = ""
+    """The policy the new flows got, and why (service.reporting_policy)."""
+    policy_source: str = ""
 
     def to_json_dict(self, source: Path) -> dict[str, Any]:
         return {
@@ -71,6 +76,7 @@ class ImportReport:
             "blankLines": self.blank,
             "badLines": len(self.bad),
             "errors": [{"line": bad.line, "error": bad.error} for bad in self.bad],
+            "policy": {"name": self.policy, "source": self.policy_source},
         }
 
 
@@ -95,12 +101,20 @@ def _numbered_lines(source: Path) -> Iterator[tuple[int, bytes]]:
 async def import_lines(
     source: Path,
     settings: Settings,
-    policy: RecoveryPolicy,
+    override: RecoveryPolicy | None,
     on_line: Callable[[int, int], None] = lambda number, size: None,
 ) -> ImportReport:
-    """Report every line of `source`; `on_line(number, bytes)` follows the reading."""
+    """Report every line of `source` with the policy service.reporting_policy chooses (`override`
+    is --policy's); `on_line(number, bytes)` follows the reading."""
     report = ImportReport()
     async with open_service(settings) as service:
+        chosen = await policy_for_reports(
+            EnginePolicyStore(service.store.engine),
+            override=override,
+            configured=lambda: checked_policy(settings.policy, lambda: check_policy(settings)),
+        )
+        policy = chosen.policy
+        report.policy, report.policy_source = policy.name, chosen.source
         pending: set[asyncio.Task[None]] = set()
         for number, raw in _numbered_lines(source):
             report.lines = number
@@ -160,8 +174,11 @@ def import_file(
 ) -> None:
     """Report abandoned checkouts from a JSON Lines file; bad lines are listed, not fatal."""
     _require_readable(file)
-    settings = settings_or_fail(policy)
-    recovery_policy = checked_policy(settings.policy, lambda: check_policy(settings))
+    settings = settings_or_fail()
+    override = None
+    if policy is not None:
+        named = settings.model_copy(update={"policy": policy})
+        override = checked_policy(policy, lambda: check_policy(named))
     progress = Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -178,7 +195,7 @@ def import_file(
             progress.update(bar, advance=size, lines=number)
 
         try:
-            report = run_command(import_lines(file, settings, recovery_policy, on_line))
+            report = run_command(import_lines(file, settings, override, on_line))
         except Exception:
             # The import stopped (the store or Temporal failed): its error is the one line to
             # read. Without a terminal, rich would print the bar's last state once more first.
@@ -215,7 +232,7 @@ def _print_report(source: Path, report: ImportReport) -> None:
     summary.add_row("bad lines", str(len(report.bad)))
     if report.blank:
         summary.add_row("blank lines", str(report.blank))
-    out.print(f"{source}: {report.lines} lines")
+    out.print(f"{source}: {report.lines} lines, policy {report.policy} ({report.policy_source})")
     out.print(summary)
     if report.bad:
         bad = Table("Line", "Error", title="Bad lines (fix them and import the file again)")

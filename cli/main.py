@@ -37,6 +37,8 @@ from domain.checkout import AbandonedCheckout
 from domain.policy import RecoveryPolicy
 from domain.report import parse_report, parse_update
 from service.checkouts import CheckoutService
+from service.reporting_policy import policy_for_reports
+from store.engine_policy import EnginePolicyStore
 from telemetry import tracing
 from telemetry.logs import configure_logging
 from workers.api_server import build_app, dev_api_key, serving
@@ -90,8 +92,12 @@ def _read_checkout(source: str, parse: Callable[[object], AbandonedCheckout]) ->
 
 @app.command()
 def dev(policy: PolicyOption = None) -> None:
-    """Run everything locally: Temporal dev server (with Web UI), SMTP server, store and worker."""
-    settings = _settings(policy)
+    """Run everything locally: Temporal dev server (with Web UI), SMTP server, store and worker.
+
+    Runs the demo policy (emails seconds apart) unless --policy or CHECKOUT_RECOVERY_POLICY
+    names another."""
+    defaulted = policy is None and POLICY_SETTING not in os.environ
+    settings = _settings(DEV_POLICY if defaulted else policy)
     _configure_telemetry(settings, "dev")
     recovery_policy = _checked_policy(settings)
     _require_dev_ports(settings)
@@ -115,10 +121,15 @@ def dev(policy: PolicyOption = None) -> None:
             app = build_app(settings, service, store, recovery_policy, smtp.folder)
             async with serving(app, settings.api_host, settings.api_port):
                 key = await dev_api_key(store, settings.data_dir)
-                _print_banner(settings, smtp.folder, key)
+                _print_banner(settings, smtp.folder, key, defaulted)
                 await run_until_stopped(worker, stop)
 
     run_command(run())
+
+
+DEV_POLICY = "demo"
+"""What `dev` runs when nothing names a policy: a newcomer sees the first email within seconds."""
+POLICY_SETTING = "CHECKOUT_RECOVERY_POLICY"
 
 
 def _require_dev_ports(settings: Settings) -> None:
@@ -146,7 +157,7 @@ def _metrics_line(settings: Settings) -> str:
     return f"http://{address}/metrics  (the SDK's, the worker's and the API's)"
 
 
-def _print_banner(settings: Settings, folder: Path, api_key: str) -> None:
+def _print_banner(settings: Settings, folder: Path, api_key: str, defaulted: bool) -> None:
     api = f"http://{settings.api_host}:{settings.api_port}"
     typer.echo(
         "\nCheckout recovery dev stack is running (Ctrl-C stops it)\n"
@@ -161,14 +172,25 @@ def _print_banner(settings: Settings, folder: Path, api_key: str) -> None:
         f"  Metrics           {_metrics_line(settings)}\n"
         f"  Received mail     {folder.resolve()}  (list it: checkout-recovery mail)\n"
         f"  Store             {settings.store_url}\n"
-        f"  Default policy    {settings.policy}\n"
-        "\nTry it, in another terminal (emails arrive within 30 seconds):\n"
+        f"  Policy            {_policy_line(settings, defaulted)}\n"
+        "\nTry it, in another terminal: report the example checkout, with either command (the"
+        " second\nanswers that it is already reported)"
+        f"{' and the first email arrives within 15 seconds' if defaulted else ''}:\n"
         f'  curl -H "Authorization: Bearer {api_key}" -H "Content-Type: application/json" \\\n'
         f"       -d @examples/checkout.json {api}/ecom/v1/abandoned-checkout\n"
-        "  ./run cli start examples/checkout.json --policy demo\n"
+        "  ./run cli start examples/checkout.json\n"
         "  ./run cli show ID      ./run cli mail      ./run cli recover ID\n"
         "(with the package installed: checkout-recovery start ..., and so on)\n"
     )
+
+
+def _policy_line(settings: Settings, defaulted: bool) -> str:
+    if defaulted:
+        return (
+            f"{DEV_POLICY} (dev's default: emails at 10 s and 25 s, a staff task at 40 s; "
+            "--policy or CHECKOUT_RECOVERY_POLICY runs another)"
+        )
+    return settings.policy
 
 
 def _codec_line(settings: Settings) -> str:
@@ -231,16 +253,26 @@ def start(
     ],
     policy: PolicyOption = None,
 ) -> None:
-    """Report an abandoned checkout and start its recovery flow; prints its id."""
-    settings = _settings(policy)
+    """Report an abandoned checkout and start its recovery flow; prints its id.
+
+    The flow gets the running engine's policy (the one its workers published as they started);
+    --policy overrides it for this checkout. Which one it got is said on stderr."""
+    settings = _settings()
     checkout = _read_checkout(file, parse_report)
-    recovery_policy = _checked_policy(settings)
+    override = _checked_policy(_settings(policy)) if policy else None
 
     async def run() -> None:
         async with open_service(settings) as service:
-            outcome = await service.report(checkout, recovery_policy)
+            chosen = await policy_for_reports(
+                EnginePolicyStore(service.store.engine),
+                override=override,
+                configured=lambda: _checked_policy(settings),
+            )
+            outcome = await service.report(checkout, chosen.policy)
         typer.echo(outcome.checkout_id)
-        if not outcome.new:
+        if outcome.new:
+            typer.echo(f"policy: {chosen.policy.name} ({chosen.source})", err=True)
+        else:
             typer.echo("(already reported: its existing flow goes on)", err=True)
 
     run_command(run())

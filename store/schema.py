@@ -224,6 +224,18 @@ flow_commands = Table(
     Column("last_error", String(500)),
 )
 
+engine_policy = Table(
+    "engine_policy",
+    metadata,
+    # One row: the policy the workers run, as the last one to start published it, so that a
+    # command reporting a checkout (`start`, `import`) gives it the running engine's policy
+    # rather than whatever its own shell happens to configure.
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("configured_as", String(1000), nullable=False),
+    Column("policy", Text, nullable=False),
+    Column("published_date", UtcDateTime(), nullable=False),
+)
+
 link_clicks = Table(
     "link_clicks",
     metadata,

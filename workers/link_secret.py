@@ -69,7 +69,7 @@ def webhook_secret_box(settings: Settings) -> SecretBox:
     one derived from a secret generated into the data folder."""
     configured = settings.webhook_secret_keys
     if configured:
-        keys = parse_codec_keys(configured.get_secret_value())
+        keys: dict[str, bytes] = dict(parse_codec_keys(configured.get_secret_value()))
         # Secrets sealed before the variable was set used the data folder's key: it still opens
         # them (the configured keys seal), so setting the variable later loses no subscription.
         # (The box tells keys apart by fingerprint; the name only has to differ from theirs.)

@@ -23,6 +23,7 @@ from activities.webhooks import WebhookActivities
 from domain.policy import RecoveryPolicy
 from service.handoff import Handoff
 from service.reconciler import Reconciler
+from store.engine_policy import EnginePolicyStore
 from store.outbox import Outbox
 from store.sql import SqlStore
 from store.subscriptions import SubscriptionStore
@@ -69,6 +70,8 @@ async def open_worker(client: Client, settings: Settings, store: SqlStore) -> As
     # Fails here, before polling, when the policy or one of its templates is wrong (the check
     # renders with the worker's own renderer, which keeps the compiled templates).
     policy = check_policy(settings, renderer)
+    # Commands reporting from elsewhere give their checkouts this one (service.reporting_policy).
+    await EnginePolicyStore(store.engine).publish(policy, settings.policy)
     pool = SmtpPool(settings.smtp_config())
     secret = settings.notification_signing_secret
     async with (

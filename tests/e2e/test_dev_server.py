@@ -20,6 +20,7 @@ from tests.support import REPO, SmtpServer, body_text, engine_settings, eventual
 from workers.policy_files import load_policy
 
 CLI = str(Path(sys.executable).parent / "checkout-recovery")
+POLICY = "CHECKOUT_RECOVERY_POLICY"
 
 
 def _cli(
@@ -46,11 +47,14 @@ async def test_demo_policy_email_arrives_and_store_matches_the_flow(
     settings = engine_settings(smtp.port, data_dir=tmp_path, policy="demo")
     store = SqlStore.from_url(settings.store_url)
     await store.create_schema()
-    env = _cli_env(dev_server_env, tmp_path, settings.task_queue)
+    # The CLI's own configuration names another policy: the checkout still gets the running
+    # engine's (its worker published demo as it started).
+    env = {**_cli_env(dev_server_env, tmp_path, settings.task_queue), POLICY: "default"}
     try:
         async with running_engine(dev_server_env.client, store, settings):
-            started = _cli(env, "start", "examples/checkout.json", "--policy", "demo")
+            started = _cli(env, "start", "examples/checkout.json")
             assert started.returncode == 0, started.stderr
+            assert "policy: demo (the running engine's, published at" in started.stderr
             checkout_id = started.stdout.strip()
             workflow_id = workflow_id_for(checkout_id)
 
@@ -99,6 +103,35 @@ async def test_demo_policy_email_arrives_and_store_matches_the_flow(
     assert [a["type"] for a in record["activities"]] == ["SCHEDULED", "EMAIL_SENT"]
     assert missing.returncode == 3
     assert "no abandoned checkout with id 'no-such-checkout'" in missing.stderr
+
+
+async def test_policy_on_start_overrides_the_running_engines_and_says_so(
+    dev_server_env: WorkflowEnvironment, smtp: SmtpServer, tmp_path: Path
+) -> None:
+    settings = engine_settings(smtp.port, data_dir=tmp_path, policy="demo")
+    store = SqlStore.from_url(settings.store_url)
+    await store.create_schema()
+    env = _cli_env(dev_server_env, tmp_path, settings.task_queue)
+    try:
+        async with running_engine(dev_server_env.client, store, settings):
+            started = _cli(env, "start", "examples/checkout.json", "--policy", "default")
+            assert started.returncode == 0, started.stderr
+            shown = _cli(env, "show", started.stdout.strip())
+    finally:
+        await store.close()
+    assert "policy: default (--policy override)" in started.stderr
+    assert json.loads(shown.stdout)["policy"]["name"] == "default"
+
+
+async def test_before_any_worker_started_start_uses_its_own_configuration(
+    dev_server_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    env = {**_cli_env(dev_server_env, tmp_path, "no-worker-yet"), POLICY: "demo"}
+    started = _cli(env, "start", "examples/checkout.json")
+    assert started.returncode == 0, started.stderr
+    assert "policy: demo (this command's configuration: no worker has started yet)" in (
+        started.stderr
+    )
 
 
 def _first_message(smtp: SmtpServer):
