@@ -102,7 +102,16 @@ def create_app(parts: ApiParts) -> FastAPI:
         )
         codec_paths.append(SESSION_CODEC_PATH)
     if parts.dashboard is not None:
-        app.include_router(dashboard_router(parts.dashboard, parts.store, auth))
+        app.include_router(
+            dashboard_router(
+                parts.dashboard,
+                parts.store,
+                auth,
+                parts.service.client,
+                parts.policy,
+                service=parts.service,
+            )
+        )
 
     @app.get("/healthz", tags=["service"], summary="Liveness: the service answers")
     async def healthz() -> dict[str, str]:

@@ -5,22 +5,15 @@ and `history` reads the flow's event history there. `recover` and `cancel` go th
 CheckoutService as the HTTP API, so the store is written before the flow is told.
 """
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
 from rich.table import Column, Table
-from temporalio.client import Client, WorkflowHandle
-from temporalio.converter import DataConverter
+from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from cli.history_summary import (
-    HistoryRow,
-    decode_failure_messages,
-    summarise_history,
-)
 from cli.output import JsonFlag, console, iso, shown
 from cli.support import (
     BadInputError,
@@ -35,12 +28,13 @@ from cli.support import (
 from domain.checkout import AbandonedCheckout, BuyerIdentity, CheckoutStatus
 from domain.durations import parse_moment
 from domain.errors import InvalidInputError, describe_validation_error
-from domain.flow import RecoveryInput, workflow_id_for
+from domain.flow import workflow_id_for
 from domain.policy import RecoveryPolicy
 from domain.query import MAX_LIMIT, CheckoutPage, parse_query
-from domain.schedule import plan
 from service.checkouts import BuyerRecovery, CheckoutNotFoundError
 from service.flow_runs import fetch_flow_history
+from service.flow_view import FlowState, NextStep, describe_flow, planned_next_step
+from service.history_summary import HistoryRow, decode_failure_messages, summarise_history
 from service.reconciler import Reconciler, ReconcileReport
 from store.sql import SqlStore
 from workers.policy_files import load_policy
@@ -186,71 +180,6 @@ def _print_page(page: CheckoutPage) -> None:
 # --- show ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class FlowState:
-    """The checkout's workflow as Temporal describes it."""
-
-    workflow_id: str
-    status: str
-    """RUNNING, COMPLETED, CANCELED, TERMINATED, ...; NOT_FOUND when Temporal has no such flow
-    (never started, or past retention); UNREACHABLE when Temporal could not be asked."""
-    link: str
-    start_time: datetime | None = None
-    close_time: datetime | None = None
-    flow_input: RecoveryInput | None = None
-    problem: str | None = None
-
-    def to_json_dict(self) -> dict[str, Any]:
-        found = {
-            "workflowId": self.workflow_id,
-            "status": self.status,
-            "startTime": iso(self.start_time),
-            "closeTime": iso(self.close_time),
-            "link": self.link,
-        }
-        return found | ({"error": self.problem} if self.problem else {})
-
-
-@dataclass(frozen=True)
-class NextStep:
-    number: int
-    """Counted from 1, as activity entries count steps."""
-    action: str
-    template: str
-    due: datetime
-    outcome: str
-    """What it will do, as `policy check` says it: send, run, or skip: <reason>."""
-
-    def to_json_dict(self) -> dict[str, Any]:
-        return {
-            "step": self.number,
-            "action": self.action,
-            "template": self.template,
-            "dueDate": iso(self.due),
-            "outcome": self.outcome,
-        }
-
-
-def next_step(
-    policy: RecoveryPolicy, checkout: AbandonedCheckout, abandoned_at: datetime
-) -> NextStep | None:
-    """The first policy step after the last one with an activity entry, as `policy check`
-    plans it (domain.schedule.plan): its due time (a step already due at the report runs then;
-    an email waits for the send window, in the buyer's zone) and what it will do (send, run, or
-    skip for holdout, a stale or overdue report, failed conditions or consent). None when every
-    step has run.
-
-    A step that is retrying, deferred by the frequency cap, or re-timed by a cart update under
-    `on_cart_update = "reset"` runs later (its timers are in `checkouts history`).
-    """
-    entries = checkout.activities
-    done = max((entry.step for entry in entries if entry.step is not None), default=0)
-    if done >= len(policy.steps):
-        return None
-    planned = plan(policy, checkout, abandoned_at, checkout.scheduled_at or abandoned_at)[done]
-    return NextStep(planned.number, planned.action, planned.template, planned.due, planned.outcome)
-
-
 @checkouts_app.command("show")
 def show(checkout_id: IdArgument, as_json: JsonFlag = False) -> None:
     """The checkout, its activity timeline, its next step and its workflow in Temporal."""
@@ -263,11 +192,7 @@ def show(checkout_id: IdArgument, as_json: JsonFlag = False) -> None:
 
     checkout, flow = run_command(run())
     policy, source = _policy(flow, settings)
-    upcoming = None
-    if policy is not None and _may_run_more(checkout, flow):
-        abandoned_at = flow.flow_input.abandoned_at if flow.flow_input else checkout.created_date
-        assert abandoned_at is not None
-        upcoming = next_step(policy, checkout, abandoned_at)
+    upcoming = planned_next_step(checkout, flow, policy)
     if as_json:
         print_json(
             {
@@ -289,47 +214,14 @@ async def _require(store: SqlStore, checkout_id: str) -> AbandonedCheckout:
 
 
 async def _flow_state(settings: Settings, checkout_id: str) -> FlowState:
-    workflow_id = workflow_id_for(checkout_id)
-    link = settings.workflow_link.format(workflow_id=workflow_id)
+    link = settings.workflow_link.format(workflow_id=workflow_id_for(checkout_id))
     try:
         client = await connect(settings)
     except RuntimeError as err:
         # The store's record is still worth showing when Temporal is down.
         problem = f"cannot reach Temporal at {settings.temporal_address}: {temporal_reason(err)}"
-        return FlowState(workflow_id, "UNREACHABLE", link, problem=problem)
-    handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(workflow_id)
-    try:
-        description = await handle.describe()
-        flow_input = await _flow_input(handle, client.data_converter)
-    except RPCError as err:
-        if err.status is RPCStatusCode.NOT_FOUND:
-            return FlowState(workflow_id, "NOT_FOUND", link)
-        return FlowState(workflow_id, "UNREACHABLE", link, problem=f"Temporal: {err}")
-    return FlowState(
-        workflow_id,
-        description.status.name if description.status else "UNKNOWN",
-        link,
-        start_time=description.start_time,
-        close_time=description.close_time,
-        flow_input=flow_input,
-    )
-
-
-async def _flow_input(
-    handle: WorkflowHandle[Any, Any], converter: DataConverter
-) -> RecoveryInput | None:
-    """What the flow was started with: the policy it keeps for its whole life, and its clock."""
-    async for event in handle.fetch_history_events(page_size=1):
-        payloads = event.workflow_execution_started_event_attributes.input
-        try:
-            decoded = await converter.decode_wrapper(payloads, [RecoveryInput])
-        except Exception:
-            # The input only refines the next step; the configured policy stands in when an
-            # older or foreign input cannot be read.
-            return None
-        found = decoded[0] if decoded else None
-        return found if isinstance(found, RecoveryInput) else None
-    return None
+        return FlowState(workflow_id_for(checkout_id), "UNREACHABLE", link, problem=problem)
+    return await describe_flow(client, checkout_id, link)
 
 
 def _policy(flow: FlowState, settings: Settings) -> tuple[RecoveryPolicy | None, str]:
@@ -339,11 +231,6 @@ def _policy(flow: FlowState, settings: Settings) -> tuple[RecoveryPolicy | None,
         return checked_policy(settings.policy, lambda: load_policy(settings.policy)), "configured"
     except (InvalidInputError, BadInputError):
         return None, "none"
-
-
-def _may_run_more(checkout: AbandonedCheckout, flow: FlowState) -> bool:
-    running = flow.status in ("RUNNING", "UNREACHABLE")
-    return running and checkout.status is CheckoutStatus.ABANDONED
 
 
 def _print_checkout(

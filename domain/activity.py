@@ -20,6 +20,9 @@ class ActivityType(StrEnum):
     # to stop (recovered, cancelled, erased, the buyer bought elsewhere). Carries a reason.
     NOTIFICATION_NOT_SENT = "NOTIFICATION_NOT_SENT"
     TASK_NOT_CREATED = "TASK_NOT_CREATED"
+    # Our extension: an operator acted from the dashboard (recovered, cancelled, a task done or
+    # reopened); the reason names the action and the API key's name, e.g. "recovered by Ada".
+    OPERATOR_ACTION = "OPERATOR_ACTION"
 
 
 class NotSentReason(StrEnum):

@@ -74,6 +74,8 @@ FIELDS: dict[str, FieldSpec] = {
     "updatedDate": FieldSpec("updated_date", Kind.DATE, nullable=False),
     "checkoutRecoveredDate": FieldSpec("recovered_date", Kind.DATE, nullable=True),
     "orderId": FieldSpec("order_id", Kind.STRING, nullable=True),
+    # Why an ABANDONED checkout takes no further step (domain.checkout.StopReason); filter only.
+    "stopReason": FieldSpec("stop_reason", Kind.STRING, nullable=True, sortable=False),
     "buyerInfo.email": FieldSpec(
         "buyer_email", Kind.STRING, nullable=True, max_length=MAX_EMAIL_LENGTH
     ),

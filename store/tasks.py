@@ -1,7 +1,7 @@
 """Staff tasks as operators handle them: marking one done.
 
 A companion of SqlStore on its engine (as ApiKeyStore is): SqlStore creates and lists tasks; this
-is the one change staff make to them.
+is the change staff make to them (done, and open again).
 """
 
 from typing import Any
@@ -19,10 +19,20 @@ class TaskStore:
 
     async def mark_done(self, task_id: int) -> StaffTask | None:
         """The task after marking it done (harmless when it was done already); None if unknown."""
+        return await self._set_status(task_id, TaskStatus.DONE)
+
+    async def reopen(self, task_id: int) -> StaffTask | None:
+        """The task after opening it again (harmless when it was open); None if unknown."""
+        return await self._set_status(task_id, TaskStatus.OPEN)
+
+    async def get(self, task_id: int) -> StaffTask | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(tasks).where(tasks.c.id == task_id))).first()
+        return None if row is None else task_from_row(row)
+
+    async def _set_status(self, task_id: int, status: TaskStatus) -> StaffTask | None:
         async with self._engine.begin() as conn:
-            await conn.execute(
-                update(tasks).where(tasks.c.id == task_id).values(status=TaskStatus.DONE)
-            )
+            await conn.execute(update(tasks).where(tasks.c.id == task_id).values(status=status))
             row = (await conn.execute(select(tasks).where(tasks.c.id == task_id))).first()
         return None if row is None else task_from_row(row)
 

@@ -4,31 +4,49 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
+from temporalio.client import Client
 
 from api.auth import Authenticator
+from api.dashboard.actions import ActionPanel, action_panel, actions_router
 from api.dashboard.chart import daily_chart
 from api.dashboard.config import DashboardConfig
-from api.dashboard.filters import ListFilters
+from api.dashboard.filters import REASONS, ListFilters
 from api.dashboard.login import PREFIX, Gate, login_router
 from api.dashboard.mail_view import mail_view
 from api.dashboard.timeline import timeline
 from api.dashboard.views import MAILBOX, page
+from api.dashboard.why import why_view
 from domain.access import ApiKey
 from domain.errors import InvalidInputError
 from domain.flow import workflow_id_for
+from domain.policy import RecoveryPolicy
 from domain.query import parse_query
 from domain.task import TaskStatus
+from service.checkouts import CheckoutService
 from store.sql import SqlStore
 from store.stats import checkout_stats
+from store.tasks import TaskStore
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
 NEWEST_MAIL = 50
+NEWEST_DONE_TASKS = 20
 
 
-def dashboard_router(config: DashboardConfig, store: SqlStore, auth: Authenticator) -> APIRouter:
+def dashboard_router(
+    config: DashboardConfig,
+    store: SqlStore,
+    auth: Authenticator,
+    temporal: Client | None = None,
+    policy: RecoveryPolicy | None = None,
+    *,
+    service: CheckoutService | None = None,
+) -> APIRouter:
+    """`temporal`: where the checkout page reads its flow's state and history (None: it says it
+    cannot); `policy`: the configured one, for the next step of a flow whose input is unread;
+    `service`: what a manage key's actions go through (None: the dashboard only reads)."""
     gate = Gate(auth, config.session_secret, config.session_hours)
     router = APIRouter(prefix=PREFIX, include_in_schema=False)
     router.include_router(login_router(gate))
@@ -37,6 +55,15 @@ def dashboard_router(config: DashboardConfig, store: SqlStore, auth: Authenticat
     def show(template: str, key: ApiKey, status: int = 200, **context: Any) -> HTMLResponse:
         return page(
             template, status, operator=key, mailbox_enabled=config.mailbox is not None, **context
+        )
+
+    def panel(request: Request, key: ApiKey) -> ActionPanel | None:
+        return action_panel(request, key) if service is not None else None
+
+    if service is not None:
+        tasks_store = TaskStore(store.engine)
+        router.include_router(
+            actions_router(gate, config.session_secret, tasks_store, service, show)
         )
 
     @router.get("")
@@ -52,10 +79,26 @@ def dashboard_router(config: DashboardConfig, store: SqlStore, auth: Authenticat
         return show("overview.html", key, stats=figures, chart=chart, first=first, last=last)
 
     @router.get("/checkouts")
-    async def checkout_list(
-        key: Operator, status: str = "", email: str = "", since: str = "", cursor: str = ""
+    async def checkout_list(  # noqa: PLR0917 - FastAPI takes each field as a parameter
+        key: Operator,
+        status: str = "",
+        email: str = "",
+        checkout_id: Annotated[str, Query(alias="checkoutId")] = "",
+        cart_id: Annotated[str, Query(alias="cartId")] = "",
+        reason: str = "",
+        since: str = "",
+        until: str = "",
+        cursor: str = "",
     ) -> HTMLResponse:
-        filters = ListFilters(status=status.strip(), email=email.strip(), since=since.strip())
+        filters = ListFilters.given(
+            status=status,
+            email=email,
+            checkout_id=checkout_id,
+            cart_id=cart_id,
+            reason=reason,
+            since=since,
+            until=until,
+        )
         problems = filters.problems()
         found = None
         if not problems:
@@ -65,23 +108,44 @@ def dashboard_router(config: DashboardConfig, store: SqlStore, auth: Authenticat
                 problems = err.problems
         status_code = 400 if problems else 200
         return show(
-            "checkouts.html", key, status_code, filters=filters, page=found, problems=problems
+            "checkouts.html",
+            key,
+            status_code,
+            filters=filters,
+            page=found,
+            problems=problems,
+            reasons=REASONS,
         )
 
     @router.get("/checkouts/{checkout_id}")
-    async def checkout_page(key: Operator, checkout_id: str) -> HTMLResponse:
+    async def checkout_page(request: Request, key: Operator, checkout_id: str) -> HTMLResponse:
         checkout = await store.get(checkout_id)
         if checkout is None:
             return show("not_found.html", key, 404, what=f"checkout {checkout_id}")
         flow = config.workflow_link.format(workflow_id=quote(workflow_id_for(checkout_id)))
+        why = await why_view(temporal, checkout_id, checkout, link=flow, configured=policy)
         return show(
-            "checkout.html", key, checkout=checkout, timeline=timeline(checkout), flow_link=flow
+            "checkout.html",
+            key,
+            checkout=checkout,
+            timeline=timeline(checkout),
+            flow_link=flow,
+            why=why,
+            actions=panel(request, key),
         )
 
     @router.get("/tasks")
-    async def open_tasks(key: Operator) -> HTMLResponse:
+    async def open_tasks(request: Request, key: Operator) -> HTMLResponse:
         tasks = await store.list_tasks(TaskStatus.OPEN)
-        return show("tasks.html", key, tasks=tasks, now=datetime.now(UTC))
+        done = (await store.list_tasks(TaskStatus.DONE))[-NEWEST_DONE_TASKS:]
+        return show(
+            "tasks.html",
+            key,
+            tasks=tasks,
+            done_tasks=done,
+            now=datetime.now(UTC),
+            actions=panel(request, key),
+        )
 
     @router.get("/mailbox")
     async def mailbox(key: Operator) -> HTMLResponse:

@@ -5,6 +5,7 @@ from datetime import datetime
 
 from domain.activity import NotSentReason
 from domain.checkout import AbandonedCheckout
+from domain.schedule import Consent
 
 RECOVERED = "RECOVERED"
 
@@ -27,6 +28,13 @@ _EXPLANATIONS: dict[str, str] = {
     NotSentReason.CONDITION_FAILED: "the step's conditions did not hold",
 }
 
+_CONSENT_WORDS: dict[str, str] = {
+    Consent.SUBSCRIBER: "the buyer agreed to marketing email",
+    Consent.NOT_REQUIRED: "the policy mails every buyer, consent or not",
+    Consent.FIRST_EMAIL: "not a subscriber: the policy allows this one first email",
+    Consent.REFUSED: "not a subscriber, and the policy allows no (further) email",
+}
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -36,11 +44,22 @@ class Entry:
     step: int | None = None
     reason: str | None = None
     explanation: str | None = None
+    consent: str | None = None
+    """Email steps: the consent decision the step took (domain.schedule.Consent)."""
+    consent_words: str | None = None
 
 
 def timeline(checkout: AbandonedCheckout) -> list[Entry]:
     entries = [
-        Entry(a.type.value, a.created_date, a.step, a.reason, _explain(a.reason))
+        Entry(
+            a.type.value,
+            a.created_date,
+            a.step,
+            a.reason,
+            _explain(a.reason),
+            a.consent,
+            _CONSENT_WORDS.get(a.consent) if a.consent else None,
+        )
         for a in checkout.activities
     ]
     if checkout.checkout_recovered_date is not None:

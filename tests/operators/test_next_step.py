@@ -2,9 +2,9 @@
 
 from datetime import UTC, datetime, timedelta
 
-from cli.checkouts import next_step
 from domain.activity import ActivityEntry, ActivityType
 from domain.policy import parse_policy
+from service.flow_view import next_step
 from tests.support import sample_checkout
 
 ABANDONED = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
