@@ -83,7 +83,16 @@ async def test_the_list_filters_by_shop_ids_status_and_dates_and_its_url_is_a_li
     await other.goto(shared)
     again = other.locator("#checkouts tr:has(td)")
     await expect(again).to_have_count(2)
-    assert sorted(await again.all_inner_texts()) == sorted(await rows.all_inner_texts())
+
+    # The same checkouts (their flows go on sending, so a row's latest entry may have moved on).
+    def shown(texts: list[str]) -> list[str]:
+        return sorted(c for c in (ada, bob, eve) for text in texts if c in text)
+
+    assert (
+        shown(await again.all_inner_texts())
+        == shown(await rows.all_inner_texts())
+        == sorted([ada, eve])
+    )
     await expect(other.get_by_label("Abandoned until")).to_have_value(today.isoformat())
     await expect(other.get_by_label("Status")).to_have_value("ABANDONED")
 
