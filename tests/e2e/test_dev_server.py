@@ -114,7 +114,7 @@ async def test_policy_on_start_overrides_the_running_engines_and_says_so(
     env = _cli_env(dev_server_env, tmp_path, settings.task_queue)
     try:
         async with running_engine(dev_server_env.client, store, settings):
-            started = _cli(env, "start", "examples/checkout.json", "--policy", "default")
+            started = _cli(env, "start", "-", "--policy", "default", stdin=_example("override"))
             assert started.returncode == 0, started.stderr
             shown = _cli(env, "show", started.stdout.strip())
     finally:
@@ -127,11 +127,20 @@ async def test_before_any_worker_started_start_uses_its_own_configuration(
     dev_server_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
     env = {**_cli_env(dev_server_env, tmp_path, "no-worker-yet"), POLICY: "demo"}
-    started = _cli(env, "start", "examples/checkout.json")
+    started = _cli(env, "start", "-", stdin=_example("no-worker"))
     assert started.returncode == 0, started.stderr
     assert "policy: demo (this command's configuration: no worker has started yet)" in (
         started.stderr
     )
+
+
+def _example(name: str) -> str:
+    """The example checkout under a checkoutId of its own: the dev server is the session's, and
+    a flow of the same checkout from another test would answer in its place."""
+    report = json.loads((REPO / "examples" / "checkout.json").read_text())
+    report["checkoutId"] = f"{report['checkoutId']}-{name}"
+    report.pop("cartId", None)
+    return json.dumps(report)
 
 
 def _first_message(smtp: SmtpServer):
