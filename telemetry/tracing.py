@@ -27,8 +27,6 @@ from typing import Any
 
 import temporalio.client
 from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
@@ -40,7 +38,6 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import Attributes
-from temporalio.contrib.opentelemetry import TracingInterceptor
 
 from telemetry.redaction import mask_emails
 
@@ -91,7 +88,13 @@ class Tracing:
             provider.get_tracer(TRACER_NAME) if provider is not None else trace.NoOpTracer()
         )
         # One interceptor per process: on the client, it is carried to every worker made from it.
-        self._interceptor = TracingInterceptor(self.tracer) if provider is not None else None
+        self._interceptor: temporalio.client.Interceptor | None = None
+        if provider is not None:
+            # Imported only when tracing is on: with the exporter and the ASGI middleware it is
+            # several MB of every process's memory (tracing is off by default).
+            from temporalio.contrib.opentelemetry import TracingInterceptor  # noqa: PLC0415
+
+            self._interceptor = TracingInterceptor(self.tracer)
 
     @property
     def enabled(self) -> bool:
@@ -133,6 +136,10 @@ def install(config: TracingConfig, role: str) -> Tracing:
         {SERVICE_NAME: config.service_name, "checkout_recovery.process": role}
     )
     provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415 (see Tracing)
+        OTLPSpanExporter,
+    )
+
     provider.add_span_processor(
         BatchSpanProcessor(RedactingExporter(OTLPSpanExporter(endpoint=config.traces_url)))
     )
@@ -187,6 +194,10 @@ class TracedRequests:
     """
 
     def __init__(self, app: ASGIApp, tracer_provider: TracerProvider) -> None:
+        from opentelemetry.instrumentation.asgi import (  # noqa: PLC0415 (see Tracing)
+            OpenTelemetryMiddleware,
+        )
+
         self._app = app
         self._traced = OpenTelemetryMiddleware(
             self._real,
