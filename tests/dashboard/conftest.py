@@ -1,12 +1,16 @@
-"""Headless Chromium (Debian's package) driven by Playwright, and where screenshots go."""
+"""Headless Chromium (Debian's package) driven by Playwright, where screenshots go, and the
+running dashboard with a browser context on it (a module may give `dashboard` another stack)."""
 
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, BrowserContext, async_playwright
+from temporalio.testing import WorkflowEnvironment
 
+from store.sql import SqlStore
+from tests.dashboard.stack import DashboardStack, dashboard_stack
 from tests.support import REPO
 
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
@@ -38,3 +42,18 @@ def screenshots(request: pytest.FixtureRequest) -> Path:
     folder = SCREENSHOTS / name.replace("[", "-").rstrip("]")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@pytest.fixture
+async def dashboard(
+    dev_server_env: WorkflowEnvironment, store: SqlStore, tmp_path: Path
+) -> AsyncIterator[DashboardStack]:
+    async with dashboard_stack(dev_server_env.client, store, tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+async def context(browser: Browser, dashboard: DashboardStack) -> AsyncIterator[BrowserContext]:
+    opened = await browser.new_context(base_url=dashboard.base_url)
+    yield opened
+    await opened.close()

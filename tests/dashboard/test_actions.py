@@ -3,15 +3,13 @@ running checkout and handles its task through the confirmations; a reader sees n
 posts are refused; a post without the form's CSRF token, or from another origin, is refused."""
 
 import shutil
-from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import APIResponse, Browser, BrowserContext, Page, expect
+from playwright.async_api import APIResponse, BrowserContext, Page, expect
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.testing import WorkflowEnvironment
 
 from api.dashboard.csrf import FIELD, CsrfTokens
 from api.dashboard.session import COOKIE
@@ -20,7 +18,7 @@ from domain.checkout import CheckoutStatus
 from domain.task import TaskStatus
 from store.sql import SqlStore
 from store.tasks import TaskStore
-from tests.dashboard.stack import DashboardStack, dashboard_stack
+from tests.dashboard.stack import DashboardStack
 from tests.support import REPO, eventually, sample_checkout_data
 from workers.link_secret import dashboard_secret
 
@@ -28,21 +26,6 @@ pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 API = "/ecom/v1/abandoned-checkout"
 DOC_IMAGES = REPO / "docs" / "images"
-
-
-@pytest.fixture
-async def dashboard(
-    dev_server_env: WorkflowEnvironment, store: SqlStore, tmp_path: Path
-) -> AsyncIterator[DashboardStack]:
-    async with dashboard_stack(dev_server_env.client, store, tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
-async def context(browser: Browser, dashboard: DashboardStack) -> AsyncIterator[BrowserContext]:
-    opened = await browser.new_context(base_url=dashboard.base_url)
-    yield opened
-    await opened.close()
 
 
 async def test_a_manager_handles_the_task_and_recovers_the_running_checkout(

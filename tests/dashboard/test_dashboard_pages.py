@@ -1,41 +1,24 @@
 """The dashboard in headless Chromium against a running stack: what an operator sees and does."""
 
-from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, expect
-from temporalio.testing import WorkflowEnvironment
+from playwright.async_api import BrowserContext, Page, expect
 
 from api.dashboard.session import COOKIE
 from devstack.mailbox import read_mailbox
 from domain.activity import ActivityType
 from store.sql import SqlStore
-from tests.dashboard.stack import DashboardStack, dashboard_stack
+from tests.dashboard.stack import DashboardStack
 from tests.support import eventually, sample_checkout_data
 
 # The browser is what is under test here; one database is enough (stats run on both elsewhere).
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 API = "/ecom/v1/abandoned-checkout"
-
-
-@pytest.fixture
-async def dashboard(
-    dev_server_env: WorkflowEnvironment, store: SqlStore, tmp_path: Path
-) -> AsyncIterator[DashboardStack]:
-    async with dashboard_stack(dev_server_env.client, store, tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
-async def context(browser: Browser, dashboard: DashboardStack) -> AsyncIterator[BrowserContext]:
-    opened = await browser.new_context(base_url=dashboard.base_url)
-    yield opened
-    await opened.close()
 
 
 async def _log_in(page: Page, key: str) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, expect
+from playwright.async_api import BrowserContext, Page, expect
 from temporalio.testing import WorkflowEnvironment
 
 from store.sql import SqlStore
@@ -23,13 +23,6 @@ async def dashboard(
 ) -> AsyncIterator[DashboardStack]:
     async with why_stack(dev_server_env.client, store, tmp_path) as running:
         yield running
-
-
-@pytest.fixture
-async def context(browser: Browser, dashboard: DashboardStack) -> AsyncIterator[BrowserContext]:
-    opened = await browser.new_context(base_url=dashboard.base_url)
-    yield opened
-    await opened.close()
 
 
 async def _filter(page: Page, **fields: str) -> None:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, expect
+from playwright.async_api import BrowserContext, expect
 from temporalio.testing import WorkflowEnvironment
 
 from domain.activity import ActivityType
@@ -27,13 +27,6 @@ async def dashboard(
 ) -> AsyncIterator[DashboardStack]:
     async with why_stack(dev_server_env.client, store, tmp_path) as running:
         yield running
-
-
-@pytest.fixture
-async def context(browser: Browser, dashboard: DashboardStack) -> AsyncIterator[BrowserContext]:
-    opened = await browser.new_context(base_url=dashboard.base_url)
-    yield opened
-    await opened.close()
 
 
 async def _step_2_recorded(store: SqlStore, checkout_id: str) -> bool:
