@@ -2,6 +2,7 @@
 
 import logging
 from datetime import UTC, datetime
+from email.message import Message
 from urllib.parse import quote
 
 import aiosmtplib
@@ -12,7 +13,7 @@ from activities.coupon_context import coupon_context
 from activities.email_message import Sender, Unsubscribe, build_message, message_id_for
 from activities.message_context import checkout_context, formatting_locale
 from activities.rendering import TemplateRenderer, TemplateRenderError
-from activities.smtp_pool import SmtpPool
+from activities.smtp_pool import DeliveryInDoubtError, SmtpPool
 from activities.step_checkout import missing_checkout
 from domain.activity import ActivityType, NotSentReason
 from domain.checkout import AbandonedCheckout
@@ -51,57 +52,89 @@ class EmailActivities:
     async def send_recovery_email(self, request: EmailStepRequest) -> EmailStepResult:
         message_id = message_id_for(request.key, self._sender.domain)
         cap = request.frequency_cap
-        # Checked right before sending, in the transaction that claims the send: a buyer who
-        # bought or unsubscribed meanwhile gets no reminder, and two checkouts of one buyer
-        # cannot both pass the frequency cap.
-        start = await self._store.begin_send(
-            request.checkout_id, request.key, message_id, request.at, cap_window=cap.window
+        # A look first, claiming nothing: a checkout that may not be mailed costs no rendering
+        # and no coupon.
+        seen = await self._store.check_send(
+            request.checkout_id, request.key, request.at, cap_window=cap.window
         )
-        checkout = start.checkout
-        if checkout is None:
-            raise missing_checkout(request.checkout_id, PERMANENT_EMAIL_FAILURE)
-        if start.capped_until is not None and cap.when_capped == "defer":
-            # Nothing recorded: the flow waits and runs the step again at the end of the window.
-            deferred = _entry(request, ActivityType.EMAIL_NOT_SENT, NotSentReason.FREQUENCY_CAPPED)
-            return deferred.model_copy(update={"deferred_until": start.capped_until})
-        refusal = _refusal(start)
-        if refusal is not None:
-            return await self._not_sent(request, refusal)
+        answer = await self._answer(request, seen)
+        if answer is not None:
+            return answer
+        checkout = seen.checkout
+        assert checkout is not None and checkout.buyer_info.email  # _answer covers both
         email = checkout.buyer_info.email
-        assert email is not None  # _refusal covers a missing address
-        if start.claim is SendClaim.ALREADY_SENT:
-            return await self._sent(request)
-        if start.claim is SendClaim.IN_DOUBT:
-            # An earlier attempt died between claiming and confirming; it may have delivered.
-            # Never twice beats maybe once more, so the step ends here.
-            logger.warning(
-                "Step %s of %s: earlier send unconfirmed, not resending",
-                request.step_index + 1,
-                request.checkout_id,
+        message = await self._compose(request, checkout, email, message_id)
+        claimed: SendStart | None = None
+
+        async def claim() -> bool:
+            # The claim is the last thing before the relay accepts the message (the pool awaits
+            # it with everything but the final dot sent), so a worker that dies holding a claim
+            # has all but certainly delivered. Checked there too, in the claim's transaction: a
+            # buyer who bought or unsubscribed meanwhile gets no reminder, and two checkouts of
+            # one buyer cannot both pass the frequency cap.
+            nonlocal claimed
+            claimed = await self._store.begin_send(
+                request.checkout_id, request.key, message_id, request.at, cap_window=cap.window
             )
-            return await self._not_sent(request, NotSentReason.DELIVERY_UNCONFIRMED)
+            return claimed.claim is SendClaim.CLAIMED
 
         try:
-            await self._send(request, checkout, email, message_id)
+            sent = await self._pool.send(message, self._sender.address, email, commit=claim)
+        except DeliveryInDoubtError as err:
+            # The relay may have the email: the claim stays, so it is never sent twice.
+            logger.warning("Step %s of %s: %s", request.step_index + 1, request.checkout_id, err)
+            return await self._not_sent(request, NotSentReason.DELIVERY_UNCONFIRMED)
         except BaseException as err:
-            # The relay did not take the message: the claim goes back, then either Temporal
+            # The relay did not take the message: a claim made goes back, then either Temporal
             # retries with backoff (4xx, connection trouble) or the flow records why it gave up.
-            await self._store.release_send(request.key)
+            if claimed is not None and claimed.claim is SendClaim.CLAIMED:
+                await self._store.release_send(request.key)
             permanent = _permanent_failure(err)
             if permanent is not None:
                 raise permanent from err
             raise
+        if not sent:
+            assert claimed is not None  # only the claim abandons a message
+            refused = await self._answer(request, claimed)
+            assert refused is not None  # begin_send found a reason not to send
+            return refused
         # Only a send the relay just took counts (a retry that finds it confirmed does not).
         # Lateness counts from the flow's clock when it ran the step (`at`, the same on every
         # retry): it includes queueing, retries and SMTP, not a worker that was down when the
         # step's timer fired (the request does not carry the step's due time).
         metrics.email_sent(request.step_index + 1, request.step.template)
         metrics.send_lateness(request.step_index + 1, datetime.now(UTC) - request.at)
-        return await self._sent(request)
+        return await self._sent(request, message)
 
-    async def _send(
+    async def _answer(self, request: EmailStepRequest, start: SendStart) -> EmailStepResult | None:
+        """The step's result when the store's answer rules the send out or finds it done;
+        None when the email may go."""
+        if start.checkout is None:
+            raise missing_checkout(request.checkout_id, PERMANENT_EMAIL_FAILURE)
+        if start.capped_until is not None and request.frequency_cap.when_capped == "defer":
+            # Nothing recorded: the flow waits and runs the step again at the end of the window.
+            deferred = _entry(request, ActivityType.EMAIL_NOT_SENT, NotSentReason.FREQUENCY_CAPPED)
+            return deferred.model_copy(update={"deferred_until": start.capped_until})
+        refusal = _refusal(start)
+        if refusal is not None:
+            return await self._not_sent(request, refusal)
+        if start.claim is SendClaim.ALREADY_SENT:
+            return await self._sent(request)
+        if start.claim is SendClaim.IN_DOUBT:
+            # An earlier attempt claimed, with the whole message at the relay, and died before
+            # the relay's answer: it has almost certainly delivered. Never twice beats maybe
+            # once more, so the step ends here.
+            logger.warning(
+                "Step %s of %s: earlier send unconfirmed, not resending",
+                request.step_index + 1,
+                request.checkout_id,
+            )
+            return await self._not_sent(request, NotSentReason.DELIVERY_UNCONFIRMED)
+        return None
+
+    async def _compose(
         self, request: EmailStepRequest, checkout: AbandonedCheckout, email: str, message_id: str
-    ) -> None:
+    ) -> Message:
         template = request.step.template
         language = self._renderer.resolve_language("email", template, checkout.buyer_language)
         # A de-AT buyer reading the German template sees Austrian money ("€ 89,90").
@@ -129,7 +162,7 @@ class EmailActivities:
             )
             context["coupon"] = coupon_context(coupon, locale, request.time_zone)
         # Rendering is pure: a template that fails now fails on every retry, so the step gives
-        # up at once (the caller releases the claim first) and records template_error.
+        # up at once and records template_error.
         try:
             # `language` is already the resolved folder: resolving it again would cost a stat.
             rendered = self._renderer.render_email_in(template, language, context)
@@ -146,9 +179,12 @@ class EmailActivities:
             raise _template_failure(f"template {err}") from err
         except (ValueError, TypeError, LookupError) as err:
             raise _template_failure(f"message not built: {type(err).__name__}: {err}") from err
-        await self._pool.send(message, self._sender.address, email)
+        return message
 
-    async def _sent(self, request: EmailStepRequest) -> EmailStepResult:
+    async def _sent(
+        self, request: EmailStepRequest, message: Message | None = None
+    ) -> EmailStepResult:
+        """`message` is the email the relay just took; None when an earlier attempt sent it."""
         entry = _entry(request, ActivityType.EMAIL_SENT)
         await self._store.confirm_send(request.key, request.checkout_id, entry)
         return entry

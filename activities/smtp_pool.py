@@ -6,11 +6,14 @@ kept and reused. A connection that failed in any way is dropped rather than trus
 
 import asyncio
 import logging
+import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.message import Message
 
 import aiosmtplib
+from aiosmtplib.protocol import normalize_message_line_endings
 
 from activities.email_message import flatten_message
 from domain.smtp import SmtpConfig, SmtpSecurity
@@ -29,14 +32,34 @@ class _Idle:
     since: float
 
 
+Commit = Callable[[], Awaitable[bool]]
+"""Awaited once the relay holds the whole message but before its final dot: True sends it, False
+abandons it (the connection is dropped, and a relay discards a message whose end never came)."""
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+class DeliveryInDoubtError(Exception):
+    """The message's end went to the relay, then the connection failed before its answer: the
+    relay may have accepted it, so sending it again could deliver it twice."""
+
+
 class SmtpPool:
     def __init__(self, config: SmtpConfig) -> None:
         self._config = config
         self._slots = asyncio.Semaphore(config.pool_size)
         self._idle: list[_Idle] = []
 
-    async def send(self, message: Message, sender: str, recipient: str) -> None:
+    async def send(
+        self, message: Message, sender: str, recipient: str, *, commit: Commit | None = None
+    ) -> bool:
         """Send over a pooled connection; any SMTP or network error propagates to the caller.
+
+        With `commit`, the relay first gets the whole message but its final dot, the moment it
+        accepts the message; `commit` decides then (the email step claims the send there, so a
+        worker that dies holding a claim has almost certainly delivered). Returns False when
+        `commit` abandoned the message; raises `DeliveryInDoubtError` when the answer to the
+        final dot never came.
 
         The envelope is given rather than read back out of the headers, which costs a parse.
         The transaction (with the wait for a free connection) is a span of its own.
@@ -44,19 +67,26 @@ class SmtpPool:
         async with self._slots:
             with smtp_send_span(self._config.host, self._config.port) as span:
                 try:
-                    await self._send_pooled(message, sender, recipient)
+                    return await self._send_pooled(message, sender, recipient, commit)
                 except BaseException as err:
                     smtp_send_failed(span, err, _reply_code(err))
                     raise
 
-    async def _send_pooled(self, message: Message, sender: str, recipient: str) -> None:
+    async def _send_pooled(
+        self, message: Message, sender: str, recipient: str, commit: Commit | None
+    ) -> bool:
         client = await self._acquire()
         try:
-            await _send_one(client, message, sender, recipient)
+            sent = await _send_one(client, message, sender, recipient, commit)
         except BaseException:
             client.close()
             raise
+        if not sent:
+            # Mid-DATA there is no way back but hanging up.
+            client.close()
+            return False
         self._idle.append(_Idle(client, time.monotonic()))
+        return True
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
@@ -115,23 +145,61 @@ def _reply_code(err: BaseException) -> int | None:
     return None
 
 
-async def _send_one(client: aiosmtplib.SMTP, message: Message, sender: str, recipient: str) -> None:
-    """What `client.send_message` does, with the message flattened by our quicker generator.
+async def _send_one(
+    client: aiosmtplib.SMTP,
+    message: Message,
+    sender: str,
+    recipient: str,
+    commit: Commit | None,
+) -> bool:
+    """One mail transaction, the bytes `client.send_message` would send, with `commit` awaited
+    between the message's last line and the final dot (see `SmtpPool.send`).
 
-    The same SMTP conversation and bytes: BODY=8BITMIME when the server offers it (8bit, else
-    7bit, for the generator). The first message of a connection (greeting still to do) and any
-    non-ASCII address (SMTPUTF8) go through aiosmtplib's own path. A recovery email never has a
-    Bcc, which send_message would strip.
+    BODY=8BITMIME when the server offers it (8bit, else 7bit, for the generator), SMTPUTF8 for a
+    non-ASCII address, SIZE when offered. A recovery email never has a Bcc, which send_message
+    would strip.
     """
-    if client.is_ehlo_or_helo_needed or not (sender.isascii() and recipient.isascii()):
-        await client.send_message(message, sender=sender, recipients=[recipient])
-        return
+    if client.is_ehlo_or_helo_needed:
+        try:
+            await client.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            await client.helo()
     mail_options: list[str] = []
+    ascii_only = sender.isascii() and recipient.isascii()
+    if not ascii_only:
+        if not client.supports_extension("smtputf8"):
+            raise aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server")
+        mail_options.append("SMTPUTF8")
     if client.supports_extension("8BITMIME"):
         mail_options.append("BODY=8BITMIME")
         cte_type = "8bit"
     else:
         cte_type = "7bit"
-    await client.sendmail(
-        sender, [recipient], flatten_message(message, cte_type=cte_type), mail_options=mail_options
-    )
+    data = normalize_message_line_endings(flatten_message(message, cte_type=cte_type))
+    if client.supports_extension("size"):
+        mail_options.insert(0, f"SIZE={len(data)}")
+    encoding = "ascii" if ascii_only else "utf-8"
+    await client.mail(sender, options=mail_options, encoding=encoding)
+    try:
+        await client.rcpt(recipient, encoding=encoding)
+    except aiosmtplib.SMTPRecipientRefused as refused:
+        # The shape sendmail raises (and the email step maps to invalid_address).
+        raise aiosmtplib.SMTPRecipientsRefused([refused]) from refused
+    started = await client.execute_command(b"DATA")
+    if started.code != aiosmtplib.SMTPStatus.start_input:
+        raise aiosmtplib.SMTPDataError(started.code, started.message)
+    protocol = client.protocol
+    assert protocol is not None  # execute_command raised if it were gone
+    protocol.write(_LEADING_DOT.sub(b"..", data))
+    if commit is not None and not await commit():
+        return False
+    # Past this write the relay may accept the message: a failure before its answer leaves the
+    # delivery in doubt, which the caller must not take for a refusal.
+    protocol.write(b".\r\n")
+    try:
+        answer = await protocol.read_response(timeout=client.timeout)
+    except (OSError, aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError) as err:
+        raise DeliveryInDoubtError(f"no answer to the end of the message: {err}") from err
+    if answer.code != aiosmtplib.SMTPStatus.completed:
+        raise aiosmtplib.SMTPDataError(answer.code, answer.message)
+    return True

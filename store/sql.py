@@ -96,10 +96,12 @@ class Reported:
 
 
 class SendClaim(StrEnum):
-    """What `claim_send` found for an idempotency key."""
+    """What `check_send` or `begin_send` found for an idempotency key."""
 
     CLAIMED = "claimed"
     """Nobody sent this yet; the caller now owns the send."""
+    UNCLAIMED = "unclaimed"
+    """Nobody claimed it yet (`check_send` looks, it does not claim)."""
     ALREADY_SENT = "already_sent"
     IN_DOUBT = "in_doubt"
     """An earlier attempt claimed it and never confirmed: it may have reached the buyer."""
@@ -591,6 +593,16 @@ class SqlStore:
 
     # --- the sent log: at most one email per idempotency key -----------------------------------
 
+    async def check_send(
+        self, checkout_id: str, key: str, at: datetime, cap_window: timedelta = timedelta(0)
+    ) -> SendStart:
+        """What `begin_send` would find now, claiming nothing: read before composing the email.
+
+        The answer may be stale by the time the email is composed; `begin_send` decides."""
+
+        async with self._engine.connect() as conn:
+            return await self._send_state(conn, checkout_id, key, at, cap_window, claim=None)
+
     async def begin_send(
         self,
         checkout_id: str,
@@ -606,37 +618,50 @@ class SqlStore:
         """
 
         async def write(conn: AsyncConnection) -> SendStart:
-            checkout = await self._load(conn, checkout_id, with_activities=False)
-            if checkout is None or checkout.halted() is not None or not checkout.buyer_info.email:
-                return SendStart(checkout, None)
-            address = address_key(checkout.buyer_info.email)
+            return await self._send_state(conn, checkout_id, key, at, cap_window, claim=message_id)
+
+        return await self._writes.run(write)
+
+    async def _send_state(
+        self,
+        conn: AsyncConnection,
+        checkout_id: str,
+        key: str,
+        at: datetime,
+        cap_window: timedelta,
+        *,
+        claim: str | None,
+    ) -> SendStart:
+        """The one rule for whether a step's email may go: with `claim` (its Message-ID), the
+        send is claimed when it may; without, it is only looked at."""
+        checkout = await self._load(conn, checkout_id, with_activities=False)
+        if checkout is None or checkout.halted() is not None or not checkout.buyer_info.email:
+            return SendStart(checkout, None)
+        address = address_key(checkout.buyer_info.email)
+        if claim is not None:
             await lock_address(conn, address)
-            state = await address_state(conn, address, checkout_id, at, cap_window)
-            if state.suppressed:
-                return SendStart(checkout, None, suppressed=True)
-            if state.capped_until is not None:
-                return SendStart(checkout, None, capped_until=state.capped_until)
+        state = await address_state(conn, address, checkout_id, at, cap_window)
+        if state.suppressed:
+            return SendStart(checkout, None, suppressed=True)
+        if state.capped_until is not None:
+            return SendStart(checkout, None, capped_until=state.capped_until)
+        if claim is not None:
             inserted = await conn.execute(
                 self._insert_claim,
-                {
-                    "key": key,
-                    "checkout_id": checkout_id,
-                    "message_id": message_id,
-                    "created_at": at,
-                },
+                {"key": key, "checkout_id": checkout_id, "message_id": claim, "created_at": at},
             )
             if inserted.rowcount == 1:
                 await record_send(conn, key, address, checkout_id, at)
                 return SendStart(checkout, SendClaim.CLAIMED)
-            confirmed = await conn.scalar(
-                select(activities.c.type).where(
-                    activities.c.checkout_id == checkout_id, activities.c.key == key
-                )
+        elif await conn.scalar(select(sent_log.c.key).where(sent_log.c.key == key)) is None:
+            return SendStart(checkout, SendClaim.UNCLAIMED)
+        confirmed = await conn.scalar(
+            select(activities.c.type).where(
+                activities.c.checkout_id == checkout_id, activities.c.key == key
             )
-            sent = confirmed == ActivityType.EMAIL_SENT
-            return SendStart(checkout, SendClaim.ALREADY_SENT if sent else SendClaim.IN_DOUBT)
-
-        return await self._writes.run(write)
+        )
+        sent = confirmed == ActivityType.EMAIL_SENT
+        return SendStart(checkout, SendClaim.ALREADY_SENT if sent else SendClaim.IN_DOUBT)
 
     async def release_send(self, key: str) -> None:
         """Give a claim back after a send that certainly did not happen, so a retry may send."""

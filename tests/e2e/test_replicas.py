@@ -301,7 +301,7 @@ async def test_two_workers_and_two_apis_survive_kills_with_every_email_once(
             f"{len(run.recovered_at)} recovered; 2 workers; "
             f"{emails.expected} emails expected, {emails.received} received, "
             f"{emails.duplicates} duplicate, {emails.lost} lost, "
-            f"{emails.unconfirmed} unconfirmed (worker died mid-send); "
+            f"{emails.unconfirmed} unconfirmed (worker died awaiting the relay's answer); "
             f"{len(event_ids)} events x 2 subscribers, "
             f"{sum(sum(s.deliveries.values()) for s in subscribers)} deliveries; "
             f"migrations applied {len(applied)} (chain {len(_migration_chain())}); "
@@ -515,10 +515,10 @@ async def _email_problems(
 ) -> EmailFigures:
     """Per checkout and step, by the deterministic Message-ID: sent once, never twice.
 
-    A recovered checkout expects none (it is recovered long before its first step is due); a
-    step that a killed worker left unconfirmed (claimed, then the worker died mid-send) is
-    counted apart: the engine then records EMAIL_NOT_SENT delivery_unconfirmed instead of
-    risking a second email, so such an email may be missing, and is never doubled."""
+    A recovered checkout expects none (it is recovered long before its first step is due). A
+    step that a killed worker left unconfirmed (it claimed the send with the whole message at
+    the relay, then died before the relay's answer) records EMAIL_NOT_SENT delivery_unconfirmed
+    rather than risk a second email; it is counted, and it is lost if the buyer never got it."""
     figures = EmailFigures(received=len(smtp.handler.arrivals))
     received: Counter[tuple[str, str]] = Counter(
         (a.recipient, a.message_id) for a in smtp.handler.arrivals
@@ -544,25 +544,21 @@ async def _email_problems(
                         )
                     continue
                 figures.expected += 1
-                if got:
-                    continue
                 record = await store.get(checkout_id)
-                unconfirmed = record is not None and any(
+                # Entries number steps from 1.
+                if record is not None and any(
                     a.type is ActivityType.EMAIL_NOT_SENT
-                    and a.step == step
+                    and a.step == step + 1
                     and a.reason == NotSentReason.DELIVERY_UNCONFIRMED
                     for a in record.activities
-                )
-                if unconfirmed:
+                ):
                     figures.unconfirmed += 1
-                else:
-                    figures.lost += 1
-                    entries = (
-                        [(a.type, a.step, a.reason) for a in record.activities] if record else []
-                    )
-                    figures.problems.append(
-                        f"{checkout_id} step {step}: no email, entries {entries}"
-                    )
+                if got:
+                    continue
+                figures.lost += 1
+                record = await store.get(checkout_id)
+                entries = [(a.type, a.step, a.reason) for a in record.activities] if record else []
+                figures.problems.append(f"{checkout_id} step {step}: no email, entries {entries}")
     finally:
         await store.close()
     return figures
