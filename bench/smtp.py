@@ -32,7 +32,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.message import Message
 from pathlib import Path
 from typing import Protocol
 
@@ -122,17 +121,6 @@ def _emails(count: int, sender: Sender) -> list[Email]:
         )
         emails.append(Email(checkout, request, message_id_for(request.key, sender.domain)))
     return emails
-
-
-class _CapturingPool(SmtpPool):
-    """Keeps what the activity would send instead of sending it: the raw runs' messages."""
-
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings.smtp_config())
-        self.captured: list[tuple[Message, str, str]] = []
-
-    async def send(self, message: Message, sender: str, recipient: str) -> None:
-        self.captured.append((message, sender, recipient))
 
 
 def _activities(settings: Settings, store: SqlStore, pool: SmtpPool) -> EmailActivities:
@@ -236,14 +224,16 @@ class _OnePerMessage:
 
 
 class _Engine:
-    """The email activity's send path on the engine's pool: without the store, `_send` (what
-    the activity does once the store's claim let it send); with it, the whole activity."""
+    """The email activity's send path on the engine's pool: without the store, `_compose` and
+    the pool's send (what the activity does once the store let it send); with it, the whole
+    activity."""
 
     def __init__(
         self, settings: Settings, store: SqlStore, emails: list[Email], *, with_store: bool
     ) -> None:
         self._pool = SmtpPool(settings.smtp_config())
         self._email = _activities(settings, store, self._pool)
+        self._sender = Sender(settings.mail_from).address
         self._emails = emails
         self._with_store = with_store
 
@@ -254,7 +244,8 @@ class _Engine:
             return
         address = item.checkout.buyer_info.email
         assert address is not None
-        await self._email._send(item.request, item.checkout, address, item.message_id)
+        message = await self._email._compose(item.request, item.checkout, address, item.message_id)
+        await self._pool.send(message, self._sender, address)
 
     async def close(self) -> None:
         await self._pool.close()
@@ -269,14 +260,15 @@ class _Method(Protocol):
 async def _prebuilt(settings: Settings, store: SqlStore, emails: list[Email]) -> Raw:
     """What the engine sends, flattened once beforehand for the raw runs. Rendering every email
     here also warms the templates and Babel for the engine's runs."""
-    capture = _CapturingPool(settings)
-    capturing = _activities(settings, store, capture)
+    composing = _activities(settings, store, SmtpPool(settings.smtp_config()))
+    sender = Sender(settings.mail_from).address
+    raw: Raw = []
     for item in emails:
-        assert item.checkout.buyer_info.email is not None
-        await capturing._send(
-            item.request, item.checkout, item.checkout.buyer_info.email, item.message_id
-        )
-    return [(flatten_message(m), s, r) for m, s, r in capture.captured]
+        address = item.checkout.buyer_info.email
+        assert address is not None
+        message = await composing._compose(item.request, item.checkout, address, item.message_id)
+        raw.append((flatten_message(message), sender, address))
+    return raw
 
 
 async def _measure(

@@ -13,6 +13,9 @@ from domain.base import Contract
 from domain.policy import EmailStep, FrequencyCap, NotificationStep, TaskStep
 
 SEND_EMAIL = "send_recovery_email"
+SEND_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+"""How soon Temporal gives up an email attempt that stopped heartbeating (its worker died), and
+retries it elsewhere: the attempt's own timeout is a minute. The activity beats well within it."""
 SEND_NOTIFICATION = "send_staff_notification"
 CREATE_TASK = "create_staff_task"
 RECORD_ACTIVITY = "record_activity"

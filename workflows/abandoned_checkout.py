@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         RECORD_ACTIVITY,
         RECORD_RECOVERY,
         SEND_EMAIL,
+        SEND_HEARTBEAT_TIMEOUT,
         SEND_NOTIFICATION,
         EmailStepRequest,
         EmailStepResult,
@@ -103,6 +104,9 @@ DEDUPE_UNDATED_UPDATES = "dedupe-undated-updates"
 """An undated cart update with the content the flow holds is a redelivery, not a change."""
 STOP_CANCELS_STAFF_STEP = "stop-cancels-staff-step"
 """A stop signal cancels a staff step's activity still retrying, instead of waiting for it."""
+SEND_HEARTBEAT = "send-heartbeat"
+"""The email step's activity has a heartbeat timeout (SEND_HEARTBEAT_TIMEOUT): an attempt on a
+worker that died is retried elsewhere within seconds, not when its minute is up."""
 CONTINUE_AS_NEW = "continue-as-new"
 """A flow whose history passes HISTORY_LIMIT (or that the server suggests it) continues as new
 with its state (domain/flow_state.py) while it waits between steps or listens. Asked once, at
@@ -559,6 +563,9 @@ class AbandonedCheckoutWorkflow:
                 result_type=EmailStepResult,
                 start_to_close_timeout=STEP_TIMEOUT,
                 schedule_to_close_timeout=self._email_deadline(request.step_index),
+                heartbeat_timeout=(
+                    SEND_HEARTBEAT_TIMEOUT if workflow.patched(SEND_HEARTBEAT) else None
+                ),
                 retry_policy=EMAIL_RETRY,
             )
             return result

@@ -38,6 +38,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from activities.email_message import message_id_for
 from domain.activity import ActivityType, NotSentReason
 from domain.flow import WORKFLOW_NAME, step_key, workflow_id_for
+from domain.steps import SEND_HEARTBEAT_TIMEOUT
 from store.migrate import MIGRATION_APPLIED, alembic_config
 from store.schema import checkouts, events
 from store.sql import SqlStore
@@ -57,7 +58,6 @@ from tests.ports import free_port
 from tests.postgres import PostgresServer
 from tests.support import body_text
 from workers.api_server import serving
-from workflows.abandoned_checkout import STEP_TIMEOUT
 
 REPORT = "/ecom/v1/abandoned-checkout"
 SUBSCRIPTIONS = "/ecom/v1/abandoned-checkout-subscriptions"
@@ -66,12 +66,9 @@ CONCURRENCY = 16
 RECOVER_EVERY = 10
 """Every 10th checkout is recovered at once after its report: a `recovered` event, no emails."""
 EMAIL_STEPS = (0, 1)
-STEP_DELAYS = (5, 5 + int(STEP_TIMEOUT.total_seconds()) + 15)
-"""The second step comes more than one attempt's timeout after the first: a first-step send
-caught on the killed worker is noticed only when its attempt times out (STEP_TIMEOUT, there is
-no heartbeat), and is then retried on the other worker. With the next step due sooner, the flow
-would cut the retries off at that step's due time and record EMAIL_NOT_SENT (see
-AbandonedCheckoutWorkflow._email_deadline): real policies have hours between steps."""
+STEP_DELAYS = (5, 5 + int(SEND_HEARTBEAT_TIMEOUT.total_seconds()) + 25)
+"""The second step comes well after a first-step send caught on the killed worker is noticed (by
+its missing heartbeat, SEND_HEARTBEAT_TIMEOUT) and retried on the other worker."""
 LISTEN_WINDOW = 3
 POLICY = f"""
 name = "replicas"

@@ -237,6 +237,18 @@ async def _record_cancelled(
     await _save_when_done(env, _handle(env, checkout_id), name)
 
 
+async def _record_send_heartbeat(
+    env: WorkflowEnvironment, service: CheckoutService, store: SqlStore
+) -> None:
+    """Patch "send-heartbeat": the email step's activity is scheduled with a heartbeat timeout;
+    its email goes out, then the buyer buys."""
+    name = "email_step_with_heartbeat_timeout"
+    checkout_id, _ = await _report(env, service, name, _policy(*TWO_EMAILS))
+    await _after_first_email(env, store, checkout_id)
+    await service.recover(checkout_id, order_id="order-1")
+    await _save_when_done(env, _handle(env, checkout_id), name)
+
+
 async def _record_staff_steps(
     env: WorkflowEnvironment, service: CheckoutService, receiver_url: str
 ) -> None:
@@ -550,6 +562,10 @@ async def _record_current(
             lambda: _record_task_step_cancelled_while_failing(env),
         ),
         ("continued_as_new_second_run", lambda: _record_continued_as_new(env)),
+        (
+            "email_step_with_heartbeat_timeout",
+            lambda: _record_send_heartbeat(env, service, store),
+        ),
     ]
     for name, record in recordings:
         if _wanted(name):
