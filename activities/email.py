@@ -11,8 +11,10 @@ from temporalio.exceptions import ApplicationError
 
 from activities.coupon_context import coupon_context
 from activities.email_message import Sender, Unsubscribe, build_message, message_id_for
+from activities.heartbeat import heartbeating
 from activities.message_context import checkout_context, formatting_locale
 from activities.rendering import TemplateRenderer, TemplateRenderError
+from activities.sent_copy import sent_copy
 from activities.smtp_pool import DeliveryInDoubtError, SmtpPool
 from activities.step_checkout import missing_checkout
 from domain.activity import ActivityType, NotSentReason
@@ -50,6 +52,10 @@ class EmailActivities:
 
     @activity.defn(name=SEND_EMAIL)
     async def send_recovery_email(self, request: EmailStepRequest) -> EmailStepResult:
+        async with heartbeating():
+            return await self._send_step(request)
+
+    async def _send_step(self, request: EmailStepRequest) -> EmailStepResult:
         message_id = message_id_for(request.key, self._sender.domain)
         cap = request.frequency_cap
         # A look first, claiming nothing: a checkout that may not be mailed costs no rendering
@@ -186,7 +192,8 @@ class EmailActivities:
     ) -> EmailStepResult:
         """`message` is the email the relay just took; None when an earlier attempt sent it."""
         entry = _entry(request, ActivityType.EMAIL_SENT)
-        await self._store.confirm_send(request.key, request.checkout_id, entry)
+        copy = sent_copy(message) if message is not None else None
+        await self._store.confirm_send(request.key, request.checkout_id, entry, copy=copy)
         return entry
 
     async def _not_sent(self, request: EmailStepRequest, reason: NotSentReason) -> EmailStepResult:

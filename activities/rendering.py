@@ -1,10 +1,13 @@
-"""Rendering of messages from the jinja2 templates under templates/.
+"""Rendering of messages from the jinja2 templates under templates/ and the shop's own folder.
 
-Templates live in `templates/<kind>/<name>/<language>/<part>`. The language used for a message is
-the buyer's tag when a complete template set exists for it, else its base language, else the shop's
-default language (see `TemplateRenderer.resolve_language`). The environment is sandboxed with strict
-undefined, so a template that names a missing variable fails loudly instead of mailing a blank; any
-failure comes out as a `TemplateRenderError` naming the file and line at fault.
+Templates live in `templates/<kind>/<name>/<language>/<part>`; the shop's folder of overrides
+(activities.template_source) has the same layout, and each file is taken from it when it is there.
+The language used for a message is the buyer's tag when a complete template set exists for it
+(counting the parts of both folders), else its base language, else the shop's default language
+(see `TemplateRenderer.resolve_language`); every part then comes from that one language folder,
+so a half-translated override never mixes languages in one email. The environment is sandboxed
+with strict undefined, so a template that names a missing variable fails loudly instead of mailing
+a blank; any failure comes out as a `TemplateRenderError` naming the file and line at fault.
 """
 
 import re
@@ -12,11 +15,12 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound
+from jinja2 import StrictUndefined, TemplateError, TemplateNotFound
 from jinja2 import TemplateSyntaxError as JinjaSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 
 import templates as _templates_package
+from activities.template_source import NotATemplateNameError, TemplateSource, template_path
 
 TEMPLATES_DIR = Path(_templates_package.__file__).parent
 
@@ -31,8 +35,9 @@ _ASCII_WHITESPACE = re.compile(r"[ \t\n\r\f\v]+")
 
 
 class TemplateRenderError(Exception):
-    """A template that cannot render: the file at fault (relative to the templates folder), the
-    line of the failing expression when known, and what went wrong.
+    """A template that cannot render: the file at fault (relative to the templates folder, or
+    its path in the shop's folder of overrides), the line of the failing expression when known,
+    and what went wrong.
 
     Rendering is pure, so trying again gives the same error: callers treat it as permanent.
     """
@@ -67,13 +72,17 @@ def language_candidates(requested: str) -> list[str]:
 
 
 class TemplateRenderer:
-    def __init__(self, directory: Path = TEMPLATES_DIR, default_language: str = "en") -> None:
-        self._directory = directory
-        self._resolved_directory = directory.resolve()
+    def __init__(
+        self, directory: TemplateSource | Path = TEMPLATES_DIR, default_language: str = "en"
+    ) -> None:
+        """`directory`: where template files are found, a folder alone or a source (the shop's
+        overrides over the shipped folder)."""
+        self._source = (
+            directory if isinstance(directory, TemplateSource) else TemplateSource(directory)
+        )
         self._default_language = default_language
-        self._languages: dict[tuple[str, str], tuple[int, dict[str, str]]] = {}
         self._env = SandboxedEnvironment(
-            loader=FileSystemLoader(directory),
+            loader=self._source.loader(),
             autoescape=lambda name: name is not None and name.endswith(".html"),
             undefined=StrictUndefined,
             trim_blocks=True,
@@ -84,10 +93,17 @@ class TemplateRenderer:
     def default_language(self) -> str:
         return self._default_language
 
+    @property
+    def source(self) -> TemplateSource:
+        return self._source
+
     def missing_parts(self, kind: str, name: str) -> list[str]:
         """The parts a template set lacks in the default language (empty when complete)."""
-        folder = self._directory / kind / name / self._default_language
-        return [part for part in PARTS_BY_KIND[kind] if not (folder / part).is_file()]
+        return [
+            part
+            for part in PARTS_BY_KIND[kind]
+            if not self._source.has(self._path(kind, name, self._default_language, part))
+        ]
 
     def resolve_language(self, kind: str, name: str, requested: str) -> str:
         """The language folder whose templates a message asked for in `requested` uses.
@@ -107,28 +123,19 @@ class TemplateRenderer:
         return sorted(set(self._complete_languages(kind, name).values()))
 
     def _complete_languages(self, kind: str, name: str) -> dict[str, str]:
-        """Normalised tag -> folder name, for each language with every part of `kind`.
+        """Normalised tag -> folder name, for each language with every part of `kind` (in the
+        shop's folder or the shipped one)."""
+        self._path(kind, name)
+        folders = self._source.complete_languages(kind, name, PARTS_BY_KIND.get(kind, ()))
+        return {normalise_language_tag(folder): folder for folder in folders}
 
-        Kept per template set until its folder changes (a language folder added or removed), so
-        a send costs one stat instead of a directory walk; templates added to a running worker
-        are still picked up, as jinja's loader picks up edited ones.
-        """
-        folder = self._directory / kind / name
+    def _path(self, *segments: str) -> str:
+        """The template name of these segments; a name that could leave the templates folders
+        (`../x`) is a template that cannot render."""
         try:
-            changed = folder.stat().st_mtime_ns
-        except FileNotFoundError:
-            return {}
-        cached = self._languages.get((kind, name))
-        if cached is not None and cached[0] == changed:
-            return cached[1]
-        parts = PARTS_BY_KIND.get(kind, ())
-        found = {
-            normalise_language_tag(entry.name): entry.name
-            for entry in folder.iterdir()
-            if entry.is_dir() and all((entry / part).is_file() for part in parts)
-        }
-        self._languages[(kind, name)] = (changed, found)
-        return found
+            return template_path(*segments)
+        except NotATemplateNameError as err:
+            raise TemplateRenderError("/".join(segments), None, str(err)) from None
 
     def render(
         self, kind: str, name: str, part: str, language: str, context: dict[str, object]
@@ -148,7 +155,7 @@ class TemplateRenderer:
         # The default language stays a per-part fallback for sets outside PARTS_BY_KIND (and
         # for a default set missing a part, which then fails below with the default's path).
         for lang in dict.fromkeys((folder, self._default_language)):
-            path = f"{kind}/{name}/{lang}/{part}"
+            path = self._path(kind, name, lang, part)
             try:
                 template = self._env.get_template(path)
             except TemplateNotFound as err:
@@ -162,8 +169,17 @@ class TemplateRenderer:
             except Exception as err:
                 raise self._render_error(path, err) from err
         raise TemplateRenderError(
-            f"{kind}/{name}/{self._default_language}/{part}", None, "no such template"
+            self._path(kind, name, self._default_language, part), None, "no such template"
         )
+
+    def compile(self, name: str) -> None:
+        """Parse the template file `name` (`email/_layout/base.html`) without rendering it;
+        TemplateRenderError when it is not valid jinja."""
+        path = self._path(*name.split("/"))
+        try:
+            self._env.get_template(path)
+        except Exception as err:
+            raise self._render_error(path, err) from err
 
     def _render_error(self, path: str, err: Exception) -> TemplateRenderError:
         """Where `err` happened, as the innermost template frame of its traceback says.
@@ -172,8 +188,11 @@ class TemplateRenderer:
         its own line numbers; a failure inside a layout or an included file names that file.
         """
         if isinstance(err, JinjaSyntaxError):
-            return TemplateRenderError(err.name or path, err.lineno, err.message or str(err))
-        template, line = path, None
+            shown = self._source.shown_name(err.filename) if err.filename else None
+            return TemplateRenderError(
+                shown or err.name or path, err.lineno, err.message or str(err)
+            )
+        template, line = self._source.shown_relative(path), None
         for frame in traceback.extract_tb(err.__traceback__):
             name = self._template_name(frame.filename)
             if name is not None:
@@ -187,13 +206,11 @@ class TemplateRenderer:
         return TemplateRenderError(template, line, problem)
 
     def _template_name(self, filename: str) -> str | None:
-        """A frame's file as a template name (`email/reminder/en/body.html`); None for code."""
+        """A frame's file as a problem names it (`email/reminder/en/body.html`, or its path in
+        the shop's folder); None for code."""
         if filename.endswith(".py") or filename.startswith("<"):
             return None
-        try:
-            return Path(filename).resolve().relative_to(self._resolved_directory).as_posix()
-        except ValueError:
-            return None
+        return self._source.shown_name(filename)
 
     def render_email(self, name: str, language: str, context: dict[str, object]) -> RenderedEmail:
         # Resolved once so that the three parts of one email share a language.

@@ -5,9 +5,14 @@ policy is checked (`policy check`, and every worker start) each step's templates
 every language folder shipped for them, with the context the step's activity gives them, for a
 sample checkout and for the shapes of buyer data that break templates in practice: no names, no
 line items, very long values. Email steps with a coupon get one in every case, as at send time.
+
+The shop's own templates (CHECKOUT_RECOVERY_TEMPLATES_DIR) are rendered that way wherever the
+policy uses them; every other file of theirs is parsed, and a file that would never be used (a
+misspelt part, a language the folders leave incomplete) is a problem too, since the merchant meant
+it to be used.
 """
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +20,7 @@ from typing import Any
 from activities.coupon_context import coupon_context
 from activities.message_context import checkout_context
 from activities.rendering import PARTS_BY_KIND, TemplateRenderer, TemplateRenderError
+from activities.template_source import NotATemplateNameError, template_path
 from domain.checkout import AbandonedCheckout, ContactDetails, parse_checkout
 from domain.coupons import IssuedCoupon
 from domain.policy import EmailStep, RecoveryPolicy, Step
@@ -127,7 +133,69 @@ def template_problems(
                 f"{language}: {message} (with {_cases_named(labels, len(cases))})"
                 for message, labels in failures.items()
             )
+    used = {(step.action, step.template) for step in policy.steps}
+    return problems + override_problems(renderer, used, problems)
+
+
+def override_problems(
+    renderer: TemplateRenderer,
+    rendered: Collection[tuple[str, str]] = (),
+    reported: Collection[str] = (),
+) -> list[str]:
+    """One line per file of the shop's own templates that is misplaced or does not parse.
+
+    `rendered`: the (kind, name) template sets whose files were rendered already, so are not
+    parsed again; a parse error already in `reported` (a broken layout, found through the step
+    that extends it) is not said twice.
+    """
+    source = renderer.source
+    problems: list[str] = []
+    for name in source.override_files():
+        misplaced = _misplaced(renderer, name)
+        if misplaced is not None:
+            problems.append(f"template override {source.shown_relative(name)}: {misplaced}")
+            continue
+        kind, template = name.split("/")[:2]
+        if (kind, template) in rendered:
+            continue
+        try:
+            renderer.compile(name)
+        except TemplateRenderError as err:
+            if not any(str(err) in line for line in reported):
+                problems.append(f"template override {err}")
     return problems
+
+
+def _misplaced(renderer: TemplateRenderer, name: str) -> str | None:
+    """Why a file of the shop's folder would never be used (None: it would)."""
+    segments = name.split("/")
+    try:
+        template_path(*segments)
+    except NotATemplateNameError:
+        return "not a template file name (letters, digits, '_', '-' and '.', no leading dot)"
+    kind = segments[0]
+    if kind not in PARTS_BY_KIND:
+        return f"not under a template kind ({', '.join(PARTS_BY_KIND)})"
+    if len(segments) >= 3 and segments[1].startswith("_"):
+        return None  # a layout or an included file: used by the templates that name it
+    if len(segments) != 4:
+        return f"not at {kind}/<template>/<language>/<part>"
+    return _unused_part(renderer, kind, *segments[1:])
+
+
+def _unused_part(
+    renderer: TemplateRenderer, kind: str, template: str, language: str, part: str
+) -> str | None:
+    parts = PARTS_BY_KIND[kind]
+    if part not in parts:
+        return f"not a part of {kind} templates ({', '.join(parts)})"
+    if language not in renderer.languages(kind, template):
+        missing = [p for p in parts if not renderer.source.has(f"{kind}/{template}/{language}/{p}")]
+        return (
+            f"{kind}/{template}/{language} lacks {', '.join(missing)} here and in the shipped "
+            "templates, so this language is never used"
+        )
+    return None
 
 
 def _cases_named(labels: list[str], total: int) -> str:

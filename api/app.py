@@ -29,12 +29,15 @@ from api.revenue_routes import revenue_router
 from api.schemas import query_body_schema, report_body_schema
 from api.subscription_routes import subscription_router
 from api.unsubscribe_routes import unsubscribe_router
+from domain.coupon_link import CouponLink
 from domain.links import LinkSigner
 from domain.policy import RecoveryPolicy
 from service.checkouts import CheckoutService
 from service.readiness import Check
+from service.reporting_policy import CachedReportingPolicy
 from store.api_keys import ApiKeyStore
 from store.coupons import StoreCouponProvider
+from store.engine_policy import EnginePolicyStore
 from store.secret_box import SecretBox
 from store.sql import SqlStore
 from store.subscriptions import SubscriptionStore
@@ -51,6 +54,8 @@ class ApiParts:
     service: CheckoutService
     store: SqlStore
     policy: RecoveryPolicy
+    """This process's configured policy: reports get it only until a worker publishes the
+    engine's (service.reporting_policy)."""
     links: LinkSigner
     codec: PayloadCodec | None
     codec_cors_origins: str
@@ -61,6 +66,8 @@ class ApiParts:
     rate_limits: RateLimits = field(default_factory=RateLimits)
     webhook_secrets: SecretBox | None = None
     """Seals subscribers' signing secrets in the store; None keeps them as given (tests)."""
+    coupon_link: CouponLink | None = None
+    """How the recovery link hands a step's coupon to the checkout; None: it does not."""
 
 
 def create_app(parts: ApiParts) -> FastAPI:
@@ -81,9 +88,21 @@ def create_app(parts: ApiParts) -> FastAPI:
     # Before the checkout routes: their paths would otherwise match /{checkout_id}.
     app.include_router(unsubscribe_router(parts.service, parts.links))
     app.include_router(revenue_router(parts.store, auth))
-    app.include_router(coupon_router(StoreCouponProvider(parts.store.engine), auth))
+    coupons = StoreCouponProvider(parts.store.engine)
+    app.include_router(coupon_router(coupons, auth))
     app.include_router(buyer_router(parts.service, auth))
-    app.include_router(checkout_router(parts.service, parts.policy, parts.links, auth))
+    # Reports get the running engine's policy; this process's own only until a worker published.
+    reporting = CachedReportingPolicy(EnginePolicyStore(parts.store.engine), parts.policy)
+    app.include_router(
+        checkout_router(
+            parts.service,
+            reporting,
+            parts.links,
+            auth,
+            coupons=coupons,
+            coupon_link=parts.coupon_link,
+        )
+    )
     subscriptions = SubscriptionStore(parts.store.engine, parts.webhook_secrets)
     app.include_router(subscription_router(subscriptions, auth))
     codec_origins = parse_origins(parts.codec_cors_origins)

@@ -22,13 +22,15 @@ from api.schemas import (
 from domain.access import Scope
 from domain.activity import NEWEST_ACTIVITIES
 from domain.checkout import AbandonedCheckout
+from domain.coupon_link import CouponLink
 from domain.errors import InvalidInputError
 from domain.links import LinkCheck, LinkSigner
-from domain.policy import RecoveryPolicy
 from domain.query import parse_query
 from domain.report import parse_report
 from service.checkouts import CheckoutErasedError, CheckoutNotFoundError, CheckoutService
+from service.reporting_policy import CachedReportingPolicy
 from store.checkout_query import page_json
+from store.coupons import StoreCouponProvider
 from telemetry import metrics
 
 PREFIX = "/ecom/v1/abandoned-checkout"
@@ -36,10 +38,15 @@ PREFIX = "/ecom/v1/abandoned-checkout"
 
 def checkout_router(
     service: CheckoutService,
-    policy: RecoveryPolicy,
+    reporting_policy: CachedReportingPolicy,
     links: LinkSigner,
     auth: Authenticator,
+    *,
+    coupons: StoreCouponProvider | None = None,
+    coupon_link: CouponLink | None = None,
 ) -> APIRouter:
+    # `coupons` and `coupon_link`: the recovery link hands a step's coupon to the checkout in
+    # the shop's form (domain.coupon_link); without either, it sends to the checkout URL.
     router = APIRouter(
         prefix=PREFIX,
         tags=["abandoned checkouts"],
@@ -65,10 +72,15 @@ def checkout_router(
 
         The answer's `flowState` is STARTED when Temporal confirmed the flow, PENDING when it
         did not in time (Temporal down or slow): the report is kept and its flow starts as soon
-        as Temporal takes it."""
+        as Temporal takes it.
+
+        A new checkout's flow gets the recovery policy of the engine that runs the flows (the
+        one its workers published as they started); until a worker has started, this service's
+        own configured policy."""
         checkout = await _read_report(request)
+        chosen = await reporting_policy.current()
         try:
-            outcome = await service.report(checkout, policy)
+            outcome = await service.report(checkout, chosen.policy)
         except CheckoutErasedError as err:
             raise ApiError(410, "checkout_deleted", str(err)) from None
         found = outcome.stored or await _get(service, outcome.checkout_id)
@@ -180,7 +192,8 @@ def checkout_router(
         checkout_id: str, token: Annotated[str, Query(max_length=200)] = ""
     ) -> Response:
         """Reachable without an API key only with the signed token our emails carry; records
-        the click, for attribution."""
+        the click, for attribution. When the shop set a coupon link form and the step that sent
+        the link made a coupon that is still good, the checkout URL carries its code."""
         verdict = links.verify(checkout_id, token)
         if verdict.check is LinkCheck.FORGED:
             raise ApiError(403, "invalid_link", "this recovery link is not valid")
@@ -188,7 +201,8 @@ def checkout_router(
             raise ApiError(410, "link_expired", "this recovery link has expired")
         found = await _get(service, checkout_id, newest=0)
         await service.record_click(checkout_id, verdict.step, datetime.now(UTC))
-        return RedirectResponse(found.checkout_url, status_code=302)
+        target = await _with_coupon(found, verdict.step, coupons, coupon_link)
+        return RedirectResponse(target, status_code=302)
 
     return router
 
@@ -235,6 +249,21 @@ async def _get(
     if newest:
         return found.model_copy(update={"activities": found.activities[-newest:]})
     return found
+
+
+async def _with_coupon(
+    checkout: AbandonedCheckout,
+    step: int | None,
+    coupons: StoreCouponProvider | None,
+    coupon_link: CouponLink | None,
+) -> str:
+    """Where the recovery link of `step` sends the buyer: the checkout URL, with the step's
+    coupon in the shop's form while the code can still be redeemed (a code used or expired
+    would only show the buyer an error at the checkout)."""
+    if coupon_link is None or coupons is None or not step or checkout.id is None:
+        return checkout.checkout_url
+    code = await coupons.usable_code_for_step(checkout.id, step, datetime.now(UTC))
+    return checkout.checkout_url if code is None else coupon_link.apply(checkout.checkout_url, code)
 
 
 async def _read_report(request: Request) -> AbandonedCheckout:

@@ -24,7 +24,8 @@ from cli.output import JsonFlag, console, error_console
 from cli.support import (
     EXIT_BAD_INPUT,
     BadInputError,
-    checked_policy,
+    configured_policy,
+    policy_override,
     print_json,
     run_command,
     settings_or_fail,
@@ -38,7 +39,6 @@ from service.reporting_policy import policy_for_reports
 from store.engine_policy import EnginePolicyStore
 from workers.resources import open_service
 from workers.settings import Settings
-from workers.worker import check_policy
 
 _IN_FLIGHT = 16
 """Reports running at once: enough to hide network waits, few enough not to swamp Temporal."""
@@ -111,7 +111,7 @@ async def import_lines(
         chosen = await policy_for_reports(
             EnginePolicyStore(service.store.engine),
             override=override,
-            configured=lambda: checked_policy(settings.policy, lambda: check_policy(settings)),
+            configured=lambda: configured_policy(settings),
         )
         policy = chosen.policy
         report.policy, report.policy_source = policy.name, chosen.source
@@ -175,10 +175,7 @@ def import_file(
     """Report abandoned checkouts from a JSON Lines file; bad lines are listed, not fatal."""
     _require_readable(file)
     settings = settings_or_fail()
-    override = None
-    if policy is not None:
-        named = settings.model_copy(update={"policy": policy})
-        override = checked_policy(policy, lambda: check_policy(named))
+    override = policy_override(settings, policy)
     progress = Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),

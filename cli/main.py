@@ -22,19 +22,19 @@ from cli.support import (
     DEBUG_ENV,
     BadInputError,
     CommandGroup,
-    checked_policy,
+    policy_override,
     read_json,
     require_free_port,
     run_command,
     set_debug,
 )
+from cli.support import configured_policy as _checked_policy
 from cli.support import settings_or_fail as _settings
 from cli.tasks import tasks_app
 from codec.payload_codec import generate_codec_key
 from devstack.mailbox import read_mailbox
 from devstack.stack import embedded_smtp, mail_folder, temporal_dev_server
 from domain.checkout import AbandonedCheckout
-from domain.policy import RecoveryPolicy
 from domain.report import parse_report, parse_update
 from service.checkouts import CheckoutService
 from service.reporting_policy import policy_for_reports
@@ -46,7 +46,7 @@ from workers.resources import open_service, open_store
 from workers.search_attributes import search_attributes_registered
 from workers.settings import Settings
 from workers.temporal_client import connect
-from workers.worker import check_policy, open_worker, run_until_stopped, stop_on_signals
+from workers.worker import open_worker, run_until_stopped, stop_on_signals
 
 app = typer.Typer(
     cls=CommandGroup,
@@ -259,7 +259,7 @@ def start(
     --policy overrides it for this checkout. Which one it got is said on stderr."""
     settings = _settings()
     checkout = _read_checkout(file, parse_report)
-    override = _checked_policy(_settings(policy)) if policy else None
+    override = policy_override(settings, policy)
 
     async def run() -> None:
         async with open_service(settings) as service:
@@ -359,11 +359,6 @@ def mail(
         typer.echo(
             f"{m['Date']}  to {m['To']}\n    {m['Subject']}\n    {folder / 'new' / item.key}"
         )
-
-
-def _checked_policy(settings: Settings) -> RecoveryPolicy:
-    """Stop before connecting anywhere when the policy or one of its templates is wrong."""
-    return checked_policy(settings.policy, lambda: check_policy(settings))
 
 
 app.add_typer(keys_app, name="keys")

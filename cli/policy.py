@@ -1,7 +1,9 @@
 """`checkout-recovery policy check FILE`: validate a policy and show the timeline it gives.
 
 Nothing is sent and nothing is stored: the timeline comes from the same pure functions the
-workflow uses (domain.schedule), applied to a sample checkout.
+workflow uses (domain.schedule), applied to a sample checkout. Templates are the ones a worker
+with the same settings renders: the shipped ones under the shop's own
+(CHECKOUT_RECOVERY_TEMPLATES_DIR), in the default language CHECKOUT_RECOVERY_DEFAULT_LANGUAGE.
 """
 
 from datetime import UTC, datetime
@@ -12,8 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from activities.rendering import TemplateRenderer
-from cli.support import checked_policy, print_json, read_json
+from cli.support import checked_policy, print_json, read_json, settings_or_fail
 from domain.checkout import AbandonedCheckout
 from domain.durations import format_duration
 from domain.errors import InvalidInputError
@@ -22,6 +23,7 @@ from domain.report import parse_report
 from domain.schedule import PlannedStep, buyer_zone, in_holdout, is_stale, plan
 from service.checkouts import derive_checkout_id
 from workers.policy_files import load_policy
+from workers.worker import template_renderer_for
 
 policy_app = typer.Typer(help="Check recovery policies.", no_args_is_help=True)
 
@@ -57,15 +59,21 @@ def check(
         update={"id": derive_checkout_id(sample), "created_date": sample.created_date or now}
     )
     # Every template of every step is rendered, in each of its languages, for this sample and
-    # for edge cases (no names, no items, long values): a failure is exit 2 here rather than a
-    # buyer's lost email later.
-    policy = checked_policy(file, lambda: load_policy(file, TemplateRenderer(), sample=sample))
+    # for edge cases (no names, no items, long values), and every file of the shop's own
+    # templates is checked: a failure is exit 2 here rather than a buyer's lost email later.
+    renderer = template_renderer_for(settings_or_fail())
+    policy = checked_policy(file, lambda: load_policy(file, renderer, sample=sample))
     assert sample.created_date is not None
     steps = plan(policy, sample, sample.created_date, now)
+    overrides = renderer.source.overrides
+    facts = _facts(policy, sample, now) | {
+        "templateOverrides": str(overrides) if overrides else None,
+        "overriddenTemplates": renderer.source.override_files(),
+    }
     if as_json:
-        print_json(_as_json(policy, sample, now, steps))
+        print_json(_as_json(facts, steps))
     else:
-        _print_table(policy, sample, now, steps)
+        _print_table(policy, facts, steps)
 
 
 def _sample(path: Path | None) -> AbandonedCheckout:
@@ -107,11 +115,9 @@ def _facts(policy: RecoveryPolicy, sample: AbandonedCheckout, now: datetime) -> 
     }
 
 
-def _as_json(
-    policy: RecoveryPolicy, sample: AbandonedCheckout, now: datetime, steps: list[PlannedStep]
-) -> dict[str, Any]:
+def _as_json(facts: dict[str, Any], steps: list[PlannedStep]) -> dict[str, Any]:
     return {
-        **_facts(policy, sample, now),
+        **facts,
         "steps": [
             {
                 "step": s.number,
@@ -130,13 +136,17 @@ def _as_json(
     }
 
 
-def _print_table(
-    policy: RecoveryPolicy, sample: AbandonedCheckout, now: datetime, steps: list[PlannedStep]
-) -> None:
+def _print_table(policy: RecoveryPolicy, facts: dict[str, Any], steps: list[PlannedStep]) -> None:
     console = Console()
     console.print(f"[green]Policy {policy.name!r} is valid.[/green]")
-    for name, value in _facts(policy, sample, now).items():
-        if name != "policy":
+    for name, value in facts.items():
+        if name == "overriddenTemplates":
+            # Under templateOverrides, one file a line: what this shop's emails change.
+            for template in value:
+                console.print(f"    {template}", highlight=False)
+        elif name == "templateOverrides" and value is None:
+            continue
+        elif name != "policy":
             console.print(f"  {name}: {'-' if value is None else value}")
     table = Table(title="Timeline for the sample checkout")
     for column in ("Step", "Action", "Due (UTC)", "Due (buyer)", "Conditions", "Consent", "Does"):

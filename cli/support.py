@@ -37,10 +37,12 @@ from temporalio.service import RPCError, RPCStatusCode
 from typer.core import TyperGroup
 
 from domain.errors import InvalidInputError, describe_validation_error
+from domain.policy import RecoveryPolicy
 from domain.report import NotJsonError, load_json
 from service.checkouts import CheckoutNotFoundError
 from workers.policy_files import resolve
 from workers.settings import Settings
+from workers.worker import check_policy
 
 T = TypeVar("T")
 
@@ -149,6 +151,21 @@ def checked_policy(name_or_path: str, load: Callable[[], T]) -> T:
         return load()
     except (OverflowError, RecursionError) as err:
         raise BadInputError(f"{label}: a value is out of range ({err})") from None
+
+
+def configured_policy(settings: Settings) -> RecoveryPolicy:
+    """The policy the settings name, its templates rendered (workers.worker.check_policy), or one
+    line saying what is wrong with it: commands call this before connecting anywhere."""
+    return checked_policy(settings.policy, lambda: check_policy(settings))
+
+
+def policy_override(settings: Settings, policy: str | None) -> RecoveryPolicy | None:
+    """The policy `--policy` names on a command that reports checkouts (`start`, `import`),
+    checked as the configured one is; None when the option is not given, so that the running
+    engine's policy applies (service.reporting_policy)."""
+    if policy is None:
+        return None
+    return configured_policy(settings.model_copy(update={"policy": policy}))
 
 
 def require_free_port(what: str, host: str, port: int) -> None:

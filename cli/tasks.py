@@ -6,7 +6,7 @@ import typer
 from rich.table import Column, Table
 
 from cli.output import JsonFlag, console, shown
-from cli.support import NotFoundError, print_json, run_command, settings_or_fail
+from cli.support import BadInputError, NotFoundError, print_json, run_command, settings_or_fail
 from domain.task import StaffTask, TaskStatus
 from store.tasks import TaskStore
 from workers.resources import open_store
@@ -61,15 +61,23 @@ def list_tasks(
     console().print(table)
 
 
+def _print_changed(task: StaffTask, what: str, as_json: bool) -> None:
+    """How `done` and `reopen` answer: the task in JSON, or one line saying what became of it."""
+    if as_json:
+        print_json({"task": _task_json(task)})
+    else:
+        console().print(f"task {task.id} {what}: {task.title}")
+
+
+TaskId = Annotated[
+    int,
+    # The store's ids are 64-bit integers: a larger number names no task and no row.
+    typer.Argument(metavar="ID", min=1, max=2**63 - 1, help="The task's id (tasks list)."),
+]
+
+
 @tasks_app.command("done")
-def done(
-    task_id: Annotated[
-        int,
-        # The store's ids are 64-bit integers: a larger number names no task and no row.
-        typer.Argument(metavar="ID", min=1, max=2**63 - 1, help="The task's id (tasks list)."),
-    ],
-    as_json: JsonFlag = False,
-) -> None:
+def done(task_id: TaskId, as_json: JsonFlag = False) -> None:
     """Mark a task done; harmless to repeat."""
     settings = settings_or_fail()
 
@@ -80,8 +88,27 @@ def done(
             raise NotFoundError(f"no task with id {task_id}")
         return task
 
-    task = run_command(run())
-    if as_json:
-        print_json({"task": _task_json(task)})
-        return
-    console().print(f"task {task.id} done: {task.title}")
+    _print_changed(run_command(run()), "done", as_json)
+
+
+@tasks_app.command("reopen")
+def reopen(task_id: TaskId, as_json: JsonFlag = False) -> None:
+    """Open a done task again (it was marked done by mistake, or needs another go)."""
+    settings = settings_or_fail()
+
+    async def run() -> StaffTask:
+        async with open_store(settings) as store:
+            tasks = TaskStore(store.engine)
+            before = await tasks.get(task_id)
+            if before is None:
+                raise NotFoundError(f"no task with id {task_id}")
+            if before.status is TaskStatus.OPEN:
+                # Not silently harmless as `done` is: an open task named here is most likely a
+                # mistyped id, and the operator should know that nothing changed.
+                raise BadInputError(f"task {task_id} is open already: nothing to reopen")
+            task = await tasks.reopen(task_id)
+        if task is None:  # deleted (with its checkout) meanwhile
+            raise NotFoundError(f"no task with id {task_id}")
+        return task
+
+    _print_changed(run_command(run()), "reopened", as_json)

@@ -47,7 +47,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from domain.activity import NEWEST_ACTIVITIES
+from domain.activity import NEWEST_ACTIVITIES, ActivityType
 from domain.query import (
     FIELDS,
     MAX_COUNTED,
@@ -73,7 +73,7 @@ from store.rows import (
     newest_activity_rows,
     utc,
 )
-from store.schema import UtcDateTime, checkouts
+from store.schema import UtcDateTime, activities, checkouts
 
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _COMPARISONS: dict[Operator, Callable[[Any, Any], Any]] = {
@@ -85,9 +85,15 @@ _COMPARISONS: dict[Operator, Callable[[Any, Any], Any]] = {
 }
 
 
-async def run_query(conn: AsyncConnection, query: CheckoutQuery) -> CheckoutPage:
-    """One page of the checkouts matching `query`, each with its newest 20 activities."""
-    fetched = list((await conn.execute(page_statement(query))).all())
+async def run_query(
+    conn: AsyncConnection, query: CheckoutQuery, *, not_sent: str | None = None
+) -> CheckoutPage:
+    """One page of the checkouts matching `query`, each with its newest 20 activities.
+
+    `not_sent`: only checkouts with an EMAIL_NOT_SENT entry for this reason (a NotSentReason
+    value), the dashboard's filter beyond the query language; a cursor does not carry it, so
+    each page's request gives it again (the dashboard's links do)."""
+    fetched = list((await conn.execute(page_statement(query, not_sent=not_sent))).all())
     rows = fetched[: query.limit]
     if _backwards(query):
         rows.reverse()  # fetched nearest-first from the boundary; shown in the query's order
@@ -96,18 +102,18 @@ async def run_query(conn: AsyncConnection, query: CheckoutQuery) -> CheckoutPage
     if query.cursor_paging:
         cursors = _cursors(query, rows, more=len(fetched) > query.limit)
         return CheckoutPage(found, offset=None, total=None, cursors=cursors)
-    total = await _total(conn, query, len(rows))
+    total = await _total(conn, query, len(rows), not_sent)
     return CheckoutPage(found, offset=query.offset, total=total, too_many_to_count=total is None)
 
 
-def page_statement(query: CheckoutQuery) -> Select[Any]:
+def page_statement(query: CheckoutQuery, *, not_sent: str | None = None) -> Select[Any]:
     """The SELECT of one page's rows (for cursor paging, one row more than the page: whether it
     comes back tells whether another page follows)."""
     required = _required_fields(query.filter)
     # The page's columns (store.rows.PAGE_SELECTED), then the sort's others, for the cursors.
     sorted_by = dict.fromkeys(FIELDS[k.field].column for k in query.sort)
     more = [checkouts.c[name] for name in sorted_by if name not in PAGE_COLUMNS]
-    statement = select(*PAGE_SELECTED, *more).where(_matching(query))
+    statement = select(*PAGE_SELECTED, *more).where(_matching(query, not_sent))
     if query.boundary is not None:
         statement = statement.where(_beyond(query.sort, query.boundary, required))
     statement = statement.order_by(*_order(query.sort, required, reverse=_backwards(query)))
@@ -132,19 +138,22 @@ def page_json(page: CheckoutPage) -> bytes:
     )
 
 
-async def _total(conn: AsyncConnection, query: CheckoutQuery, shown: int) -> int | None:
+async def _total(
+    conn: AsyncConnection, query: CheckoutQuery, shown: int, not_sent: str | None = None
+) -> int | None:
     """How many match in all, or None when more than MAX_COUNTED do."""
     if shown < query.limit and (shown > 0 or query.offset == 0):
         return query.offset + shown  # a short page is the last one: no COUNT needed
     if query.offset + shown > MAX_COUNTED:
         return None  # the page itself shows there are more
-    counted = await conn.scalar(count_statement(query))
+    counted = await conn.scalar(count_statement(query, not_sent=not_sent))
     return None if counted is None or counted > MAX_COUNTED else int(counted)
 
 
-def count_statement(query: CheckoutQuery) -> Select[Any]:
+def count_statement(query: CheckoutQuery, *, not_sent: str | None = None) -> Select[Any]:
     """COUNT of the matches, stopping after MAX_COUNTED + 1 of them."""
-    matches = select(checkouts.c.id).where(_matching(query)).limit(MAX_COUNTED + 1).subquery()
+    matching = _matching(query, not_sent)
+    matches = select(checkouts.c.id).where(matching).limit(MAX_COUNTED + 1).subquery()
     return select(func.count()).select_from(matches)
 
 
@@ -171,9 +180,22 @@ def _cursors(query: CheckoutQuery, rows: list[Row[Any]], *, more: bool) -> Curso
 # --- filter ------------------------------------------------------------------------------------
 
 
-def _matching(query: CheckoutQuery) -> ColumnElement[bool]:
+def _matching(query: CheckoutQuery, not_sent: str | None = None) -> ColumnElement[bool]:
     visible = checkouts.c.deleted_date.is_(None)  # erased checkouts are never listed
-    return visible if query.filter is None else and_(visible, _compile(query.filter))
+    found = visible if query.filter is None else and_(visible, _compile(query.filter))
+    return found if not_sent is None else and_(found, _not_sent_because(not_sent))
+
+
+def _not_sent_because(reason: str) -> ColumnElement[bool]:
+    """The checkout has an EMAIL_NOT_SENT entry for `reason`: the reason itself, or the reason
+    with its details (`condition_failed:min_total`), found by ix_activities_type_reason."""
+    with_details = _starts_with(activities.c.reason, f"{reason}:")
+    return checkouts.c.id.in_(
+        select(activities.c.checkout_id).where(
+            activities.c.type == ActivityType.EMAIL_NOT_SENT,
+            or_(activities.c.reason == reason, with_details),
+        )
+    )
 
 
 def _compile(node: Filter) -> ColumnElement[bool]:

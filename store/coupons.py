@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.coupons import IssuedCoupon
+from domain.flow import step_key, workflow_id_for
 from domain.policy import Coupon
 from store.schema import coupons
 
@@ -44,6 +45,12 @@ class Redemption(StrEnum):
     UNKNOWN = "unknown"
     ALREADY_REDEEMED = "already_redeemed"
     EXPIRED = "expired"
+
+
+def _usable_at(at: datetime) -> tuple[ColumnElement[bool], ...]:
+    """A code can be redeemed at `at`: not used yet, not expired (there is no other way for a
+    code to stop being good)."""
+    return (coupons.c.redeemed_date.is_(None), coupons.c.expires_date > at)
 
 
 class StoreCouponProvider:
@@ -87,11 +94,7 @@ class StoreCouponProvider:
         async with self._engine.begin() as conn:
             result = await conn.execute(
                 update(coupons)
-                .where(
-                    coupons.c.code == code,
-                    coupons.c.redeemed_date.is_(None),
-                    coupons.c.expires_date > at,
-                )
+                .where(coupons.c.code == code, *_usable_at(at))
                 .values(redeemed_date=at)
             )
         if result.rowcount == 1:
@@ -102,6 +105,18 @@ class StoreCouponProvider:
         if found.redeemed_date is not None:
             return Redemption.ALREADY_REDEEMED
         return Redemption.EXPIRED
+
+    async def usable_code_for_step(self, checkout_id: str, step: int, at: datetime) -> str | None:
+        """The code the checkout's step `step` (1-based, as recovery links name it) made, while
+        it can still be redeemed; None when the step made none, or it expired or was used."""
+        key = step_key(workflow_id_for(checkout_id), step - 1)
+        async with self._engine.connect() as conn:
+            code: str | None = await conn.scalar(
+                select(coupons.c.code).where(
+                    coupons.c.key == key, coupons.c.checkout_id == checkout_id, *_usable_at(at)
+                )
+            )
+        return code
 
     async def find(self, code: str) -> StoredCoupon | None:
         async with self._engine.connect() as conn:

@@ -9,6 +9,7 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -140,6 +141,16 @@ activities = Table(
     UniqueConstraint("checkout_id", "key", name="uq_activities_checkout_key"),
     # A checkout's entries in their order: a page's newest 20 each come off it without a sort.
     Index("ix_activities_checkout_created_seq", "checkout_id", "created_date", "seq"),
+    # The checkouts with an email not sent for a reason (the dashboard's filter, store.
+    # checkout_query): the reason, or its start before the details, read off the index alone.
+    # The pattern operator class on PostgreSQL, as for the email prefix: the range is bytewise.
+    Index(
+        "ix_activities_type_reason",
+        "type",
+        "reason",
+        "checkout_id",
+        postgresql_ops={"reason": "text_pattern_ops"},
+    ),
 )
 
 sent_log = Table(
@@ -151,6 +162,19 @@ sent_log = Table(
     # A row here claims the send of one step's email. The send is confirmed by the step's
     # EMAIL_SENT entry (same key) in `activities`; a claim without one is in doubt.
     Column("created_at", UtcDateTime(), nullable=False),
+)
+
+sent_emails = Table(
+    "sent_emails",
+    metadata,
+    # A copy of each recovery email as the buyer received it, keyed by its step's idempotency key
+    # (the key of its EMAIL_SENT entry) and erased with the checkout (store.sent_emails).
+    Column("key", String(300), primary_key=True),
+    Column("checkout_id", String(64), nullable=False, index=True),
+    Column("created_date", UtcDateTime(), nullable=False),
+    # Headers and bodies as zlib-compressed JSON: an HTML email is 10-30 KB, and bytes keep
+    # whatever the message held (PostgreSQL's text refuses NUL).
+    Column("content", LargeBinary, nullable=False),
 )
 
 tasks = Table(

@@ -28,6 +28,7 @@ from domain.flow import (
     RecoveredSignal,
 )
 from domain.query import CheckoutPage, CheckoutQuery
+from domain.sent_email import SentEmail
 from domain.task import StaffTask, TaskStatus
 from store.anonymise import ERASED, anonymised_snapshot
 from store.attribution import attribute_recovery
@@ -60,7 +61,16 @@ from store.rows import (
     load_activities,
     open_checkout,
 )
-from store.schema import activities, checkouts, link_clicks, sent_log, suppressions, tasks
+from store.schema import (
+    activities,
+    checkouts,
+    link_clicks,
+    sent_emails,
+    sent_log,
+    suppressions,
+    tasks,
+)
+from store.sent_emails import copies_by_step, erase_copies, keep_copy, steps_with_copies
 
 logger = logging.getLogger(__name__)
 
@@ -135,8 +145,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 class SqlStore:
     """The durable, queryable record of checkouts, their activity entries, sends and tasks."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, keep_sent_emails: bool = True) -> None:
         self._engine = engine
+        self._keep_sent_emails = keep_sent_emails
+        """CHECKOUT_RECOVERY_KEEP_SENT_EMAILS: whether confirm_send keeps the copy it is given."""
         self._writes = GroupCommitter(engine)
         # Built once: a statement object used again skips SQLAlchemy's per-call construction
         # and cache-key work, which is most of what a small insert costs here.
@@ -146,11 +158,12 @@ class SqlStore:
         self._insert_claim = self._insert_ignore(sent_log)
         self._insert_task = self._insert_ignore(tasks)
         self._insert_suppression = self._insert_ignore(suppressions)
+        self._insert_copy = self._insert_ignore(sent_emails)
         self.commands = CommandQueue(engine, self._writes)
         """The hand-off's outbox of commands for Temporal."""
 
     @classmethod
-    def from_url(cls, url: str) -> "SqlStore":
+    def from_url(cls, url: str, *, keep_sent_emails: bool = True) -> "SqlStore":
         # A database error's text leaves out the statement's values (buyer emails, names, the
         # checkout JSON): it is logged, recorded in Temporal failures and traced.
         if url.startswith("sqlite"):
@@ -159,7 +172,7 @@ class SqlStore:
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         else:
             engine = create_async_engine(url, pool_pre_ping=True, hide_parameters=True)
-        return cls(engine)
+        return cls(engine, keep_sent_emails=keep_sent_emails)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -476,9 +489,9 @@ class SqlStore:
     async def erase(self, checkout_id: str, at: datetime) -> bool:
         """Erase the buyer's personal data, keeping an anonymised row for the statistics.
 
-        Emits `deleted` (with the bare id) and strips the bodies of the checkout's earlier events
-        and the titles of its staff tasks, which may quote the buyer. False when the checkout is
-        unknown or erased already.
+        Emits `deleted` (with the bare id), strips the bodies of the checkout's earlier events
+        and the titles of its staff tasks, which may quote the buyer, and deletes the copies of
+        the emails it was sent. False when the checkout is unknown or erased already.
         """
 
         async def write(conn: AsyncConnection) -> bool:
@@ -509,6 +522,7 @@ class SqlStore:
                 update(tasks).where(tasks.c.checkout_id == checkout_id).values(title=ERASED)
             )
             await erase_event_bodies(conn, checkout_id)
+            await erase_copies(conn, checkout_id)
             await append_event(conn, checkout_id, EventSlug.DELETED, {"id": checkout_id}, at)
             # Undelivered starts and signals carry the buyer's data and are moot now; deleting
             # the execution removes the history that holds it too.
@@ -563,10 +577,11 @@ class SqlStore:
         async with self._engine.connect() as conn:
             return await self._load(conn, checkout_id, with_activities=with_activities)
 
-    async def query(self, query: CheckoutQuery) -> CheckoutPage:
-        """One page of checkouts matching a checked query, each with its newest 20 activities."""
+    async def query(self, query: CheckoutQuery, *, not_sent: str | None = None) -> CheckoutPage:
+        """One page of checkouts matching a checked query, each with its newest 20 activities;
+        `not_sent`: only those with an email not sent for this reason (store.checkout_query)."""
         async with self._engine.connect() as conn:
-            return await run_query(conn, query)
+            return await run_query(conn, query, not_sent=not_sent)
 
     async def _load(
         self, conn: AsyncConnection, checkout_id: str, *, with_activities: bool
@@ -672,9 +687,32 @@ class SqlStore:
 
         await self._writes.run(write)
 
-    async def confirm_send(self, key: str, checkout_id: str, entry: ActivityEntry) -> None:
-        """Confirm a claimed send: its EMAIL_SENT entry is the confirmation."""
-        await self.record_activity(checkout_id, key, entry)
+    async def confirm_send(
+        self, key: str, checkout_id: str, entry: ActivityEntry, *, copy: SentEmail | None = None
+    ) -> None:
+        """Confirm a claimed send: its EMAIL_SENT entry is the confirmation. `copy`, the email as
+        sent (activities.sent_copy), is kept with it in the same transaction, unless the store
+        keeps no copies or the checkout was erased meanwhile."""
+        kept = copy if self._keep_sent_emails else None
+
+        async def write(conn: AsyncConnection) -> None:
+            await self._insert_activity(conn, checkout_id, key, entry)
+            if kept is not None:
+                await keep_copy(
+                    conn, self._insert_copy, key, checkout_id, copy=kept, at=entry.created_date
+                )
+
+        await self._writes.run(write)
+
+    async def sent_emails(self, checkout_id: str, step: int | None = None) -> dict[int, SentEmail]:
+        """The copies kept of a checkout's sent emails, by step (only `step`'s when given)."""
+        async with self._engine.connect() as conn:
+            return await copies_by_step(conn, checkout_id, step)
+
+    async def steps_with_sent_emails(self, checkout_id: str) -> frozenset[int]:
+        """The steps whose sent email has a copy kept, without reading the copies."""
+        async with self._engine.connect() as conn:
+            return await steps_with_copies(conn, checkout_id)
 
     # --- staff tasks ---------------------------------------------------------------------------
 
@@ -685,10 +723,15 @@ class SqlStore:
 
         await self._writes.run(write)
 
-    async def list_tasks(self, status: TaskStatus | None = None) -> list[StaffTask]:
+    async def list_tasks(
+        self, status: TaskStatus | None = None, *, checkout_id: str | None = None
+    ) -> list[StaffTask]:
+        """Soonest due first; `checkout_id`: one checkout's (by the tasks.checkout_id index)."""
         query = select(tasks).order_by(tasks.c.due_date, tasks.c.id)
         if status is not None:
             query = query.where(tasks.c.status == status)
+        if checkout_id is not None:
+            query = query.where(tasks.c.checkout_id == checkout_id)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         # Columns and model fields share their names; the idempotency key stays internal.

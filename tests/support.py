@@ -27,6 +27,7 @@ from domain.flow import SEARCH_ATTRIBUTES
 from domain.policy import RecoveryPolicy
 from service.checkouts import CheckoutService
 from store.api_keys import ApiKeyStore
+from store.engine_policy import EnginePolicyStore
 from store.sql import SqlStore
 from tests.ports import free_port
 from workers.api_server import build_app, serving
@@ -196,6 +197,10 @@ class RunningStack:
                 await store.create_schema()
             service = await parts.enter_async_context(running_engine(client, store, config))
             served = policy if isinstance(policy, RecoveryPolicy) else load_policy(config.policy)
+            if isinstance(policy, RecoveryPolicy):
+                # The stack's engine runs this policy, not its settings' one: what the API gives
+                # new checkouts (service.reporting_policy), as a worker configured so publishes.
+                await EnginePolicyStore(store.engine).publish(served, served.name)
             api = None
             if serve:
                 mailbox = maildir if mailbox_page else None

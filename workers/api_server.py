@@ -60,6 +60,7 @@ def build_app(
             ),
             webhook_secrets=webhook_secret_box(settings),
             readiness_checks=readiness_checks(settings, service),
+            coupon_link=settings.coupon_link(),
         )
     )
 

@@ -14,7 +14,7 @@ from workers.temporal_client import connect
 @contextlib.asynccontextmanager
 async def open_store(settings: Settings) -> AsyncIterator[SqlStore]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = SqlStore.from_url(settings.store_url)
+    store = SqlStore.from_url(settings.store_url, keep_sent_emails=settings.keep_sent_emails)
     await store.create_schema()
     try:
         yield store

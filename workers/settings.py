@@ -8,10 +8,11 @@ Cloud.
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.service import TLSConfig
 
+from domain.coupon_link import CouponLink, coupon_link
 from domain.smtp import SmtpConfig, SmtpSecurity
 from telemetry.logs import LogFormat
 from telemetry.tracing import DEFAULT_SERVICE_NAME, TracingConfig
@@ -79,8 +80,20 @@ class Settings(BaseSettings):
     unsubscribe_mailbox: str | None = None
     """The address of the mailto unsubscribe link; unsubscribe@<the sender's domain> when unset.
     Mail to it must reach whoever handles unsubscribes at the shop."""
+    keep_sent_emails: bool = True
+    """Keep a copy of each recovery email as sent (subject, text, HTML), shown on the dashboard
+    and erased with its checkout; false: none is kept (copies kept before stay until erased)."""
     coupon_provider: str | None = None
     """"package.module:factory" of a coupon provider; unset: codes are made and kept here."""
+    coupon_link_param: str | None = None
+    """The query parameter the recovery link adds the step's coupon code in (`discount` gives
+    `?discount=CODE`); unset, and no coupon_link_template: the link carries no code."""
+    coupon_link_template: str | None = None
+    """A URL the recovery link sends a buyer with a coupon to instead, with `{code}`, `{url}`
+    and `{path}` (domain.coupon_link); not with coupon_link_param."""
+    templates_dir: Path | None = None
+    """A folder of the shop's own templates, laid out as the shipped `templates/`; each file
+    there replaces the shipped one (activities.template_source)."""
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     """Request bodies larger than this are refused with 413."""
     api_rate_per_second: float = Field(default=1000.0, ge=0)
@@ -131,6 +144,26 @@ class Settings(BaseSettings):
     otel_exporter_otlp_traces_endpoint: str | None = _standard("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
     otel_service_name: str = _standard("OTEL_SERVICE_NAME", DEFAULT_SERVICE_NAME)
     otel_sdk_disabled: bool = _standard("OTEL_SDK_DISABLED", False)
+
+    # Checked here, so that a process refuses to start with them rather than at a buyer's click
+    # (one field at a time, so the message names the variable).
+    @field_validator("coupon_link_param")
+    @classmethod
+    def _coupon_link_param_is_a_name(cls, value: str | None) -> str | None:
+        coupon_link(value, None)
+        return value
+
+    @field_validator("coupon_link_template")
+    @classmethod
+    def _coupon_link_template_makes_urls(
+        cls, value: str | None, info: ValidationInfo
+    ) -> str | None:
+        # coupon_link_param comes first, so it is in `info.data` when it was valid.
+        coupon_link(info.data.get("coupon_link_param"), value)
+        return value
+
+    def coupon_link(self) -> CouponLink | None:
+        return coupon_link(self.coupon_link_param, self.coupon_link_template)
 
     def tracing_config(self) -> TracingConfig:
         return TracingConfig(

@@ -16,9 +16,10 @@ from activities.email import EmailActivities
 from activities.email_message import Sender
 from activities.notification import NotificationActivities
 from activities.records import RecordActivities
-from activities.rendering import TemplateRenderer
+from activities.rendering import TEMPLATES_DIR, TemplateRenderer
 from activities.smtp_pool import SmtpPool
 from activities.tasks import TaskActivities
+from activities.template_source import TemplateSource
 from activities.webhooks import WebhookActivities
 from domain.policy import RecoveryPolicy
 from service.handoff import Handoff
@@ -55,18 +56,26 @@ SANDBOX_RUNNER = SandboxedWorkflowRunner(
 )
 
 
+def template_renderer_for(settings: Settings) -> TemplateRenderer:
+    """The templates the engine renders: the shipped ones, each replaced by the shop's own file
+    in CHECKOUT_RECOVERY_TEMPLATES_DIR when it has one."""
+    folder = settings.templates_dir
+    if folder is not None and not folder.is_dir():
+        raise NotADirectoryError(f"CHECKOUT_RECOVERY_TEMPLATES_DIR {folder}: no such folder")
+    return TemplateRenderer(TemplateSource(TEMPLATES_DIR, folder), settings.default_language)
+
+
 def check_policy(settings: Settings, renderer: TemplateRenderer | None = None) -> RecoveryPolicy:
     """Load the configured policy and render every template it names, in each language, for a
-    sample checkout and edge cases (activities.template_check); raises InvalidInputError."""
-    return load_policy(
-        settings.policy, renderer or TemplateRenderer(default_language=settings.default_language)
-    )
+    sample checkout and edge cases, and check every file of the shop's own templates
+    (activities.template_check); raises InvalidInputError."""
+    return load_policy(settings.policy, renderer or template_renderer_for(settings))
 
 
 @contextlib.asynccontextmanager
 async def open_worker(client: Client, settings: Settings, store: SqlStore) -> AsyncIterator[Worker]:
     """A worker with every activity wired in; its connections close when the block ends."""
-    renderer = TemplateRenderer(default_language=settings.default_language)
+    renderer = template_renderer_for(settings)
     # Fails here, before polling, when the policy or one of its templates is wrong (the check
     # renders with the worker's own renderer, which keeps the compiled templates).
     policy = check_policy(settings, renderer)

@@ -50,6 +50,15 @@ OUTCOMES: dict[str, str] = {
 
 _ORDER_ID: TypeAdapter[str] = TypeAdapter(IdText)
 
+BACK_TO_CHECKOUT = "checkout"
+"""`?back=checkout` on a task's action: its confirmation leads back to, and its outcome shows on,
+the task's checkout page rather than Open tasks. A name, not an address: nothing in the query
+string can send the operator elsewhere."""
+
+
+def _back_to_checkout(request: Request) -> bool:
+    return request.query_params.get("back") == BACK_TO_CHECKOUT
+
 
 @dataclass(frozen=True)
 class ActionPanel:
@@ -188,7 +197,8 @@ class _Actions:
         task = await self.tasks.get(task_id)
         if task is None:
             return self.not_found(key, f"task {task_id}")
-        return self.confirm_page(request, key, task_ask(task, reopen=reopen))
+        ask = task_ask(task, reopen=reopen, from_checkout=_back_to_checkout(request))
+        return self.confirm_page(request, key, ask)
 
     async def task_post(
         self, request: Request, key: ApiKey, task_id: int, *, reopen: bool
@@ -207,6 +217,8 @@ class _Actions:
                 done = f"task {task_id} {'reopened' if reopen else 'done'}"
                 await self.record(task.checkout_id, key, done)
         outcome = "task-reopened" if reopen else "task-done"
+        if _back_to_checkout(request):
+            return RedirectResponse(checkout_url(before.checkout_id, outcome), status_code=303)
         return RedirectResponse(f"{PREFIX}/tasks?outcome={outcome}", status_code=303)
 
 
@@ -236,13 +248,15 @@ def checkout_ask(checkout_id: str, *, recover: bool) -> _Confirmation:
     )
 
 
-def task_ask(task: StaffTask, *, reopen: bool) -> _Confirmation:
+def task_ask(task: StaffTask, *, reopen: bool, from_checkout: bool = False) -> _Confirmation:
+    """`from_checkout`: asked from the task's checkout page, which Back and the outcome show."""
     verb = "Reopen" if reopen else "Mark done"
+    action = f"{PREFIX}/tasks/{task.id}/{'reopen' if reopen else 'done'}"
     return _Confirmation(
         title=f"{verb}: task {task.id}",
         question=f"{verb} task {task.id} ({task.title}, checkout {task.checkout_id})?",
-        action=f"{PREFIX}/tasks/{task.id}/{'reopen' if reopen else 'done'}",
-        back=f"{PREFIX}/tasks",
+        action=action + (f"?back={BACK_TO_CHECKOUT}" if from_checkout else ""),
+        back=checkout_url(task.checkout_id) if from_checkout else f"{PREFIX}/tasks",
         confirm=f"Confirm: {verb.lower()}",
     )
 

@@ -7,10 +7,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+from domain.activity import NotSentReason
 from domain.checkout import CheckoutStatus, StopReason
 
 PAGE_SIZE = 25
-URL_NAMES = {"checkout_id": "checkoutId", "cart_id": "cartId"}
+URL_NAMES = {"checkout_id": "checkoutId", "cart_id": "cartId", "not_sent": "notSent"}
 """The form's (and the URL's) names where they differ from the fields': the query API's."""
 MAX_TEXT = 200
 """Longer than any id or address the report accepts; the query API checks the exact limits."""
@@ -27,6 +28,9 @@ class ListFilters:
     """The shop's cartId, exactly."""
     reason: str = ""
     """Why an ABANDONED checkout takes no further step: a StopReason value."""
+    not_sent: str = ""
+    """A NotSentReason value: checkouts with at least one email not sent for it. Beyond the query
+    language, so not in `query_body`: the store takes it beside the query (`store_not_sent`)."""
     since: str = ""
     """A day (YYYY-MM-DD, as a date input sends it): checkouts abandoned from its UTC start."""
     until: str = ""
@@ -44,6 +48,8 @@ class ListFilters:
         reasons = [reason.value for reason in StopReason]
         if self.reason and self.reason not in reasons:
             found.append(f"reason must be one of {', '.join(reasons)}")
+        if self.not_sent and self.not_sent not in NOT_SENT_REASONS:
+            found.append(f"not sent because: must be one of {', '.join(NOT_SENT_REASONS)}")
         for name in ("email", "checkout_id", "cart_id"):
             if len(getattr(self, name)) > MAX_TEXT:
                 found.append(f"{name.replace('_', ' ')}: at most {MAX_TEXT} characters")
@@ -93,6 +99,11 @@ class ListFilters:
             }
         }
 
+    @property
+    def store_not_sent(self) -> str | None:
+        """What `SqlStore.query` takes as `not_sent`, on every page (no cursor carries it)."""
+        return self.not_sent or None
+
     def link(self, cursor: str | None = None) -> str:
         """The list's URL with these filters (and a page's cursor): what the pager links to."""
         fields = {URL_NAMES.get(name, name): value for name, value in asdict(self).items() if value}
@@ -103,3 +114,4 @@ class ListFilters:
 
 
 REASONS = [reason.value for reason in StopReason]
+NOT_SENT_REASONS = [reason.value for reason in NotSentReason]

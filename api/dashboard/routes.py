@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from temporalio.client import Client
 
@@ -12,17 +12,17 @@ from api.auth import Authenticator
 from api.dashboard.actions import ActionPanel, action_panel, actions_router
 from api.dashboard.chart import daily_chart
 from api.dashboard.config import DashboardConfig
-from api.dashboard.filters import REASONS, ListFilters
+from api.dashboard.filters import NOT_SENT_REASONS, REASONS, ListFilters
 from api.dashboard.login import PREFIX, Gate, login_router
-from api.dashboard.mail_view import mail_view
 from api.dashboard.timeline import timeline
-from api.dashboard.views import MAILBOX, page
+from api.dashboard.views import MAILBOX, STRICT, page
 from api.dashboard.why import why_view
 from domain.access import ApiKey
 from domain.errors import InvalidInputError
 from domain.flow import workflow_id_for
 from domain.policy import RecoveryPolicy
 from domain.query import parse_query
+from domain.sent_email import read_email
 from domain.task import TaskStatus
 from service.checkouts import CheckoutService
 from store.sql import SqlStore
@@ -33,6 +33,10 @@ DEFAULT_DAYS = 30
 MAX_DAYS = 366
 NEWEST_MAIL = 50
 NEWEST_DONE_TASKS = 20
+MAX_STEP = 1000
+"""Far beyond any policy's steps; a larger number in a URL is refused (422) before the store."""
+
+Step = Annotated[int, Path(ge=1, le=MAX_STEP)]
 
 
 def dashboard_router(
@@ -86,6 +90,7 @@ def dashboard_router(
         checkout_id: Annotated[str, Query(alias="checkoutId")] = "",
         cart_id: Annotated[str, Query(alias="cartId")] = "",
         reason: str = "",
+        not_sent: Annotated[str, Query(alias="notSent")] = "",
         since: str = "",
         until: str = "",
         cursor: str = "",
@@ -96,6 +101,7 @@ def dashboard_router(
             checkout_id=checkout_id,
             cart_id=cart_id,
             reason=reason,
+            not_sent=not_sent,
             since=since,
             until=until,
         )
@@ -103,7 +109,8 @@ def dashboard_router(
         found = None
         if not problems:
             try:
-                found = await store.query(parse_query(filters.query_body(cursor or None)))
+                query = parse_query(filters.query_body(cursor or None))
+                found = await store.query(query, not_sent=filters.store_not_sent)
             except InvalidInputError as err:  # a cursor edited by hand, say
                 problems = err.problems
         status_code = 400 if problems else 200
@@ -115,6 +122,7 @@ def dashboard_router(
             page=found,
             problems=problems,
             reasons=REASONS,
+            not_sent_reasons=NOT_SENT_REASONS,
         )
 
     @router.get("/checkouts/{checkout_id}")
@@ -124,14 +132,38 @@ def dashboard_router(
             return show("not_found.html", key, 404, what=f"checkout {checkout_id}")
         flow = config.workflow_link.format(workflow_id=quote(workflow_id_for(checkout_id)))
         why = await why_view(temporal, checkout_id, checkout, link=flow, configured=policy)
+        kept = await store.steps_with_sent_emails(checkout_id)
         return show(
             "checkout.html",
             key,
             checkout=checkout,
-            timeline=timeline(checkout),
+            timeline=timeline(checkout, kept),
             flow_link=flow,
             why=why,
+            tasks=await store.list_tasks(checkout_id=checkout_id),
+            now=datetime.now(UTC),
             actions=panel(request, key),
+        )
+
+    @router.get("/checkouts/{checkout_id}/emails/{step}")
+    async def sent_email(key: Operator, checkout_id: str, step: Step) -> HTMLResponse:
+        checkout = await store.get(checkout_id, with_activities=False)
+        erased = checkout is None and await store.is_erased(checkout_id)
+        if checkout is None and not erased:
+            return show("not_found.html", key, 404, what=f"checkout {checkout_id}")
+        copies = await store.sent_emails(checkout_id, step) if checkout is not None else {}
+        mail = copies.get(step)
+        # The copy's own styles and images show as the buyer saw them; its script never runs
+        # (a sandboxed srcdoc frame, which inherits this policy).
+        return show(
+            "email.html",
+            key,
+            200 if mail is not None else 404,
+            policy=MAILBOX if mail is not None else STRICT,
+            checkout_id=checkout_id,
+            step=step,
+            mail=mail,
+            erased=erased,
         )
 
     @router.get("/tasks")
@@ -152,7 +184,7 @@ def dashboard_router(
         if config.mailbox is None:
             return show("not_found.html", key, 404, what="the mailbox (dev stack only)")
         received = config.mailbox()[-NEWEST_MAIL:]
-        mails = [mail_view(m.message) for m in reversed(received)]
+        mails = [read_email(m.message) for m in reversed(received)]
         return show("mailbox.html", key, policy=MAILBOX, mails=mails)
 
     return router

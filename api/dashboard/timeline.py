@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from domain.activity import NotSentReason
+from domain.activity import ActivityType, NotSentReason
 from domain.checkout import AbandonedCheckout
 from domain.schedule import Consent
 
@@ -47,9 +47,12 @@ class Entry:
     consent: str | None = None
     """Email steps: the consent decision the step took (domain.schedule.Consent)."""
     consent_words: str | None = None
+    copy_kept: bool = False
+    """EMAIL_SENT: the store kept the email as sent (the page links to it)."""
 
 
-def timeline(checkout: AbandonedCheckout) -> list[Entry]:
+def timeline(checkout: AbandonedCheckout, kept: frozenset[int] = frozenset()) -> list[Entry]:
+    """`kept`: the steps whose sent email has a copy (SqlStore.steps_with_sent_emails)."""
     entries = [
         Entry(
             a.type.value,
@@ -59,6 +62,7 @@ def timeline(checkout: AbandonedCheckout) -> list[Entry]:
             _explain(a.reason),
             a.consent,
             _CONSENT_WORDS.get(a.consent) if a.consent else None,
+            a.type is ActivityType.EMAIL_SENT and a.step in kept,
         )
         for a in checkout.activities
     ]

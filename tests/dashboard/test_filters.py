@@ -72,3 +72,17 @@ def test_a_cursor_carries_its_filters_and_the_link_keeps_them_too() -> None:
 )
 def test_bad_input_gets_a_clear_message(fields: dict[str, str], problem: str) -> None:
     assert ListFilters.given(**fields).problems() == [problem]
+
+
+def test_not_sent_because_goes_beside_the_query_and_stays_in_the_link() -> None:
+    filters = ListFilters.given(not_sent=" condition_failed ", status="ABANDONED")
+    assert filters.problems() == []
+    # Not a field of the query language: the store takes it beside the query, on every page.
+    assert _conditions(filters) == [{"status": {"$eq": "ABANDONED"}}]
+    assert filters.store_not_sent == "condition_failed"
+    assert ListFilters().store_not_sent is None
+    assert filters.link("abc") == (
+        "/dashboard/checkouts?status=ABANDONED&notSent=condition_failed&cursor=abc"
+    )
+    (problem,) = ListFilters.given(not_sent="bored").problems()
+    assert problem.startswith("not sent because: must be one of recovered, cancelled,")

@@ -1,6 +1,6 @@
 """See why, in headless Chromium against a running stack: an operator finds a checkout by email
 and reads, on its page, that step 2 was not sent and why, the next step with its due time, the
-flow's state and its workflow history summary."""
+flow's state and its workflow history summary, and opens the first email as the buyer got it."""
 
 import re
 from collections.abc import AsyncIterator
@@ -10,7 +10,9 @@ import pytest
 from playwright.async_api import BrowserContext, expect
 from temporalio.testing import WorkflowEnvironment
 
+from devstack.mailbox import read_mailbox
 from domain.activity import ActivityType
+from domain.sent_email import read_email
 from store.sql import SqlStore
 from tests.dashboard.stack import DashboardStack
 from tests.dashboard.why_stack import log_in, report, why_stack
@@ -19,6 +21,7 @@ from tests.support import REPO, eventually
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 SCREENSHOT = REPO / "docs" / "images" / "dashboard-why.png"
+EMAIL_SCREENSHOT = REPO / "docs" / "images" / "dashboard-email.png"
 
 
 @pytest.fixture
@@ -82,3 +85,23 @@ async def test_the_checkout_page_says_what_happened_why_and_what_comes_next(
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=SCREENSHOT, full_page=True)
     await page.screenshot(path=screenshots / "checkout-why.png", full_page=True)
+
+    # The first email, as the buyer received it: what the SMTP server got, in a sandboxed frame.
+    (received,) = [
+        m for m in read_mailbox(dashboard.maildir) if "ada@example.com" in m.message["To"]
+    ]
+    buyer_got = read_email(received.message)
+    await sent.get_by_role("link", name="Open the email").click()
+    await expect(page).to_have_url(f"{dashboard.base_url}/dashboard/checkouts/{ada}/emails/1")
+    mail = page.locator("article.mail")
+    await expect(mail.locator(".subject")).to_have_text(buyer_got.subject)
+    await expect(mail.locator(".to")).to_have_text(buyer_got.to)
+    assert await mail.locator("iframe").get_attribute("sandbox") == ""
+    await expect(page.frame_locator("article.mail iframe").locator("body")).to_contain_text(
+        "We kept them for you, and you can pick up right where you stopped."
+    )
+    await expect(mail.locator(".text-part")).to_contain_text("Complete your purchase here:")
+    assert await dashboard.store.sent_emails(ada) == {1: buyer_got}
+    EMAIL_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=EMAIL_SCREENSHOT, full_page=True)
+    await page.screenshot(path=screenshots / "checkout-email.png", full_page=True)

@@ -185,7 +185,7 @@ class PartProcess:
         return f"{self.name} (pid {self.pid}) exited with code {self.returncode}\n{self.logs()}"
 
 
-def _clean_environment() -> dict[str, str]:
+def clean_environment() -> dict[str, str]:
     """This process's environment without any engine or Temporal setting a shell may carry."""
     return {
         key: value
@@ -235,7 +235,7 @@ class TemporalServer:
             "error",
             *dev_server_flags(),
         ]
-        self.process = PartProcess("temporal", command, _clean_environment(), log_dir)
+        self.process = PartProcess("temporal", command, clean_environment(), log_dir)
 
     async def start(self, timeout: float = 60.0) -> Client:
         """Start the server (again) and wait until it serves the default namespace."""
@@ -301,7 +301,7 @@ class EngineConfig:
 
     def env(self) -> dict[str, str]:
         return {
-            **_clean_environment(),
+            **clean_environment(),
             "TEMPORAL_ADDRESS": self.temporal_address,
             "TEMPORAL_NAMESPACE": "default",
             "CHECKOUT_RECOVERY_DATA_DIR": str(self.data_dir),

@@ -7,7 +7,6 @@ Maildir: within a minute, whichever command came first.
 """
 
 import asyncio
-import os
 import re
 import shlex
 import signal
@@ -18,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.processes import CLI, PartProcess
+from tests.e2e.processes import CLI, PartProcess, clean_environment
 from tests.ports import free_port
 from tests.support import REPO
 
@@ -26,11 +25,8 @@ FIRST_EMAIL_WITHIN_SECONDS = 60
 
 
 def _dev_env(data_dir: Path) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("CHECKOUT_RECOVERY_", "TEMPORAL_"))
-    }
+    # No setting the shell may carry: the newcomer's `dev` names no policy, no address.
+    env = clean_environment()
     api_port = free_port()
     env.update(
         {
