@@ -43,6 +43,12 @@ class Sender:
     def domain(self) -> str:
         return self.address.rpartition("@")[2] or "localhost"
 
+    @cached_property
+    def header(self) -> str:
+        """The From header: a non-ASCII name is encoded on its own, the address stays readable
+        (one encoded word over the whole value would hide the address from every client)."""
+        return formataddr(getaddresses([header_text(self.mail_from)])[0], charset="utf-8")
+
 
 @dataclass(frozen=True)
 class Unsubscribe:
@@ -81,7 +87,7 @@ def build_message(
     message = Message()
     message["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'
     message["MIME-Version"] = "1.0"
-    message["From"] = header_text(sender.mail_from)
+    message["From"] = sender.header
     # Every header below carries buyer data (a name, the rendered subject, links holding the
     # checkout's id): each is made one clean line first, so none can end early or add a header.
     to_name = header_text(to_name) if to_name else ""

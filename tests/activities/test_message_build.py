@@ -2,6 +2,8 @@
 headers in the same order, the same payloads, and so the same bytes on the wire."""
 
 from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.headerregistry import Address
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
@@ -76,3 +78,30 @@ def test_a_lone_surrogate_fails_as_mimetext_does() -> None:
         MIMEText("\ud800", "plain", "utf-8")
     with pytest.raises(UnicodeEncodeError):
         _built("\ud800", "<p>x</p>")
+
+
+@pytest.mark.parametrize(
+    ("mail_from", "name", "address"),
+    [
+        ("Our Shöp <r@shop.example>", "Our Shöp", "r@shop.example"),
+        ('"Shop, Inc." <r@shop.example>', "Shop, Inc.", "r@shop.example"),
+        ("r@shop.example", "", "r@shop.example"),
+    ],
+)
+def test_the_from_header_keeps_its_address_whatever_the_name(
+    mail_from: str, name: str, address: str
+) -> None:
+    sender = Sender(mail_from)
+    built = build_message(
+        RenderedEmail(subject="Your cart", html="<p>hi</p>", text="hi"),
+        sender=sender,
+        to_address="buyer@example.com",
+        to_name="Ada",
+        message_id=message_id_for("key", sender.domain),
+        sent_at=SENT_AT,
+    )
+    # Read back as a mail client reads it.
+    received = message_from_bytes(flatten_message(built), policy=policy.default)
+    [parsed] = received["From"].addresses
+    assert isinstance(parsed, Address)
+    assert (parsed.display_name, parsed.addr_spec) == (name, address)
