@@ -3,17 +3,15 @@
 import logging
 from datetime import UTC, datetime
 from email.message import Message
-from urllib.parse import quote
 
 import aiosmtplib
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.coupon_context import coupon_context
-from activities.email_message import Sender, Unsubscribe, build_message, message_id_for
+from activities.email_compose import ComposeError, EmailComposer
+from activities.email_message import Sender, message_id_for
 from activities.heartbeat import heartbeating
-from activities.message_context import checkout_context, formatting_locale
-from activities.rendering import TemplateRenderer, TemplateRenderError
+from activities.rendering import TemplateRenderer
 from activities.sent_copy import sent_copy
 from activities.smtp_pool import DeliveryInDoubtError, SmtpPool
 from activities.step_checkout import missing_checkout
@@ -43,12 +41,16 @@ class EmailActivities:
     ) -> None:
         self._store = store
         self._pool = pool
-        self._renderer = renderer
         self._sender = sender
-        self._shop_name = shop_name
-        self._links = links
-        self._coupons = coupons
-        self._unsubscribe_mailbox = unsubscribe_mailbox or f"unsubscribe@{sender.domain}"
+        # What the step sends, composed by the rule the dashboard's preview uses too.
+        self.composer = EmailComposer(
+            renderer,
+            sender,
+            shop_name,
+            links=links,
+            coupons=coupons,
+            unsubscribe_mailbox=unsubscribe_mailbox,
+        )
 
     @activity.defn(name=SEND_EMAIL)
     async def send_recovery_email(self, request: EmailStepRequest) -> EmailStepResult:
@@ -141,51 +143,10 @@ class EmailActivities:
     async def _compose(
         self, request: EmailStepRequest, checkout: AbandonedCheckout, email: str, message_id: str
     ) -> Message:
-        template = request.step.template
-        language = self._renderer.resolve_language("email", template, checkout.buyer_language)
-        # A de-AT buyer reading the German template sees Austrian money ("€ 89,90").
-        locale = formatting_locale(checkout.buyer_language, language)
-        context = checkout_context(
-            checkout, self._shop_name, locale=locale, time_zone=request.time_zone
-        )
-        unsubscribe = None
-        if self._links is not None:
-            # The buyer comes back through our signed redirect, which records the click. The
-            # link depends only on the step and its due time, so a retry renders the same one.
-            context["checkout_url"] = self._links.url(
-                request.checkout_id, request.step_index + 1, request.at
-            )
-            token = self._links.unsubscribe_token(request.checkout_id)
-            unsubscribe = Unsubscribe(
-                url=self._links.unsubscribe_url(request.checkout_id),
-                mailto=f"mailto:{self._unsubscribe_mailbox}?subject=unsubscribe%20{quote(token)}",
-            )
-            context["unsubscribe_url"] = unsubscribe.url
-        if request.step.coupon is not None and self._coupons is not None:
-            # Keyed by the step: a retry after a failed send shows the same code.
-            coupon = await self._coupons.issue(
-                request.key, request.checkout_id, request.step.coupon, checkout.currency, request.at
-            )
-            context["coupon"] = coupon_context(coupon, locale, request.time_zone)
-        # Rendering is pure: a template that fails now fails on every retry, so the step gives
-        # up at once and records template_error.
         try:
-            # `language` is already the resolved folder: resolving it again would cost a stat.
-            rendered = self._renderer.render_email_in(template, language, context)
-            message = build_message(
-                rendered,
-                sender=self._sender,
-                to_address=email,
-                to_name=context["buyer_name"] if isinstance(context["buyer_name"], str) else None,
-                message_id=message_id,
-                sent_at=request.at,
-                unsubscribe=unsubscribe,
-            )
-        except TemplateRenderError as err:
-            raise _template_failure(f"template {err}") from err
-        except (ValueError, TypeError, LookupError) as err:
-            raise _template_failure(f"message not built: {type(err).__name__}: {err}") from err
-        return message
+            return await self.composer.compose(request, checkout, email, message_id)
+        except ComposeError as err:
+            raise _template_failure(str(err)) from err
 
     async def _sent(
         self, request: EmailStepRequest, message: Message | None = None

@@ -23,7 +23,7 @@ from activities.rendering import PARTS_BY_KIND, TemplateRenderer, TemplateRender
 from activities.template_source import NotATemplateNameError, template_path
 from domain.checkout import AbandonedCheckout, ContactDetails, parse_checkout
 from domain.coupons import IssuedCoupon
-from domain.policy import EmailStep, RecoveryPolicy, Step
+from domain.policy import Coupon, EmailStep, RecoveryPolicy, Step
 
 SHOP_NAME = "Sample Shop"
 SAMPLE_AT = datetime(2026, 3, 28, 20, 30, tzinfo=UTC)
@@ -221,13 +221,17 @@ def _context(step: Step, language: str, checkout: AbandonedCheckout) -> dict[str
     if isinstance(step, EmailStep):
         context["unsubscribe_url"] = UNSUBSCRIBE_URL
         if step.coupon is not None:
-            spec = step.coupon
-            coupon = IssuedCoupon(
-                code=f"{spec.prefix}-7KQ2M-XR9PT" if spec.prefix else "7KQ2M-XR9PT",
-                expires=SAMPLE_AT + spec.valid_for,
-                percent_off=spec.percent_off,
-                amount_off=spec.amount_off,
-                currency=checkout.currency,
-            )
+            coupon = sample_coupon(step.coupon, checkout.currency)
             context["coupon"] = coupon_context(coupon, language, time_zone)
     return context
+
+
+def sample_coupon(spec: Coupon, currency: str, issued_at: datetime = SAMPLE_AT) -> IssuedCoupon:
+    """A code of the step's shape that no provider issued: for checks and previews only."""
+    return IssuedCoupon(
+        code=f"{spec.prefix}-7KQ2M-XR9PT" if spec.prefix else "7KQ2M-XR9PT",
+        expires=issued_at + spec.valid_for,
+        percent_off=spec.percent_off,
+        amount_off=spec.amount_off,
+        currency=currency,
+    )

@@ -29,7 +29,9 @@ class WebhookActivities:
         envelope = await self._outbox.envelope(event_id)
         if envelope is None:
             return []
-        return [s.id for s in await self._subscriptions.list() if s.wants(envelope.slug)]
+        # Only the event's shop's subscriptions: a shop never receives another's events.
+        wanting = await self._subscriptions.for_event(event_id)
+        return [s.id for s in wanting if s.wants(envelope.slug)]
 
     @activity.defn(name=DELIVER_EVENT)
     async def deliver_event(self, request: DeliveryRequest) -> bool:

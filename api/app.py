@@ -27,6 +27,7 @@ from api.readiness_routes import readiness_router
 from api.request_metrics import RequestMetrics
 from api.revenue_routes import revenue_router
 from api.schemas import query_body_schema, report_body_schema
+from api.shop_routes import shop_router
 from api.subscription_routes import subscription_router
 from api.unsubscribe_routes import unsubscribe_router
 from domain.coupon_link import CouponLink
@@ -39,6 +40,7 @@ from store.api_keys import ApiKeyStore
 from store.coupons import StoreCouponProvider
 from store.engine_policy import EnginePolicyStore
 from store.secret_box import SecretBox
+from store.shops import ShopStore
 from store.sql import SqlStore
 from store.subscriptions import SubscriptionStore
 from telemetry import tracing
@@ -92,7 +94,10 @@ def create_app(parts: ApiParts) -> FastAPI:
     app.include_router(coupon_router(coupons, auth))
     app.include_router(buyer_router(parts.service, auth))
     # Reports get the running engine's policy; this process's own only until a worker published.
-    reporting = CachedReportingPolicy(EnginePolicyStore(parts.store.engine), parts.policy)
+    shops = ShopStore(parts.store.engine)
+    reporting = CachedReportingPolicy(
+        EnginePolicyStore(parts.store.engine), parts.policy, shops=shops
+    )
     app.include_router(
         checkout_router(
             parts.service,
@@ -105,6 +110,7 @@ def create_app(parts: ApiParts) -> FastAPI:
     )
     subscriptions = SubscriptionStore(parts.store.engine, parts.webhook_secrets)
     app.include_router(subscription_router(subscriptions, auth))
+    app.include_router(shop_router(shops, auth))
     codec_origins = parse_origins(parts.codec_cors_origins)
     codec_paths = [CODEC_PATH]
     if parts.dashboard is None:

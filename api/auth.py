@@ -1,22 +1,53 @@
-"""Bearer API keys on every route: 401 without a valid key, 403 without the route's scope."""
+"""Bearer API keys on every route: 401 without a valid key, 403 without the route's scope.
+
+The request's shop is decided here, and only here (`Authenticator.shop`): a shop's key acts for
+its shop; a platform key for the shop named in the X-Checkout-Recovery-Shop header (logged), or
+`default` without one; a shop key naming another shop is refused (403). Routes get the shop from
+this dependency and pass it to every store read, which puts it in the statement: a checkout of
+another shop is then not found (404), so a key learns nothing of other shops' data.
+"""
 
 import hashlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Header
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ApiError
 from api.rate_limit import RateLimiter, too_many_requests
 from domain.access import ApiKey, Scope
+from domain.shops import DEFAULT_SHOP, check_shop_id
 from store.api_keys import ApiKeyStore
+
+logger = logging.getLogger(__name__)
 
 # Documents the scheme in the OpenAPI document; errors are ours, so it does not raise by itself.
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer crk_...`")
 
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+SHOP_HEADER = "X-Checkout-Recovery-Shop"
+ShopHeader = Annotated[
+    str | None,
+    Header(
+        alias=SHOP_HEADER,
+        max_length=64,
+        description="The shop a platform key acts for (default: `default`); a shop's own key "
+        "may name only its shop.",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class RequestShop:
+    """Who calls, and the shop the request acts for: every store read of the request names it."""
+
+    key: ApiKey
+    shop_id: str
 
 
 CACHE_SECONDS = 5.0
@@ -84,11 +115,39 @@ class Authenticator:
 
         return dependency
 
+    def shop(self, scope: Scope) -> Callable[[Credentials, ShopHeader], Awaitable[RequestShop]]:
+        """`require(scope)`, and the shop the request acts for (see the module's docstring)."""
+        key_of = self.require(scope)
+
+        async def dependency(credentials: Credentials, named: ShopHeader = None) -> RequestShop:
+            key = await key_of(credentials)
+            return RequestShop(key, resolve_shop(key, named))
+
+        return dependency
+
     def spend(self, key: ApiKey) -> None:
         """Take one request from `key`'s budget; 429 (ApiError) when it has none left."""
         wait = self._limiter.take(key.id) if self._limiter is not None else None
         if wait is not None:
             raise too_many_requests(wait, f"the API key {key.id}")
+
+
+def resolve_shop(key: ApiKey, named: str | None) -> str:
+    """The shop `key` acts for when the request names `named` (the header, None if absent)."""
+    if key.shop_id is not None:
+        if named is not None and named != key.shop_id:
+            # Never echo the named shop: it is whatever the caller chose to send.
+            raise ApiError(403, "forbidden", f"the API key {key.id} acts for its own shop only")
+        return key.shop_id
+    if named is None:
+        return DEFAULT_SHOP
+    try:
+        shop_id = check_shop_id(named)
+    except ValueError as err:
+        raise ApiError(400, "invalid_request", f"{SHOP_HEADER}: {err}") from None
+    # Acting for a shop with a platform key is on the record (ids only: no PII).
+    logger.info("Platform key %s acts for shop %s", key.id, shop_id)
+    return shop_id
 
 
 def _unauthorized(message: str) -> ApiError:

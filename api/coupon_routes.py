@@ -5,11 +5,12 @@ store's `coupons` table only.
 """
 
 from datetime import UTC, datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from pydantic import AwareDatetime
 
-from api.auth import Authenticator
+from api.auth import Authenticator, RequestShop
 from api.errors import ERROR_RESPONSES, ApiError
 from api.request_body import checked_path_ids
 from domain.access import Scope
@@ -51,37 +52,39 @@ def coupon_router(coupons: StoreCouponProvider, auth: Authenticator) -> APIRoute
 
     @router.get(
         "/{code}",
-        dependencies=[Depends(auth.require(Scope.READ))],
         response_model=CouponEnvelope,
         response_model_exclude_none=True,
         summary="Look a coupon code up",
     )
-    async def get_coupon(code: str) -> CouponEnvelope:
-        """Its discount, expiry and whether it was redeemed."""
-        return CouponEnvelope(coupon=_view(await _require(coupons, code)))
+    async def get_coupon(
+        code: str, shop: Annotated[RequestShop, Depends(auth.shop(Scope.READ))]
+    ) -> CouponEnvelope:
+        """Its discount, expiry and whether it was redeemed (the request's shop's codes only)."""
+        return CouponEnvelope(coupon=_view(await _require(coupons, code, shop)))
 
     @router.post(
         "/{code}/redeem",
-        dependencies=[Depends(auth.require(Scope.MANAGE))],
         response_model=CouponEnvelope,
         response_model_exclude_none=True,
         responses={409: {"description": "Redeemed already"}, 410: {"description": "Expired"}},
         summary="Redeem a coupon code (once)",
     )
-    async def redeem(code: str) -> CouponEnvelope:
+    async def redeem(
+        code: str, shop: Annotated[RequestShop, Depends(auth.shop(Scope.MANAGE))]
+    ) -> CouponEnvelope:
         """Marks the code used; a second redemption is refused with 409, an expired code with
         410."""
-        outcome = await coupons.redeem_explained(code, datetime.now(UTC))
+        outcome = await coupons.redeem_explained(code, datetime.now(UTC), shop_id=shop.shop_id)
         if outcome in _REFUSALS:
             status, error_code, message = _REFUSALS[outcome]
             raise ApiError(status, error_code, message)
-        return CouponEnvelope(coupon=_view(await _require(coupons, code)))
+        return CouponEnvelope(coupon=_view(await _require(coupons, code, shop)))
 
     return router
 
 
-async def _require(coupons: StoreCouponProvider, code: str) -> StoredCoupon:
-    found = await coupons.find(code)
+async def _require(coupons: StoreCouponProvider, code: str, shop: RequestShop) -> StoredCoupon:
+    found = await coupons.find(code, shop_id=shop.shop_id)
     if found is None:
         status, error_code, message = _REFUSALS[Redemption.UNKNOWN]
         raise ApiError(status, error_code, message)

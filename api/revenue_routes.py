@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
-from api.auth import Authenticator
+from api.auth import Authenticator, RequestShop
 from api.errors import ERROR_RESPONSES
 from domain.access import Scope
 from domain.checkout import Moment
@@ -34,15 +34,15 @@ def revenue_router(store: SqlStore, auth: Authenticator) -> APIRouter:
 
     @router.get(
         PATH,
-        dependencies=[Depends(auth.require(Scope.READ))],
         summary="Recovered revenue per step and attribution",
         response_model=RevenueResponse,
     )
     async def recovered_revenue(
+        shop: Annotated[RequestShop, Depends(auth.shop(Scope.READ))],
         since: Annotated[Moment | None, Query(description="Recovered at or after")] = None,
         until: Annotated[Moment | None, Query(description="Recovered before")] = None,
     ) -> RevenueResponse:
-        rows = await revenue_by_step(store.engine, since, until)
+        rows = await revenue_by_step(store.engine, since, until, shop_id=shop.shop_id)
         return RevenueResponse(
             rows=[
                 StepRevenueRow(

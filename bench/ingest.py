@@ -42,6 +42,7 @@ from store.api_keys import ApiKeyStore
 from store.sql import SqlStore
 from tests.ports import free_port
 from workers.background import running_in_background
+from workers.process_exit import leave
 
 DUPLICATE_SHARE = 0.3
 PATH = "/ecom/v1/abandoned-checkout"
@@ -222,3 +223,4 @@ async def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    leave(0)  # workers/process_exit.py: the Temporal core's threads and Python's teardown

@@ -31,6 +31,7 @@ from domain.policy import RecoveryPolicy, parse_policy
 from service.checkouts import CheckoutService
 from store.sql import SqlStore
 from tests.ports import free_port
+from workers.process_exit import leave
 
 TARGET_MB = 200.0
 TARGET_FLOWS = 10_000
@@ -216,3 +217,4 @@ def _threads(pid: int) -> int:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    leave(0)  # workers/process_exit.py: the Temporal core's threads and Python's teardown

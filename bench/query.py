@@ -56,6 +56,7 @@ from store.sql import SqlStore
 from tests.ports import free_port
 from tests.support import sample_checkout
 from workers.api_server import build_app, serving
+from workers.process_exit import leave
 from workers.settings import Settings
 from workers.temporal_client import DATA_CONVERTER
 
@@ -488,3 +489,4 @@ def _figure(r: Result, checkouts: int) -> Figure:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    leave(0)  # workers/process_exit.py: the Temporal core's threads and Python's teardown

@@ -51,6 +51,7 @@ from store.sql import SqlStore
 from tests.ports import free_port
 from tests.support import sample_checkout_data
 from workers.link_secret import link_signer_for
+from workers.process_exit import leave
 from workers.settings import Settings
 
 TARGET_VS_RAW = 0.9
@@ -400,3 +401,4 @@ async def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    leave(0)  # workers/process_exit.py: the Temporal core's threads and Python's teardown

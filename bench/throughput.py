@@ -33,6 +33,7 @@ from domain.policy import RecoveryPolicy, parse_policy
 from service.checkouts import CheckoutService
 from store.sql import SqlStore
 from tests.ports import free_port
+from workers.process_exit import leave
 from workers.settings import Settings
 from workers.worker import SANDBOX_RUNNER, open_worker
 
@@ -294,3 +295,4 @@ async def _start_smtp_process(port: int, data_dir: Path) -> asyncio.subprocess.P
 
 if __name__ == "__main__":
     asyncio.run(main())
+    leave(0)  # workers/process_exit.py: the Temporal core's threads and Python's teardown

@@ -54,6 +54,7 @@ from domain.policy import RecoveryPolicy, parse_policy
 from service.checkouts import CheckoutService
 from store.sql import SqlStore
 from tests.ports import free_port
+from workers.process_exit import leave
 
 TARGET_P99_MS = 1000.0
 STEP_DELAY = timedelta(hours=1)
@@ -491,3 +492,4 @@ async def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    leave(0)  # workers/process_exit.py: the Temporal core's threads and Python's teardown

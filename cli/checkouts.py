@@ -31,6 +31,7 @@ from domain.errors import InvalidInputError, describe_validation_error
 from domain.flow import workflow_id_for
 from domain.policy import RecoveryPolicy
 from domain.query import MAX_LIMIT, CheckoutPage, parse_query
+from domain.shops import DEFAULT_SHOP
 from service.checkouts import BuyerRecovery, CheckoutNotFoundError
 from service.flow_runs import fetch_flow_history
 from service.flow_view import FlowState, NextStep, describe_flow, planned_next_step
@@ -419,7 +420,7 @@ def recover_buyer(  # noqa: PLR0917 - typer takes each option as a parameter
     async def run() -> BuyerRecovery:
         buyer = _buyer_identity(email, contact_id, member_id, user_id)
         async with open_service(settings) as service:
-            outcome = await service.recover_buyer(buyer, order_id)
+            outcome = await service.recover_buyer(buyer, order_id, shop_id=DEFAULT_SHOP)
         if outcome.recovered is None:
             raise NotFoundError("the buyer has no open abandoned checkout")
         return outcome

@@ -12,6 +12,7 @@ from cli.support import (
     settings_or_fail,
 )
 from domain.access import ApiKey, parse_scopes
+from domain.shops import DEFAULT_SHOP, check_shop_id
 from store.api_keys import ApiKeyStore
 from workers.resources import open_store
 
@@ -25,6 +26,8 @@ def _key_json(key: ApiKey) -> dict[str, object]:
         "scopes": sorted(key.scopes),
         "createdDate": key.created_date.isoformat(),
         "revokedDate": key.revoked_date.isoformat() if key.revoked_date else None,
+        "shop": key.shop_id,
+        "platform": key.platform,
     }
 
 
@@ -38,6 +41,17 @@ def create(
         ),
     ],
     name: Annotated[str, typer.Option("--name", help="What the key is for.")] = "unnamed",
+    shop: Annotated[
+        str, typer.Option("--shop", help="The shop the key acts for (its data only).")
+    ] = DEFAULT_SHOP,
+    platform: Annotated[
+        bool,
+        typer.Option(
+            "--platform",
+            help="A platform key: acts for the shop a request names in the "
+            "X-Checkout-Recovery-Shop header (default when none is named).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Make a key; its token is printed once and cannot be shown again."""
@@ -45,19 +59,26 @@ def create(
         scopes = parse_scopes(scope)
     except ValueError as err:
         raise BadInputError(f"--scope: {err}") from None
+    if platform and shop != DEFAULT_SHOP:
+        raise BadInputError("--platform: a platform key has no shop; leave out --shop")
+    try:
+        shop_id = None if platform else check_shop_id(shop)
+    except ValueError as err:
+        raise BadInputError(f"--shop: {err}") from None
     settings = settings_or_fail()
 
     async def run() -> tuple[ApiKey, str]:
         async with open_store(settings) as store:
-            return await ApiKeyStore(store.engine).create(name, scopes)
+            return await ApiKeyStore(store.engine).create(name, scopes, shop_id=shop_id)
 
     key, token = run_command(run())
     if as_json:
         print_json({**_key_json(key), "token": token})
         return
     typer.echo(token)
+    acts_for = "a platform key" if key.platform else f"shop {key.shop_id}"
     typer.echo(
-        f"(key {key.id}, scopes {' '.join(sorted(scopes))}; keep the token now, "
+        f"(key {key.id}, {acts_for}, scopes {' '.join(sorted(scopes))}; keep the token now, "
         "it is not shown again)",
         err=True,
     )
@@ -83,8 +104,9 @@ def listing(
         typer.echo("no API keys")
     for key in keys:
         revoked = f"  revoked {key.revoked_date:%Y-%m-%d %H:%M}" if key.revoked_date else ""
+        shop = "(platform)" if key.platform else key.shop_id
         typer.echo(
-            f"{key.id}  {key.name:<20}  {' '.join(sorted(key.scopes))}"
+            f"{key.id}  {key.name:<20}  {shop:<12}  {' '.join(sorted(key.scopes))}"
             f"  created {key.created_date:%Y-%m-%d %H:%M}{revoked}"
         )
 

@@ -1,9 +1,7 @@
 """The `checkout-recovery` command."""
 
-import contextlib
 import logging
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -17,6 +15,7 @@ from cli.import_checkouts import import_file
 from cli.keys import keys_app
 from cli.metrics import API_METRICS_SETTING, WORKER_METRICS_SETTING, serve_metrics
 from cli.policy import policy_app
+from cli.shops import shops_app
 from cli.stats import stats as stats_command
 from cli.support import (
     DEBUG_ENV,
@@ -39,9 +38,11 @@ from domain.report import parse_report, parse_update
 from service.checkouts import CheckoutService
 from service.reporting_policy import policy_for_reports
 from store.engine_policy import EnginePolicyStore
+from store.shops import ShopStore
 from telemetry import tracing
 from telemetry.logs import configure_logging
 from workers.api_server import build_app, dev_api_key, serving
+from workers.process_exit import leave
 from workers.resources import open_service, open_store
 from workers.search_attributes import search_attributes_registered
 from workers.settings import Settings
@@ -267,6 +268,7 @@ def start(
                 EnginePolicyStore(service.store.engine),
                 override=override,
                 configured=lambda: _checked_policy(settings),
+                shops=ShopStore(service.store.engine),
             )
             outcome = await service.report(checkout, chosen.policy)
         typer.echo(outcome.checkout_id)
@@ -365,6 +367,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(policy_app, name="policy")
 app.add_typer(checkouts_app, name="checkouts")
 app.add_typer(tasks_app, name="tasks")
+app.add_typer(shops_app, name="shops")
 app.command("import")(import_file)
 app.command("stats")(stats_command)
 app.command("health")(health_command)
@@ -382,15 +385,8 @@ def codec_key() -> None:
 
 def main() -> None:
     """The installed `checkout-recovery`: the app, then an exit that skips the interpreter's
-    teardown.
-
-    temporalio's Rust core keeps threads of its own; when the interpreter finalizes while one of
-    them still works (a connection attempt that just failed, mostly), the process hangs in
-    garbage collection or aborts with "Fatal Python error: PyGILState_Release" after the
-    command has finished (temporalio/sdk-python#300). Every command has closed what it opened
-    by the time the app returns, so nothing is lost by leaving at once: output and logs are
-    flushed first.
-    """
+    teardown (workers/process_exit.py says why). Every command has closed what it opened by the
+    time the app returns."""
     try:
         app()
     except SystemExit as done:
@@ -399,10 +395,4 @@ def main() -> None:
         code = 0
     if isinstance(code, str):  # sys.exit("message"): Python prints it and exits 1
         typer.echo(code, err=True)
-    # os._exit skips atexit: spans still buffered for export are sent now.
-    tracing.current().shutdown()
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # closed, or a pipe read no further
-            stream.flush()
-    os._exit(code if isinstance(code, int) else 0 if code is None else 1)
+    leave(code if isinstance(code, int) else 0 if code is None else 1)

@@ -14,7 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.support import checked_policy, print_json, read_json, settings_or_fail
+from cli.shops import checked_shop_policy
+from cli.support import BadInputError, checked_policy, print_json, read_json, settings_or_fail
 from domain.checkout import AbandonedCheckout
 from domain.durations import format_duration
 from domain.errors import InvalidInputError
@@ -40,7 +41,20 @@ SAMPLE_CHECKOUT: dict[str, Any] = {
 
 @policy_app.command("check")
 def check(
-    file: Annotated[str, typer.Argument(metavar="FILE", help="Policy TOML file or built-in name")],
+    file: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[FILE]", help="Policy TOML file or built-in name; with --shop, optional."
+        ),
+    ] = None,
+    shop: Annotated[
+        str | None,
+        typer.Option(
+            "--shop",
+            help="Check with this shop's templates and language; without FILE, its own policy "
+            "(or the deployment's when it has none).",
+        ),
+    ] = None,
     checkout: Annotated[
         Path | None,
         typer.Option("--checkout", help="A sample checkout (JSON, as reported to the API)."),
@@ -61,8 +75,13 @@ def check(
     # Every template of every step is rendered, in each of its languages, for this sample and
     # for edge cases (no names, no items, long values), and every file of the shop's own
     # templates is checked: a failure is exit 2 here rather than a buyer's lost email later.
-    renderer = template_renderer_for(settings_or_fail())
-    policy = checked_policy(file, lambda: load_policy(file, renderer, sample=sample))
+    if shop is not None:
+        renderer, policy = checked_shop_policy(shop, file, sample)
+    elif file is None:
+        raise BadInputError("give a policy FILE, or --shop SHOP")
+    else:
+        renderer = template_renderer_for(settings_or_fail())
+        policy = checked_policy(file, lambda: load_policy(file, renderer, sample=sample))
     assert sample.created_date is not None
     steps = plan(policy, sample, sample.created_date, now)
     overrides = renderer.source.overrides

@@ -4,6 +4,9 @@ A key reads `crk_<id>_<secret>`. The id is public (listed, logged, used to revok
 shown once, when the key is made, and the store keeps only its SHA-256. A random 256-bit secret
 needs no slow password hash: nobody can guess it, so a fast hash is enough to make a stolen
 database useless for calling the API.
+
+A key belongs to one shop and acts for it alone; a platform key (no shop) acts for the shop a
+request names (api.auth), and for `default` when it names none.
 """
 
 import hashlib
@@ -13,6 +16,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+
+from domain.shops import DEFAULT_SHOP
 
 KEY_PREFIX = "crk"
 _KEY_SHAPE = re.compile(r"crk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
@@ -50,6 +55,12 @@ class ApiKey:
     scopes: frozenset[Scope]
     created_date: datetime
     revoked_date: datetime | None = None
+    shop_id: str | None = DEFAULT_SHOP
+    """The shop the key acts for; None: a platform key."""
+
+    @property
+    def platform(self) -> bool:
+        return self.shop_id is None
 
     def allows(self, needed: Scope) -> bool:
         if self.revoked_date is not None:

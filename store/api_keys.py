@@ -7,6 +7,7 @@ from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.access import ApiKey, Scope, new_key, secret_matches, split_token
+from domain.shops import DEFAULT_SHOP
 from store.schema import api_keys
 
 
@@ -15,9 +16,15 @@ class ApiKeyStore:
         self._engine = engine
 
     async def create(
-        self, name: str, scopes: frozenset[Scope], now: datetime | None = None
+        self,
+        name: str,
+        scopes: frozenset[Scope],
+        now: datetime | None = None,
+        *,
+        shop_id: str | None = DEFAULT_SHOP,
     ) -> tuple[ApiKey, str]:
-        """A new key and its token; the token is not kept and cannot be shown again."""
+        """A new key of `shop_id` (None: a platform key) and its token; the token is not kept
+        and cannot be shown again."""
         made = new_key()
         created = now or datetime.now(UTC)
         async with self._engine.begin() as conn:
@@ -28,9 +35,10 @@ class ApiKeyStore:
                     secret_hash=made.secret_hash,
                     scopes=" ".join(sorted(scopes)),
                     created_date=created,
+                    shop_id=shop_id,
                 )
             )
-        return ApiKey(made.id, name, scopes, created), made.token
+        return ApiKey(made.id, name, scopes, created, shop_id=shop_id), made.token
 
     async def list(self, include_revoked: bool = False) -> list[ApiKey]:
         query = select(api_keys).order_by(api_keys.c.created_date, api_keys.c.id)
@@ -69,4 +77,5 @@ def _key_from_row(row: Row[Any]) -> ApiKey:
         scopes=frozenset(Scope(s) for s in row.scopes.split()),
         created_date=row.created_date,
         revoked_date=row.revoked_date,
+        shop_id=row.shop_id,
     )

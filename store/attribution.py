@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.activity import ActivityType
 from domain.checkout import CheckoutStatus
+from domain.shops import DEFAULT_SHOP
 from store.schema import activities, checkouts, link_clicks
 from telemetry import metrics
 
@@ -90,15 +91,24 @@ class StepRevenue:
 
 
 async def revenue_by_step(
-    engine: AsyncEngine, since: datetime | None = None, until: datetime | None = None
+    engine: AsyncEngine,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    *,
+    shop_id: str = DEFAULT_SHOP,
 ) -> list[StepRevenue]:
-    """Recovered revenue per step and attribution (per currency: totals are never converted)."""
+    """`shop_id`'s recovered revenue per step and attribution (per currency: totals are never
+    converted)."""
     query = select(
         checkouts.c.attributed_step,
         checkouts.c.attribution,
         checkouts.c.currency,
         checkouts.c.recovered_amount,
-    ).where(checkouts.c.status == CheckoutStatus.RECOVERED, checkouts.c.attribution.is_not(None))
+    ).where(
+        checkouts.c.shop_id == shop_id,
+        checkouts.c.status == CheckoutStatus.RECOVERED,
+        checkouts.c.attribution.is_not(None),
+    )
     if since is not None:
         query = query.where(checkouts.c.recovered_date >= since)
     if until is not None:

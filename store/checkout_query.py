@@ -2,6 +2,9 @@
 page's activities (its newest 20 per checkout), and, when offset paging needs the total, a COUNT
 capped at MAX_COUNTED (beyond it the page says tooManyToCount), so no page scans every match.
 
+Every statement is about one shop (`shop_id`, in its WHERE): a query never sees another shop's
+checkouts, and the indexes below are all led by the shop.
+
 Indexes (store.schema) serve the patterns people run: (status, created_date, id) a status with a
 createdDate range sorted by createdDate; (created_date, id) the same without the status, and the
 default sort's cursor walk; (status, recovered_date, id) recovered in a date range; (order_id, id)
@@ -65,6 +68,7 @@ from domain.query import (
     SortKey,
     make_cursor,
 )
+from domain.shops import DEFAULT_SHOP
 from store.rows import (
     JSON_OPTIONS,
     PAGE_COLUMNS,
@@ -86,14 +90,15 @@ _COMPARISONS: dict[Operator, Callable[[Any, Any], Any]] = {
 
 
 async def run_query(
-    conn: AsyncConnection, query: CheckoutQuery, *, not_sent: str | None = None
+    conn: AsyncConnection, query: CheckoutQuery, *, shop_id: str, not_sent: str | None = None
 ) -> CheckoutPage:
     """One page of the checkouts matching `query`, each with its newest 20 activities.
 
     `not_sent`: only checkouts with an EMAIL_NOT_SENT entry for this reason (a NotSentReason
     value), the dashboard's filter beyond the query language; a cursor does not carry it, so
     each page's request gives it again (the dashboard's links do)."""
-    fetched = list((await conn.execute(page_statement(query, not_sent=not_sent))).all())
+    statement = page_statement(query, shop_id=shop_id, not_sent=not_sent)
+    fetched = list((await conn.execute(statement)).all())
     rows = fetched[: query.limit]
     if _backwards(query):
         rows.reverse()  # fetched nearest-first from the boundary; shown in the query's order
@@ -102,18 +107,21 @@ async def run_query(
     if query.cursor_paging:
         cursors = _cursors(query, rows, more=len(fetched) > query.limit)
         return CheckoutPage(found, offset=None, total=None, cursors=cursors)
-    total = await _total(conn, query, len(rows), not_sent)
+    total = await _total(conn, query, shop_id, len(rows), not_sent)
     return CheckoutPage(found, offset=query.offset, total=total, too_many_to_count=total is None)
 
 
-def page_statement(query: CheckoutQuery, *, not_sent: str | None = None) -> Select[Any]:
+def page_statement(
+    query: CheckoutQuery, *, shop_id: str = DEFAULT_SHOP, not_sent: str | None = None
+) -> Select[Any]:
     """The SELECT of one page's rows (for cursor paging, one row more than the page: whether it
-    comes back tells whether another page follows)."""
+    comes back tells whether another page follows). `shop_id` defaults to the single shop for
+    the query plans' benchmarks and tests; `run_query` always names it."""
     required = _required_fields(query.filter)
     # The page's columns (store.rows.PAGE_SELECTED), then the sort's others, for the cursors.
     sorted_by = dict.fromkeys(FIELDS[k.field].column for k in query.sort)
     more = [checkouts.c[name] for name in sorted_by if name not in PAGE_COLUMNS]
-    statement = select(*PAGE_SELECTED, *more).where(_matching(query, not_sent))
+    statement = select(*PAGE_SELECTED, *more).where(_matching(query, shop_id, not_sent))
     if query.boundary is not None:
         statement = statement.where(_beyond(query.sort, query.boundary, required))
     statement = statement.order_by(*_order(query.sort, required, reverse=_backwards(query)))
@@ -139,20 +147,26 @@ def page_json(page: CheckoutPage) -> bytes:
 
 
 async def _total(
-    conn: AsyncConnection, query: CheckoutQuery, shown: int, not_sent: str | None = None
+    conn: AsyncConnection,
+    query: CheckoutQuery,
+    shop_id: str,
+    shown: int,
+    not_sent: str | None = None,
 ) -> int | None:
     """How many match in all, or None when more than MAX_COUNTED do."""
     if shown < query.limit and (shown > 0 or query.offset == 0):
         return query.offset + shown  # a short page is the last one: no COUNT needed
     if query.offset + shown > MAX_COUNTED:
         return None  # the page itself shows there are more
-    counted = await conn.scalar(count_statement(query, not_sent=not_sent))
+    counted = await conn.scalar(count_statement(query, shop_id=shop_id, not_sent=not_sent))
     return None if counted is None or counted > MAX_COUNTED else int(counted)
 
 
-def count_statement(query: CheckoutQuery, *, not_sent: str | None = None) -> Select[Any]:
+def count_statement(
+    query: CheckoutQuery, *, shop_id: str = DEFAULT_SHOP, not_sent: str | None = None
+) -> Select[Any]:
     """COUNT of the matches, stopping after MAX_COUNTED + 1 of them."""
-    matching = _matching(query, not_sent)
+    matching = _matching(query, shop_id, not_sent)
     matches = select(checkouts.c.id).where(matching).limit(MAX_COUNTED + 1).subquery()
     return select(func.count()).select_from(matches)
 
@@ -180,8 +194,11 @@ def _cursors(query: CheckoutQuery, rows: list[Row[Any]], *, more: bool) -> Curso
 # --- filter ------------------------------------------------------------------------------------
 
 
-def _matching(query: CheckoutQuery, not_sent: str | None = None) -> ColumnElement[bool]:
-    visible = checkouts.c.deleted_date.is_(None)  # erased checkouts are never listed
+def _matching(
+    query: CheckoutQuery, shop_id: str, not_sent: str | None = None
+) -> ColumnElement[bool]:
+    # Erased checkouts are never listed, nor another shop's.
+    visible = and_(checkouts.c.shop_id == shop_id, checkouts.c.deleted_date.is_(None))
     found = visible if query.filter is None else and_(visible, _compile(query.filter))
     return found if not_sent is None else and_(found, _not_sent_because(not_sent))
 

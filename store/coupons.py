@@ -3,6 +3,9 @@
 Its codes only mean something to a shop that checks them (through `redeem`/`is_redeemed`, or the
 recovery call naming the code); a shop with its own discount system plugs in a provider that calls
 it instead (see domain.coupons.CouponProvider and the coupon_provider setting).
+
+A code belongs to its checkout's shop: looked up or redeemed over the API, another shop's code is
+not found (`shop_id`).
 """
 
 import secrets
@@ -17,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from domain.coupons import IssuedCoupon
 from domain.flow import step_key, workflow_id_for
 from domain.policy import Coupon
-from store.schema import coupons
+from store.schema import checkouts, coupons
 
 # No 0/O or 1/I: codes are read off a screen and typed in by people.
 _ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -53,6 +56,10 @@ def _usable_at(at: datetime) -> tuple[ColumnElement[bool], ...]:
     return (coupons.c.redeemed_date.is_(None), coupons.c.expires_date > at)
 
 
+def _in_shop(shop_id: str | None) -> tuple[ColumnElement[bool], ...]:
+    return () if shop_id is None else (coupons.c.shop_id == shop_id,)
+
+
 class StoreCouponProvider:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -70,6 +77,9 @@ class StoreCouponProvider:
                     code=new_code(spec.prefix),
                     key=key,
                     checkout_id=checkout_id,
+                    shop_id=select(checkouts.c.shop_id)
+                    .where(checkouts.c.id == checkout_id)
+                    .scalar_subquery(),
                     percent_off=spec.percent_off,
                     amount_off=spec.amount_off,
                     currency=currency,
@@ -87,19 +97,20 @@ class StoreCouponProvider:
         )
 
     async def redeem(self, code: str, at: datetime) -> bool:
-        return await self.redeem_explained(code, at) is Redemption.REDEEMED
+        return await self.redeem_explained(code, at, shop_id=None) is Redemption.REDEEMED
 
-    async def redeem_explained(self, code: str, at: datetime) -> Redemption:
-        """Mark the code used, once, while it is valid; otherwise say why not."""
+    async def redeem_explained(self, code: str, at: datetime, *, shop_id: str | None) -> Redemption:
+        """Mark the code used, once, while it is valid; otherwise say why not. `shop_id`: only
+        that shop's code (a request's); None: any (the engine, which made the code)."""
         async with self._engine.begin() as conn:
             result = await conn.execute(
                 update(coupons)
-                .where(coupons.c.code == code, *_usable_at(at))
+                .where(coupons.c.code == code, *_in_shop(shop_id), *_usable_at(at))
                 .values(redeemed_date=at)
             )
         if result.rowcount == 1:
             return Redemption.REDEEMED
-        found = await self.find(code)
+        found = await self.find(code, shop_id=shop_id)
         if found is None:
             return Redemption.UNKNOWN
         if found.redeemed_date is not None:
@@ -118,12 +129,15 @@ class StoreCouponProvider:
             )
         return code
 
-    async def find(self, code: str) -> StoredCoupon | None:
+    async def find(self, code: str, *, shop_id: str | None) -> StoredCoupon | None:
+        """The coupon of this code; `shop_id` as for `redeem_explained`."""
+        statement = select(coupons).where(coupons.c.code == code, *_in_shop(shop_id))
         async with self._engine.connect() as conn:
-            row = (await conn.execute(select(coupons).where(coupons.c.code == code))).first()
+            row = (await conn.execute(statement)).first()
         if row is None:
             return None
-        return StoredCoupon(**{k: v for k, v in row._mapping.items() if k != "key"})
+        internal = ("key", "shop_id")
+        return StoredCoupon(**{k: v for k, v in row._mapping.items() if k not in internal})
 
     async def is_redeemed(self, code: str) -> bool:
         async with self._engine.connect() as conn:

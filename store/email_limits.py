@@ -3,6 +3,10 @@
 An address is known by a SHA-256 of its normalised form, so the suppression list can outlive an
 erased checkout (an unsubscribe must keep being honoured) without keeping the address itself.
 
+Both limits are per shop: an unsubscribe is from one shop's sender, and the cap counts the sends
+of the same shop. A suppression without a shop (NULL) holds in every shop: a hard bounce, an
+address that does not exist, which no shop should try again.
+
 The statements are built once: a send runs them on its hot path, and building a SQLAlchemy
 statement costs more than SQLite takes to run it.
 """
@@ -11,7 +15,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import BindParameter, bindparam, delete, func, select
+from sqlalchemy import BindParameter, bindparam, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from store.schema import email_sends, suppressions
@@ -30,14 +34,20 @@ class AddressState:
 
 
 _ADDRESS: BindParameter[str] = bindparam("address")
+_SHOP: BindParameter[str] = bindparam("shop_id")
 _STATE = select(
     select(suppressions.c.address_key)
-    .where(suppressions.c.address_key == _ADDRESS)
+    .where(
+        suppressions.c.address_key == _ADDRESS,
+        or_(suppressions.c.shop_id == _SHOP, suppressions.c.shop_id.is_(None)),
+    )
+    .limit(1)
     .scalar_subquery()
     .label("suppressed"),
     # Only other checkouts' emails count: a policy's own steps are spaced as the shop chose.
     select(func.max(email_sends.c.sent_at))
     .where(
+        email_sends.c.shop_id == _SHOP,
         email_sends.c.address_key == _ADDRESS,
         email_sends.c.checkout_id != bindparam("checkout_id"),
         email_sends.c.sent_at > bindparam("since"),
@@ -60,14 +70,17 @@ async def lock_address(conn: AsyncConnection, key: str) -> None:
 
 
 async def address_state(
-    conn: AsyncConnection, key: str, checkout_id: str, at: datetime, window: timedelta
+    conn: AsyncConnection,
+    key: str,
+    checkout_id: str,
+    at: datetime,
+    window: timedelta,
+    *,
+    shop_id: str,
 ) -> AddressState:
-    """Suppression and frequency cap of an address, in one statement."""
-    row = (
-        await conn.execute(
-            _STATE, {"address": key, "checkout_id": checkout_id, "since": at - window}
-        )
-    ).one()
+    """Suppression and frequency cap of an address in `shop_id`, in one statement."""
+    values = {"address": key, "shop_id": shop_id, "checkout_id": checkout_id, "since": at - window}
+    row = (await conn.execute(_STATE, values)).one()
     latest = row.latest if window > timedelta(0) else None
     return AddressState(
         suppressed=row.suppressed is not None,
@@ -76,11 +89,22 @@ async def address_state(
 
 
 async def record_send(
-    conn: AsyncConnection, send_key: str, key: str, checkout_id: str, at: datetime
+    conn: AsyncConnection,
+    send_key: str,
+    key: str,
+    checkout_id: str,
+    at: datetime,
+    *,
+    shop_id: str,
 ) -> None:
-    await conn.execute(
-        _RECORD, {"key": send_key, "address_key": key, "checkout_id": checkout_id, "sent_at": at}
-    )
+    row = {
+        "key": send_key,
+        "address_key": key,
+        "checkout_id": checkout_id,
+        "sent_at": at,
+        "shop_id": shop_id,
+    }
+    await conn.execute(_RECORD, row)
 
 
 async def forget_send(conn: AsyncConnection, send_key: str) -> None:

@@ -4,6 +4,9 @@ Writing the event in the same transaction as the change means a committed change
 event and a rolled-back one never does. The sequence is the entity's previous one plus one: every
 writer updates the checkout's row first in the same transaction, and that row lock (PostgreSQL)
 or the single writer (SQLite) keeps two writers from taking the same number.
+
+An event belongs to its checkout's shop (taken from the checkout's row in the insert itself), and
+only that shop's subscriptions receive it (store.subscriptions).
 """
 
 import json
@@ -12,14 +15,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.events import EventEnvelope, EventSlug
-from store.schema import events
+from store.schema import checkouts, events
 
 # Built once: reused statements skip SQLAlchemy's per-call construction and cache-key work.
-_INSERT_EVENT = events.insert()
+_INSERT_EVENT = events.insert().values(
+    shop_id=select(checkouts.c.shop_id)
+    .where(checkouts.c.id == bindparam("of_checkout"))
+    .scalar_subquery()
+)
 
 
 async def append_event(
@@ -54,6 +61,7 @@ async def _insert_events(
         {
             "id": event_id,
             "entity_id": entity_id,
+            "of_checkout": entity_id,
             "slug": slug,
             "sequence": sequence,
             "event_time": at,

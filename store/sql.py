@@ -2,6 +2,11 @@
 
 Every write that a retried activity can repeat is an insert-or-ignore on a unique key, so retries
 never duplicate a row.
+
+Shops: every checkout belongs to one (domain.shops). Its id is unique across shops, so the engine
+(workers, the reconciler) reads and writes a checkout by its id alone; what a request reads names
+the request's shop (`shop_id`), in the same statement, so another shop's checkout is not found.
+A row made about a checkout (event, click, task, send) takes the checkout's shop.
 """
 
 import logging
@@ -11,7 +16,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, event, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, event, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.dml import Insert
@@ -29,6 +34,7 @@ from domain.flow import (
 )
 from domain.query import CheckoutPage, CheckoutQuery
 from domain.sent_email import SentEmail
+from domain.shops import DEFAULT_SHOP
 from domain.task import StaffTask, TaskStatus
 from store.anonymise import ERASED, anonymised_snapshot
 from store.attribution import attribute_recovery
@@ -103,6 +109,8 @@ class Reported:
     """A repeated report whose cart differed: the snapshot was replaced and the flow is told."""
     current: AbandonedCheckout | None = None
     """A repeated report: the record as it stands after this one."""
+    other_shop: bool = False
+    """The report gave our id of another shop's checkout: nothing was written."""
 
 
 class SendClaim(StrEnum):
@@ -199,6 +207,7 @@ class SqlStore:
         holdout: bool = False,
         attribution_window: timedelta | None = None,
         on_purchase: str | None = None,
+        shop_id: str = DEFAULT_SHOP,
     ) -> Reported:
         """Record a newly reported checkout, its SCHEDULED entry and its flow's start, once.
 
@@ -211,7 +220,9 @@ class SqlStore:
         where each statement is a hop to the driver's thread.
         """
         assert checkout.id is not None and checkout.created_date is not None
-        report = _Report(checkout, reported_at, start, holdout, attribution_window, on_purchase)
+        report = _Report(
+            checkout, reported_at, start, holdout, attribution_window, on_purchase, shop_id
+        )
         return await self._reports.run(report)
 
     async def _write_report_batch(self, reports: list["_Report"]) -> list[Reported]:
@@ -259,11 +270,14 @@ class SqlStore:
         checkout_id = report.checkout_id
         earlier = (
             await conn.execute(
-                select(activities.c.created_date, checkouts.c.deleted_date)
+                select(activities.c.created_date, checkouts.c.deleted_date, checkouts.c.shop_id)
                 .join(checkouts, checkouts.c.id == activities.c.checkout_id)
                 .where(activities.c.checkout_id == checkout_id, activities.c.key == SCHEDULED_KEY)
             )
         ).one()
+        if earlier.shop_id != report.shop_id:
+            # Only a report giving our id (`_id`) can get here: derived ids differ per shop.
+            return Reported(earlier.created_date, new=False, other_shop=True)
         if earlier.deleted_date is not None:
             return Reported(earlier.created_date, new=False, erased=True)
         # A repeated report: its cart, when changed, replaces the stored one (and reaches the
@@ -327,12 +341,17 @@ class SqlStore:
         return await self._writes.run(write)
 
     async def recover_buyer(
-        self, buyer: BuyerIdentity, order_id: str | None, recovered_at: datetime
+        self,
+        buyer: BuyerIdentity,
+        order_id: str | None,
+        recovered_at: datetime,
+        *,
+        shop_id: str = DEFAULT_SHOP,
     ) -> tuple[str | None, list[str]]:
         """The shop knows the buyer's order but not the checkout it came from: the buyer's most
-        recently updated open checkout is marked recovered with it, and every other open one is
-        stopped. Returns the recovered checkout's id (None when the buyer had no open checkout)
-        and the ids stopped."""
+        recently updated open checkout in that shop is marked recovered with it, and every other
+        open one there is stopped. Returns the recovered checkout's id (None when the buyer had
+        no open checkout) and the ids stopped."""
 
         async def write(conn: AsyncConnection) -> tuple[str | None, list[str]]:
             matching = _same_buyer(buyer.email, buyer.contact_id, buyer.member_id, buyer.user_id)
@@ -340,7 +359,7 @@ class SqlStore:
                 return None, []
             newest = await conn.scalar(
                 select(checkouts.c.id)
-                .where(matching, *open_checkout())
+                .where(checkouts.c.shop_id == shop_id, matching, *open_checkout())
                 .order_by(checkouts.c.updated_date.desc(), checkouts.c.id)
                 .limit(1)
             )
@@ -399,6 +418,7 @@ class SqlStore:
                     checkouts.c.buyer_member_id,
                     checkouts.c.buyer_user_id,
                     checkouts.c.on_purchase,
+                    checkouts.c.shop_id,
                 ).where(checkouts.c.id == recovered_id)
             )
         ).one()
@@ -412,7 +432,10 @@ class SqlStore:
         others = (
             await conn.scalars(
                 select(checkouts.c.id).where(
-                    matching, *open_checkout(), checkouts.c.id != recovered_id
+                    checkouts.c.shop_id == row.shop_id,  # the buyer's other shops' checkouts go on
+                    matching,
+                    *open_checkout(),
+                    checkouts.c.id != recovered_id,
                 )
             )
         ).all()
@@ -466,20 +489,23 @@ class SqlStore:
             await append_command(conn, checkout_id, signal_command(signal))
         return True
 
-    async def unsubscribe(self, email: str, at: datetime) -> list[str]:
-        """Suppress `email` for every checkout and tell each of its open flows, in one
-        transaction. Returns the ids of the checkouts whose flows are told."""
+    async def unsubscribe(
+        self, email: str, at: datetime, *, shop_id: str = DEFAULT_SHOP
+    ) -> list[str]:
+        """Suppress `email` for every checkout of `shop_id` (an unsubscribe is from one shop's
+        sender) and tell each of its open flows there, in one transaction. Returns the ids of
+        the checkouts whose flows are told."""
         address = address_key(email)
 
         async def write(conn: AsyncConnection) -> list[str]:
             await conn.execute(
-                self._insert_suppression, {"address_key": address, "created_date": at}
+                self._insert_suppression,
+                {"shop_id": shop_id, "address_key": address, "created_date": at},
             )
             matching = _same_buyer(email, None, None, None)
             assert matching is not None
-            flows = (
-                await conn.scalars(select(checkouts.c.id).where(matching, *open_checkout()))
-            ).all()
+            open_there = (checkouts.c.shop_id == shop_id, matching, *open_checkout())
+            flows = (await conn.scalars(select(checkouts.c.id).where(*open_there))).all()
             for flow in flows:
                 await append_command(conn, flow, signal_command(UNSUBSCRIBED_SIGNAL))
             return [str(f) for f in flows]
@@ -532,8 +558,10 @@ class SqlStore:
 
         return await self._writes.run(write)
 
-    async def find_id(self, *, checkout_id: str | None, cart_id: str | None) -> str | None:
-        """Our id of the checkout a shop knows by its checkoutId or cartId (checkoutId first)."""
+    async def find_id(
+        self, *, shop_id: str, checkout_id: str | None, cart_id: str | None
+    ) -> str | None:
+        """Our id of the checkout `shop_id` knows by its checkoutId or cartId (checkoutId first)."""
         by_checkout = bool(checkout_id)
         column = checkouts.c.checkout_id if by_checkout else checkouts.c.cart_id
         value = checkout_id if by_checkout else cart_id
@@ -541,7 +569,9 @@ class SqlStore:
             return None
         query = (
             select(checkouts.c.id)
-            .where(column == value, checkouts.c.deleted_date.is_(None))
+            .where(
+                checkouts.c.shop_id == shop_id, column == value, checkouts.c.deleted_date.is_(None)
+            )
             .order_by(checkouts.c.created_date.desc())
             .limit(1)
         )
@@ -549,17 +579,38 @@ class SqlStore:
             found = await conn.scalar(query)
         return str(found) if found is not None else None
 
-    async def is_erased(self, checkout_id: str) -> bool:
+    async def is_in_shop(self, checkout_id: str, shop_id: str | None) -> bool:
+        """The checkout, erased or not, is `shop_id`'s (always True for None: any shop)."""
+        if shop_id is None:
+            return True
         async with self._engine.connect() as conn:
-            deleted = await conn.scalar(
-                select(checkouts.c.deleted_date).where(checkouts.c.id == checkout_id)
-            )
+            found: str | None = await conn.scalar(_shop_of(checkout_id))
+        return found == shop_id
+
+    async def get_with_shop(self, checkout_id: str) -> tuple[AbandonedCheckout, str] | None:
+        """The checkout (without its activities) and its shop, by our id alone (the engine's
+        read, such as a signed link's, which acts in the checkout's own shop)."""
+        async with self._engine.connect() as conn:
+            return await self._load_in(conn, checkout_id, False, None)
+
+    async def is_erased(self, checkout_id: str, *, shop_id: str | None = None) -> bool:
+        """With `shop_id`, only when the erased checkout was that shop's."""
+        query = select(checkouts.c.deleted_date).where(checkouts.c.id == checkout_id)
+        if shop_id is not None:
+            query = query.where(checkouts.c.shop_id == shop_id)
+        async with self._engine.connect() as conn:
+            deleted = await conn.scalar(query)
         return deleted is not None
 
     async def record_click(self, checkout_id: str, step: int | None, at: datetime) -> None:
         """A buyer followed a recovery link (for attribution)."""
         await self._execute(
-            link_clicks.insert().values(checkout_id=checkout_id, step=step, clicked_date=at)
+            link_clicks.insert().values(
+                checkout_id=checkout_id,
+                step=step,
+                clicked_date=at,
+                shop_id=_shop_of(checkout_id).scalar_subquery(),
+            )
         )
 
     async def _append_current(
@@ -571,32 +622,44 @@ class SqlStore:
         await append_event(conn, checkout_id, slug, _entity(current), at)
 
     async def get(
-        self, checkout_id: str, *, with_activities: bool = True
+        self, checkout_id: str, *, with_activities: bool = True, shop_id: str | None = None
     ) -> AbandonedCheckout | None:
-        """The checkout as the API shows it, with its full activity list in order."""
+        """The checkout as the API shows it, with its full activity list in order; with
+        `shop_id`, only when it is that shop's (a request's read). Without, by its id alone:
+        the engine's read of a checkout it runs (a worker, the reconciler, a signed link)."""
         async with self._engine.connect() as conn:
-            return await self._load(conn, checkout_id, with_activities=with_activities)
+            found = await self._load_in(conn, checkout_id, with_activities, shop_id)
+        return found[0] if found is not None else None
 
-    async def query(self, query: CheckoutQuery, *, not_sent: str | None = None) -> CheckoutPage:
-        """One page of checkouts matching a checked query, each with its newest 20 activities;
-        `not_sent`: only those with an email not sent for this reason (store.checkout_query)."""
+    async def query(
+        self, query: CheckoutQuery, *, shop_id: str = DEFAULT_SHOP, not_sent: str | None = None
+    ) -> CheckoutPage:
+        """One page of `shop_id`'s checkouts matching a checked query, each with its newest 20
+        activities; `not_sent`: only those with an email not sent for this reason
+        (store.checkout_query)."""
         async with self._engine.connect() as conn:
-            return await run_query(conn, query, not_sent=not_sent)
+            return await run_query(conn, query, shop_id=shop_id, not_sent=not_sent)
 
     async def _load(
         self, conn: AsyncConnection, checkout_id: str, *, with_activities: bool
     ) -> AbandonedCheckout | None:
-        row = (
-            await conn.execute(
-                select(checkouts).where(
-                    checkouts.c.id == checkout_id, checkouts.c.deleted_date.is_(None)
-                )
-            )
-        ).first()
+        found = await self._load_in(conn, checkout_id, with_activities, None)
+        return found[0] if found is not None else None
+
+    async def _load_in(
+        self, conn: AsyncConnection, checkout_id: str, with_activities: bool, shop_id: str | None
+    ) -> tuple[AbandonedCheckout, str] | None:
+        """The checkout and its shop; None when erased, unknown, or not `shop_id`'s."""
+        statement = select(checkouts).where(
+            checkouts.c.id == checkout_id, checkouts.c.deleted_date.is_(None)
+        )
+        if shop_id is not None:
+            statement = statement.where(checkouts.c.shop_id == shop_id)
+        row = (await conn.execute(statement)).first()
         if row is None:
             return None
         entries = await load_activities(conn, [checkout_id]) if with_activities else {}
-        return checkout_from_row(row, entries.get(checkout_id, []))
+        return checkout_from_row(row, entries.get(checkout_id, [])), str(row.shop_id)
 
     # --- activity entries --------------------------------------------------------------------
 
@@ -649,13 +712,15 @@ class SqlStore:
     ) -> SendStart:
         """The one rule for whether a step's email may go: with `claim` (its Message-ID), the
         send is claimed when it may; without, it is only looked at."""
-        checkout = await self._load(conn, checkout_id, with_activities=False)
+        loaded = await self._load_in(conn, checkout_id, False, None)
+        checkout, shop_id = loaded if loaded is not None else (None, DEFAULT_SHOP)
         if checkout is None or checkout.halted() is not None or not checkout.buyer_info.email:
             return SendStart(checkout, None)
+        # The limits are the checkout's shop's (`shop_id`): the flow need not carry the shop.
         address = address_key(checkout.buyer_info.email)
         if claim is not None:
             await lock_address(conn, address)
-        state = await address_state(conn, address, checkout_id, at, cap_window)
+        state = await address_state(conn, address, checkout_id, at, cap_window, shop_id=shop_id)
         if state.suppressed:
             return SendStart(checkout, None, suppressed=True)
         if state.capped_until is not None:
@@ -666,7 +731,7 @@ class SqlStore:
                 {"key": key, "checkout_id": checkout_id, "message_id": claim, "created_at": at},
             )
             if inserted.rowcount == 1:
-                await record_send(conn, key, address, checkout_id, at)
+                await record_send(conn, key, address, checkout_id, at, shop_id=shop_id)
                 return SendStart(checkout, SendClaim.CLAIMED)
         elif await conn.scalar(select(sent_log.c.key).where(sent_log.c.key == key)) is None:
             return SendStart(checkout, SendClaim.UNCLAIMED)
@@ -718,16 +783,27 @@ class SqlStore:
 
     async def create_task(self, key: str, task: StaffTask, entry: ActivityEntry) -> None:
         async def write(conn: AsyncConnection) -> None:
-            await conn.execute(self._insert_task, {"key": key, **task.model_dump(exclude={"id"})})
+            shop_id = await conn.scalar(_shop_of(task.checkout_id))
+            row = {"key": key, **task.model_dump(exclude={"id"}), "shop_id": shop_id}
+            await conn.execute(self._insert_task, row)
             await self._insert_activity(conn, task.checkout_id, key, entry)
 
         await self._writes.run(write)
 
     async def list_tasks(
-        self, status: TaskStatus | None = None, *, checkout_id: str | None = None
+        self,
+        status: TaskStatus | None = None,
+        *,
+        checkout_id: str | None = None,
+        shop_id: str = DEFAULT_SHOP,
     ) -> list[StaffTask]:
-        """Soonest due first; `checkout_id`: one checkout's (by the tasks.checkout_id index)."""
-        query = select(tasks).order_by(tasks.c.due_date, tasks.c.id)
+        """`shop_id`'s tasks, soonest due first; `checkout_id`: one checkout's (by the
+        tasks.checkout_id index)."""
+        query = (
+            select(*(c for c in tasks.c if c.name != "shop_id"))
+            .where(tasks.c.shop_id == shop_id)
+            .order_by(tasks.c.due_date, tasks.c.id)
+        )
         if status is not None:
             query = query.where(tasks.c.status == status)
         if checkout_id is not None:
@@ -772,6 +848,7 @@ class _Report:
     holdout: bool
     attribution_window: timedelta | None
     on_purchase: str | None
+    shop_id: str
 
     @property
     def checkout_id(self) -> str:
@@ -786,6 +863,7 @@ class _Report:
         window = self.attribution_window
         return {
             "id": self.checkout_id,
+            "shop_id": self.shop_id,
             "checkout_id": checkout.checkout_id,
             "cart_id": checkout.cart_id,
             "status": CheckoutStatus.ABANDONED,
@@ -810,6 +888,11 @@ def _activity_row(checkout_id: str, key: str, entry: ActivityEntry) -> dict[str,
         "reason": entry.reason,
         "consent": entry.consent,
     }
+
+
+def _shop_of(checkout_id: str) -> Select[Any]:
+    """The shop of a checkout: rows made about a checkout take its shop."""
+    return select(checkouts.c.shop_id).where(checkouts.c.id == checkout_id)
 
 
 def _abandoned(checkout_id: str) -> tuple[ColumnElement[bool], ...]:

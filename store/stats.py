@@ -14,12 +14,13 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic import Field
-from sqlalchemy import ColumnElement, Select, and_, case, func, select, true
+from sqlalchemy import ColumnElement, Select, and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.activity import ActivityType
 from domain.base import CamelModel
 from domain.checkout import CheckoutStatus
+from domain.shops import DEFAULT_SHOP
 from store.schema import activities, checkouts
 from store.sql import SqlStore
 
@@ -100,11 +101,16 @@ class Stats(CamelModel):
 
 
 async def checkout_stats(
-    store_or_engine: SqlStore | AsyncEngine, since: datetime | None, until: datetime | None
+    store_or_engine: SqlStore | AsyncEngine,
+    since: datetime | None,
+    until: datetime | None,
+    *,
+    shop_id: str = DEFAULT_SHOP,
 ) -> Stats:
-    """The figures of the checkouts abandoned in [since, until); either bound may be open."""
+    """The figures of `shop_id`'s checkouts abandoned in [since, until); either bound may be
+    open."""
     engine = store_or_engine.engine if isinstance(store_or_engine, SqlStore) else store_or_engine
-    cohort = _cohort(since, until)
+    cohort = _cohort(shop_id, since, until)
     async with engine.connect() as conn:
         daily = await _daily(conn, cohort)
         revenue = await _revenue(conn, cohort)
@@ -132,8 +138,8 @@ async def checkout_stats(
     )
 
 
-def _cohort(since: datetime | None, until: datetime | None) -> ColumnElement[bool]:
-    conditions: list[ColumnElement[bool]] = [true()]
+def _cohort(shop_id: str, since: datetime | None, until: datetime | None) -> ColumnElement[bool]:
+    conditions: list[ColumnElement[bool]] = [checkouts.c.shop_id == shop_id]
     if since is not None:
         conditions.append(checkouts.c.created_date >= since)
     if until is not None:

@@ -25,9 +25,13 @@ class TaskStore:
         """The task after opening it again (harmless when it was open); None if unknown."""
         return await self._set_status(task_id, TaskStatus.OPEN)
 
-    async def get(self, task_id: int) -> StaffTask | None:
+    async def get(self, task_id: int, *, shop_id: str | None = None) -> StaffTask | None:
+        """With `shop_id`, only that shop's task (an operator's read); without, by id alone."""
+        query = select(tasks).where(tasks.c.id == task_id)
+        if shop_id is not None:
+            query = query.where(tasks.c.shop_id == shop_id)
         async with self._engine.connect() as conn:
-            row = (await conn.execute(select(tasks).where(tasks.c.id == task_id))).first()
+            row = (await conn.execute(query)).first()
         return None if row is None else task_from_row(row)
 
     async def _set_status(self, task_id: int, status: TaskStatus) -> StaffTask | None:
@@ -38,5 +42,7 @@ class TaskStore:
 
 
 def task_from_row(row: Row[Any]) -> StaffTask:
-    # Columns and model fields share their names; the idempotency key stays internal.
-    return StaffTask.model_validate({k: v for k, v in row._mapping.items() if k != "key"})
+    # Columns and model fields share their names; the idempotency key and the shop (the
+    # checkout's) stay internal.
+    internal = ("key", "shop_id")
+    return StaffTask.model_validate({k: v for k, v in row._mapping.items() if k not in internal})

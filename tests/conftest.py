@@ -1,3 +1,4 @@
+import logging
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -62,3 +63,20 @@ async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await start_dev_server()
     yield env
     await env.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """A command run in-process (typer's CliRunner) may configure logging onto a stream that the
+    runner closes when it returns; later tests would then log into that closed stream. Every test
+    starts from the logging it found."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)

@@ -11,19 +11,26 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
+from activities.email_compose import EmailComposer
+from activities.email_message import Sender
+from activities.email_preview import EmailPreviews
 from api.app import ApiParts, create_app
 from api.dashboard import DashboardConfig
 from api.rate_limit import RateLimits
 from devstack.mailbox import read_mailbox
 from domain.access import Scope
+from domain.links import LinkSigner
 from domain.policy import RecoveryPolicy
 from service.checkouts import CheckoutService
 from service.readiness import Check, backlog_check, store_check, temporal_check
+from service.reporting_policy import policy_for_reports
 from store.api_keys import ApiKeyStore
+from store.engine_policy import EnginePolicyStore
 from store.sql import SqlStore
 from workers.link_secret import dashboard_secret, link_signer_for, webhook_secret_box
 from workers.settings import Settings
 from workers.temporal_client import codec_from_settings
+from workers.worker import template_renderer_for
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +45,13 @@ def build_app(
     maildir: Path | None = None,
 ) -> FastAPI:
     """`maildir`: the dev stack's received mail, shown on the dashboard's mailbox page."""
+    links = link_signer_for(settings)
     return create_app(
         ApiParts(
             service=service,
             store=store,
             policy=policy,
-            links=link_signer_for(settings),
+            links=links,
             codec=codec_from_settings(settings),
             codec_cors_origins=settings.codec_cors_origins,
             max_body_bytes=settings.max_body_bytes,
@@ -57,12 +65,35 @@ def build_app(
                 session_secret=dashboard_secret(settings),
                 workflow_link=settings.workflow_link,
                 mailbox=partial(read_mailbox, maildir) if maildir is not None else None,
+                previews=email_previews(settings, store, policy, links),
             ),
             webhook_secrets=webhook_secret_box(settings),
             readiness_checks=readiness_checks(settings, service),
             coupon_link=settings.coupon_link(),
         )
     )
+
+
+def email_previews(
+    settings: Settings, store: SqlStore, policy: RecoveryPolicy, links: LinkSigner
+) -> EmailPreviews:
+    """The dashboard's step previews and test sends: the email step's composer, wired as the
+    worker wires it, over the engine's policy (this process's `policy` until a worker published
+    one) and the worker's relay."""
+    composer = EmailComposer(
+        template_renderer_for(settings),
+        Sender(settings.mail_from),
+        settings.shop_name,
+        links=links,
+        unsubscribe_mailbox=settings.unsubscribe_mailbox,
+    )
+    engine_policies = EnginePolicyStore(store.engine)
+
+    async def engine_policy() -> RecoveryPolicy:
+        chosen = await policy_for_reports(engine_policies, override=None, configured=lambda: policy)
+        return chosen.policy
+
+    return EmailPreviews(composer, store, engine_policy, settings.smtp_config())
 
 
 def readiness_checks(settings: Settings, service: CheckoutService) -> dict[str, Check]:

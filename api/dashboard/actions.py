@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import TypeAdapter, ValidationError
 
+from api.auth import resolve_shop
 from api.dashboard.csrf import FIELD, SAME_ORIGIN_REFERRER, CsrfTokens
 from api.dashboard.login import PREFIX, Gate
 from domain.access import ApiKey, Scope
@@ -153,7 +154,9 @@ class _Actions:
         logger.info("Dashboard action %r on checkout %s by key %s", done, checkout_id, key.id)
 
     async def checkout(self, key: ApiKey, checkout_id: str) -> AbandonedCheckout | HTMLResponse:
-        found = await self.service.store.get(checkout_id, with_activities=False)
+        found = await self.service.store.get(
+            checkout_id, with_activities=False, shop_id=resolve_shop(key, None)
+        )
         return found or self.not_found(key, f"checkout {checkout_id}")
 
     async def checkout_post(
@@ -182,9 +185,11 @@ class _Actions:
             return RedirectResponse(checkout_url(checkout_id, "unchanged"), status_code=303)
         try:
             if recover:
-                await self.service.recover(checkout_id, order_id or None)
+                await self.service.recover(
+                    checkout_id, order_id or None, shop_id=resolve_shop(key, None)
+                )
             else:
-                await self.service.cancel(checkout_id)
+                await self.service.cancel(checkout_id, shop_id=resolve_shop(key, None))
         except CheckoutNotFoundError:
             return self.not_found(key, f"checkout {checkout_id}")
         done = "recovered" if recover else "cancelled"
@@ -194,7 +199,7 @@ class _Actions:
     async def task_form(
         self, request: Request, key: ApiKey, task_id: int, *, reopen: bool
     ) -> HTMLResponse:
-        task = await self.tasks.get(task_id)
+        task = await self.tasks.get(task_id, shop_id=resolve_shop(key, None))
         if task is None:
             return self.not_found(key, f"task {task_id}")
         ask = task_ask(task, reopen=reopen, from_checkout=_back_to_checkout(request))
@@ -206,7 +211,7 @@ class _Actions:
         form = await self.checked_form(request, key)
         if isinstance(form, HTMLResponse):
             return form
-        before = await self.tasks.get(task_id)
+        before = await self.tasks.get(task_id, shop_id=resolve_shop(key, None))
         if before is None:
             return self.not_found(key, f"task {task_id}")
         wanted = TaskStatus.OPEN if reopen else TaskStatus.DONE

@@ -1,4 +1,5 @@
-"""The dashboard's pages under /dashboard: login and logout, stats, checkouts, tasks, mailbox."""
+"""The dashboard's pages under /dashboard: login and logout, stats, checkouts, tasks, mailbox,
+previews."""
 
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
@@ -8,12 +9,13 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from temporalio.client import Client
 
-from api.auth import Authenticator
+from api.auth import Authenticator, resolve_shop
 from api.dashboard.actions import ActionPanel, action_panel, actions_router
 from api.dashboard.chart import daily_chart
 from api.dashboard.config import DashboardConfig
 from api.dashboard.filters import NOT_SENT_REASONS, REASONS, ListFilters
 from api.dashboard.login import PREFIX, Gate, login_router
+from api.dashboard.preview import preview_router
 from api.dashboard.timeline import timeline
 from api.dashboard.views import MAILBOX, STRICT, page
 from api.dashboard.why import why_view
@@ -58,12 +60,19 @@ def dashboard_router(
 
     def show(template: str, key: ApiKey, status: int = 200, **context: Any) -> HTMLResponse:
         return page(
-            template, status, operator=key, mailbox_enabled=config.mailbox is not None, **context
+            template,
+            status,
+            operator=key,
+            mailbox_enabled=config.mailbox is not None,
+            preview_enabled=config.previews is not None,
+            **context,
         )
 
     def panel(request: Request, key: ApiKey) -> ActionPanel | None:
         return action_panel(request, key) if service is not None else None
 
+    if config.previews is not None:
+        router.include_router(preview_router(gate, config.session_secret, config.previews, show))
     if service is not None:
         tasks_store = TaskStore(store.engine)
         router.include_router(
@@ -78,7 +87,12 @@ def dashboard_router(
         # At most a year of daily bars: beyond that a bar is thinner than a pixel.
         first = max(first, last - timedelta(days=MAX_DAYS - 1))
         # The form names whole days; the window runs to the end of the last one.
-        figures = await checkout_stats(store, _midnight(first), _midnight(last + timedelta(1)))
+        figures = await checkout_stats(
+            store,
+            _midnight(first),
+            _midnight(last + timedelta(1)),
+            shop_id=resolve_shop(key, None),
+        )
         chart = daily_chart(figures.daily)
         return show("overview.html", key, stats=figures, chart=chart, first=first, last=last)
 
@@ -110,7 +124,9 @@ def dashboard_router(
         if not problems:
             try:
                 query = parse_query(filters.query_body(cursor or None))
-                found = await store.query(query, not_sent=filters.store_not_sent)
+                found = await store.query(
+                    query, shop_id=resolve_shop(key, None), not_sent=filters.store_not_sent
+                )
             except InvalidInputError as err:  # a cursor edited by hand, say
                 problems = err.problems
         status_code = 400 if problems else 200
@@ -127,7 +143,7 @@ def dashboard_router(
 
     @router.get("/checkouts/{checkout_id}")
     async def checkout_page(request: Request, key: Operator, checkout_id: str) -> HTMLResponse:
-        checkout = await store.get(checkout_id)
+        checkout = await store.get(checkout_id, shop_id=resolve_shop(key, None))
         if checkout is None:
             return show("not_found.html", key, 404, what=f"checkout {checkout_id}")
         flow = config.workflow_link.format(workflow_id=quote(workflow_id_for(checkout_id)))
@@ -140,15 +156,20 @@ def dashboard_router(
             timeline=timeline(checkout, kept),
             flow_link=flow,
             why=why,
-            tasks=await store.list_tasks(checkout_id=checkout_id),
+            tasks=await store.list_tasks(checkout_id=checkout_id, shop_id=resolve_shop(key, None)),
             now=datetime.now(UTC),
             actions=panel(request, key),
         )
 
     @router.get("/checkouts/{checkout_id}/emails/{step}")
     async def sent_email(key: Operator, checkout_id: str, step: Step) -> HTMLResponse:
-        checkout = await store.get(checkout_id, with_activities=False)
-        erased = checkout is None and await store.is_erased(checkout_id)
+        checkout = await store.get(
+            checkout_id, with_activities=False, shop_id=resolve_shop(key, None)
+        )
+        # An erased checkout's row keeps its shop: another shop's id is not found either way.
+        erased = checkout is None and await store.is_erased(
+            checkout_id, shop_id=resolve_shop(key, None)
+        )
         if checkout is None and not erased:
             return show("not_found.html", key, 404, what=f"checkout {checkout_id}")
         copies = await store.sent_emails(checkout_id, step) if checkout is not None else {}
@@ -168,8 +189,9 @@ def dashboard_router(
 
     @router.get("/tasks")
     async def open_tasks(request: Request, key: Operator) -> HTMLResponse:
-        tasks = await store.list_tasks(TaskStatus.OPEN)
-        done = (await store.list_tasks(TaskStatus.DONE))[-NEWEST_DONE_TASKS:]
+        shop = resolve_shop(key, None)
+        tasks = await store.list_tasks(TaskStatus.OPEN, shop_id=shop)
+        done = (await store.list_tasks(TaskStatus.DONE, shop_id=shop))[-NEWEST_DONE_TASKS:]
         return show(
             "tasks.html",
             key,

@@ -1,12 +1,12 @@
 """A template broken on a running worker, on the time-skipping test server: the email step records
 EMAIL_NOT_SENT `template_error` after a single activity attempt, and the flow goes on.
 
-The worker is the real one (open_worker), reading a copy of the shipped templates; the copy's
-reminder subject is broken after the worker started, as an edit on a live machine would be (jinja
-reloads changed files), so the start-up check passed and only the send can notice.
+The worker is the real one (open_worker), with a shop's override of the reminder's subject
+(CHECKOUT_RECOVERY_TEMPLATES_DIR); the override is broken after the worker started, as an edit on
+a live machine would be (jinja reloads changed files), so the start-up check passed and only the
+send can notice.
 """
 
-import functools
 import os
 from pathlib import Path
 
@@ -14,23 +14,21 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
-import workers.worker
-from activities.rendering import TemplateRenderer
+from activities.rendering import TEMPLATES_DIR
 from domain.activity import ActivityType, NotSentReason
 from domain.steps import PERMANENT_EMAIL_FAILURE, SEND_EMAIL
 from store.sql import SqlStore
 from tests.support import SmtpServer, engine_settings, running_engine, sample_checkout
-from tests.template_files import shipped_templates_package
 from tests.workflows.scenarios import entries, flow_result, report_now
 
 
 @pytest.fixture
-def templates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The worker's templates folder: a copy of the shipped one."""
-    folder = shipped_templates_package(tmp_path)
-    monkeypatch.setattr(
-        workers.worker, "TemplateRenderer", functools.partial(TemplateRenderer, folder)
-    )
+def templates(tmp_path: Path) -> Path:
+    """The worker's override folder: the reminder's English subject, as shipped, for now."""
+    folder = tmp_path / "overrides"
+    subject = Path("email") / "reminder" / "en" / "subject.txt"
+    (folder / subject).parent.mkdir(parents=True)
+    (folder / subject).write_text((TEMPLATES_DIR / subject).read_text())
     return folder
 
 
@@ -38,7 +36,8 @@ async def test_a_template_error_at_send_time_is_not_retried(
     time_skipping_env: WorkflowEnvironment, store: SqlStore, smtp: SmtpServer, templates: Path
 ) -> None:
     env = time_skipping_env
-    async with running_engine(env.client, store, engine_settings(smtp.port)) as service:
+    settings = engine_settings(smtp.port).model_copy(update={"templates_dir": templates})
+    async with running_engine(env.client, store, settings) as service:
         subject = templates / "email" / "reminder" / "en" / "subject.txt"
         subject.write_text("{{ first_name }}, {{ cart.title }}\n")
         # A later mtime than the compiled copy the start-up check left in jinja's cache.

@@ -1,0 +1,408 @@
+"""`checkout-recovery shops add|list|show|set`: the shops this deployment serves, and their own
+settings (domain.shops.ShopSettings), kept in the store so that every process sees a change.
+
+A setting the shop does not set is the deployment's (CHECKOUT_RECOVERY_...); `show` says where
+each value comes from. A policy is stored as its TOML text once it has been checked as
+`policy check` checks one: parsed, and every template rendered with the shop's own templates.
+"""
+
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Column, Table
+
+from activities.rendering import TemplateRenderer
+from cli.output import JsonFlag, console, iso
+from cli.support import (
+    BadInputError,
+    NotFoundError,
+    checked_policy,
+    print_json,
+    run_command,
+    settings_or_fail,
+)
+from domain.checkout import AbandonedCheckout
+from domain.errors import InvalidInputError
+from domain.policy import RecoveryPolicy
+from domain.shops import (
+    SETTING_ALIASES,
+    EffectiveShopSettings,
+    ShopSettings,
+    check_shop_id,
+    check_shop_name,
+    effective_settings,
+)
+from store.shops import Shop, ShopExistsError, ShopStore
+from workers.policy_files import load_policy, resolve
+from workers.resources import open_store
+from workers.settings import Settings
+from workers.worker import template_renderer_for
+
+shops_app = typer.Typer(
+    help="The shops this deployment serves and their own settings.", no_args_is_help=True
+)
+
+ShopArgument = Annotated[str, typer.Argument(metavar="SHOP", help="The shop's id (a slug).")]
+PolicyFile = Annotated[
+    str | None,
+    typer.Option("--policy", help="The shop's recovery policy: a TOML file or a built-in name."),
+]
+ShopName = Annotated[
+    str | None, typer.Option("--shop-name", help="The name buyers read in emails.")
+]
+MailFrom = Annotated[str | None, typer.Option("--mail-from", help="The From address.")]
+ReplyTo = Annotated[str | None, typer.Option("--reply-to", help="The Reply-To address.")]
+MessageIdDomain = Annotated[
+    str | None, typer.Option("--message-id-domain", help="The domain of Message-IDs.")
+]
+PublicUrl = Annotated[
+    str | None, typer.Option("--public-url", help="Where recovery and unsubscribe links start.")
+]
+Language = Annotated[
+    str | None, typer.Option("--language", help="The default language (en, de-AT, ...).")
+]
+TimeZone = Annotated[
+    str | None, typer.Option("--time-zone", help="The shop's IANA time zone (Europe/Berlin).")
+]
+TemplatesDir = Annotated[
+    Path | None, typer.Option("--templates-dir", help="The shop's template overrides folder.")
+]
+UnsubscribeMailbox = Annotated[
+    str | None, typer.Option("--unsubscribe-mailbox", help="The mailto unsubscribe address.")
+]
+
+
+def _field_option(field: str) -> str:
+    return "--" + ("language" if field == "default_language" else field.replace("_", "-"))
+
+
+# --- the commands --------------------------------------------------------------------------
+
+
+@shops_app.command("add")
+def add(  # noqa: PLR0917 - typer takes each option as a parameter
+    shop_id: ShopArgument,
+    name: Annotated[str, typer.Option("--name", help="The shop's name for operators.")],
+    policy: PolicyFile = None,
+    shop_name: ShopName = None,
+    mail_from: MailFrom = None,
+    reply_to: ReplyTo = None,
+    message_id_domain: MessageIdDomain = None,
+    public_url: PublicUrl = None,
+    default_language: Language = None,
+    time_zone: TimeZone = None,
+    templates_dir: TemplatesDir = None,
+    unsubscribe_mailbox: UnsubscribeMailbox = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Register a shop; every setting not given here is the deployment's."""
+    changes = _changes(locals())
+    _check_id(shop_id)
+    _check_name(name)
+    settings = settings_or_fail()
+    shop_settings = _checked(shop_id, ShopSettings(), changes, policy, settings)
+
+    async def run() -> Shop:
+        async with open_store(settings) as store:
+            try:
+                return await ShopStore(store.engine).add(shop_id, name, shop_settings)
+            except ShopExistsError as err:
+                raise BadInputError(str(err)) from None
+
+    _print_shop(run_command(run()), settings, as_json, "added")
+
+
+@shops_app.command("set")
+def set_settings(  # noqa: PLR0917 - typer takes each option as a parameter
+    shop_id: ShopArgument,
+    name: Annotated[
+        str | None, typer.Option("--name", help="The shop's name for operators.")
+    ] = None,
+    policy: PolicyFile = None,
+    shop_name: ShopName = None,
+    mail_from: MailFrom = None,
+    reply_to: ReplyTo = None,
+    message_id_domain: MessageIdDomain = None,
+    public_url: PublicUrl = None,
+    default_language: Language = None,
+    time_zone: TimeZone = None,
+    templates_dir: TemplatesDir = None,
+    unsubscribe_mailbox: UnsubscribeMailbox = None,
+    clear: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--clear",
+            metavar="SETTING",
+            help="Unset a setting, so the deployment's applies again (--clear mail-from).",
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Change some of a shop's settings; the others stay as they are."""
+    changes = _changes(locals())
+    _check_id(shop_id)
+    if name is not None:
+        _check_name(name)
+    changes |= dict.fromkeys(_cleared(clear or [], changes, policy), None)
+    if not changes and policy is None and name is None:
+        raise BadInputError("nothing to change: give a setting, --name or --clear")
+    settings = settings_or_fail()
+
+    async def run() -> Shop:
+        async with open_store(settings) as store:
+            shops = ShopStore(store.engine)
+            current = await _existing(shops, shop_id)
+            # Checked against what the shop will be, templates included, before it is changed.
+            new = _checked(shop_id, current.settings, changes, policy, settings)
+            policy_text = {"policy": new.policy} if policy is not None else {}
+            changed = await shops.set(shop_id, name=name, changes=changes | policy_text)
+            if changed is None:  # removed meanwhile
+                raise NotFoundError(f"no shop with id {shop_id!r}")
+            return changed
+
+    _print_shop(run_command(run()), settings, as_json, "changed")
+
+
+@shops_app.command("list")
+def listing(as_json: JsonFlag = False) -> None:
+    """The shops, by id, with which settings each one sets itself."""
+    settings = settings_or_fail()
+
+    async def run() -> list[Shop]:
+        async with open_store(settings) as store:
+            return await ShopStore(store.engine).list()
+
+    found = run_command(run())
+    if as_json:
+        print_json({"shops": [_shop_json(shop) for shop in found]})
+        return
+    table = Table("ID", "Name", Column("Own settings", overflow="fold"), "Updated (UTC)")
+    for shop in found:
+        own = sorted(shop.settings.model_dump(exclude_none=True))
+        table.add_row(shop.id, shop.name, ", ".join(own) or "-", iso(shop.updated_date))
+    console().print(table)
+
+
+@shops_app.command("show")
+def show(shop_id: ShopArgument, as_json: JsonFlag = False) -> None:
+    """The shop's effective settings, each with where it comes from: the shop, or the
+    deployment (CHECKOUT_RECOVERY_...)."""
+    _check_id(shop_id)
+    settings = settings_or_fail()
+
+    async def run() -> Shop:
+        async with open_store(settings) as store:
+            return await _existing(ShopStore(store.engine), shop_id)
+
+    _print_shop(run_command(run()), settings, as_json, None)
+
+
+# --- `policy check --shop` -------------------------------------------------------------------
+
+
+def checked_shop_policy(
+    shop_id: str, file: str | None, sample: AbandonedCheckout
+) -> tuple[TemplateRenderer, RecoveryPolicy]:
+    """For `policy check --shop`: the shop's renderer (its own templates over the shipped ones,
+    in its language) and the policy checked with it: `file` when given, else the shop's own
+    policy, else the deployment's (CHECKOUT_RECOVERY_POLICY)."""
+    _check_id(shop_id)
+    settings = settings_or_fail()
+
+    async def run() -> Shop:
+        async with open_store(settings) as store:
+            return await _existing(ShopStore(store.engine), shop_id)
+
+    shop = run_command(run())
+    renderer = _renderer(effective_settings(shop.settings, settings), settings)
+    if file is not None or shop.settings.policy is None:
+        name = file or settings.policy
+        return renderer, checked_policy(name, lambda: load_policy(name, renderer, sample=sample))
+    return renderer, _checked_stored_policy(shop_id, shop.settings.policy, renderer, sample)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+_NOT_SETTINGS = {"shop_id", "name", "policy", "clear", "as_json", "settings"}
+
+
+def _changes(options: dict[str, Any]) -> dict[str, object]:
+    """The settings given as options (not None), by field name; the policy apart: it is read
+    from its file."""
+    return {
+        field: str(value) if isinstance(value, Path) else value
+        for field, value in options.items()
+        if field not in _NOT_SETTINGS and value is not None
+    }
+
+
+def _cleared(names: list[str], changes: dict[str, object], policy: str | None) -> list[str]:
+    by_option = {
+        _field_option(field).removeprefix("--"): field for field in ShopSettings.model_fields
+    }
+    fields = []
+    for name in names:
+        field = by_option.get(name.removeprefix("--"))
+        if field is None:
+            known = ", ".join(sorted(by_option))
+            raise BadInputError(f"--clear {name}: not a setting; the settings: {known}")
+        if field in changes or (field == "policy" and policy is not None):
+            raise BadInputError(f"--clear {name}: the same command sets it too")
+        fields.append(field)
+    return fields
+
+
+def _check_id(shop_id: str) -> None:
+    try:
+        check_shop_id(shop_id)
+    except ValueError as err:
+        raise BadInputError(f"shop {shop_id!r}: {err}") from None
+
+
+def _check_name(name: str) -> None:
+    try:
+        check_shop_name(name)
+    except ValueError as err:
+        raise BadInputError(f"--name: {err}") from None
+
+
+async def _existing(shops: ShopStore, shop_id: str) -> Shop:
+    shop = await shops.get(shop_id)
+    if shop is None:
+        raise NotFoundError(f"no shop with id {shop_id!r} (checkout-recovery shops list)")
+    return shop
+
+
+def _policy_text(file: str) -> str:
+    return resolve(file).read_text(encoding="utf-8")
+
+
+def _checked(
+    shop_id: str,
+    current: ShopSettings,
+    changes: dict[str, object],
+    policy: str | None,
+    settings: Settings,
+) -> ShopSettings:
+    """The shop's settings once `changes` and the policy file `policy` apply: each value
+    checked (exit 2 naming the option), and the policy, the shop's own or the deployment's,
+    rendered with the shop's templates in its language, as `policy check` renders it."""
+    try:
+        changed = current.changed(changes)
+    except InvalidInputError as err:
+        problems = _as_options(err.problems)
+        raise InvalidInputError(f"settings of the shop {shop_id}", problems) from None
+    if policy is None and not {"templates_dir", "default_language"} & changes.keys():
+        return changed  # nothing the policy's templates depend on has changed
+    renderer = _renderer(effective_settings(changed, settings), settings)
+    if policy is not None:
+        checked_policy(policy, lambda: load_policy(policy, renderer))
+        return changed.changed({"policy": _policy_text(policy)})
+    if changed.policy is not None:
+        _checked_stored_policy(shop_id, changed.policy, renderer)
+    else:
+        checked_policy(settings.policy, lambda: load_policy(settings.policy, renderer))
+    return changed
+
+
+def _checked_stored_policy(
+    shop_id: str, text: str, renderer: TemplateRenderer, sample: AbandonedCheckout | None = None
+) -> RecoveryPolicy:
+    """The shop's stored policy, checked with `renderer` as a policy file is."""
+    with _policy_file(text) as path:
+        try:
+            return load_policy(str(path), renderer, sample=sample)
+        except InvalidInputError as err:
+            raise InvalidInputError(
+                f"recovery policy of the shop {shop_id}", err.problems
+            ) from None
+
+
+def _as_options(problems: list[str]) -> list[str]:
+    """`mail_from: ...` as the option that gave it: `--mail-from: ...`."""
+    by_alias = {SETTING_ALIASES[field]: field for field in ShopSettings.model_fields}
+    named = []
+    for problem in problems:
+        alias, sep, rest = problem.partition(": ")
+        field = by_alias.get(alias)
+        named.append(f"{_field_option(field)}: {rest}" if sep and field else problem)
+    return named
+
+
+def _renderer(effective: EffectiveShopSettings, settings: Settings) -> TemplateRenderer:
+    shop_view = settings.model_copy(
+        update={
+            "templates_dir": effective.templates_dir,
+            "default_language": effective.default_language,
+        }
+    )
+    try:
+        return template_renderer_for(shop_view)
+    except NotADirectoryError:
+        source = effective.sources["templates_dir"]
+        where = "--templates-dir" if source == "shop" else "CHECKOUT_RECOVERY_TEMPLATES_DIR"
+        raise BadInputError(f"{where} {effective.templates_dir}: no such folder") from None
+
+
+@contextlib.contextmanager
+def _policy_file(text: str) -> Iterator[Path]:
+    """The stored policy text as a file, for the checks that policy files go through."""
+    with tempfile.TemporaryDirectory(prefix="shop-policy-") as folder:
+        path = Path(folder) / "policy.toml"
+        path.write_text(text, encoding="utf-8")
+        yield path
+
+
+def _shop_json(shop: Shop) -> dict[str, Any]:
+    return {
+        "id": shop.id,
+        "name": shop.name,
+        "settings": shop.settings.to_json_dict(),
+        "createdDate": iso(shop.created_date),
+        "updatedDate": iso(shop.updated_date),
+    }
+
+
+def _effective_json(effective: EffectiveShopSettings) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for field, info in ShopSettings.model_fields.items():
+        value = getattr(effective, field)
+        if isinstance(value, RecoveryPolicy):
+            value = value.name
+        elif isinstance(value, Path):
+            value = str(value)
+        values[info.alias or field] = {"value": value, "from": effective.sources[field]}
+    return values
+
+
+def _print_shop(shop: Shop, settings: Settings, as_json: bool, what: str | None) -> None:
+    effective = _effective_json(effective_settings(shop.settings, settings))
+    if as_json:
+        print_json({"shop": _shop_json(shop) | {"effective": effective}})
+        return
+    out = console()
+    if what is not None:
+        out.print(f"shop {shop.id} {what}")
+    out.print(f"{shop.id}: {shop.name}  (updated {iso(shop.updated_date)})")
+    table = Table("Setting", Column("Value", overflow="fold"), "From")
+    for name, item in effective.items():
+        value = item["value"]
+        shown = _deployment_default(name) if value is None else str(value)
+        table.add_row(name, shown, item["from"])
+    out.print(table)
+
+
+def _deployment_default(name: str) -> str:
+    """What an unset value means, in words."""
+    return {
+        "policy": "the running engine's (CHECKOUT_RECOVERY_POLICY until a worker starts)",
+        "replyTo": "none: replies go to the From address",
+        "messageIdDomain": "the From address's domain",
+        "timeZone": "the policy's time_zone",
+        "templatesDir": "none: the shipped templates",
+        "unsubscribeMailbox": "unsubscribe@ the From address's domain",
+    }.get(name, "-")
