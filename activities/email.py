@@ -13,6 +13,7 @@ from activities.email_message import Sender, message_id_for
 from activities.heartbeat import heartbeating
 from activities.rendering import TemplateRenderer
 from activities.sent_copy import sent_copy
+from activities.shop_composers import ShopComposers
 from activities.smtp_pool import DeliveryInDoubtError, SmtpPool
 from activities.step_checkout import missing_checkout
 from domain.activity import ActivityType, NotSentReason
@@ -38,11 +39,14 @@ class EmailActivities:
         links: LinkSigner | None = None,
         coupons: CouponProvider | None = None,
         unsubscribe_mailbox: str | None = None,
+        composers: ShopComposers | None = None,
     ) -> None:
+        """The deployment's sender, name, links and templates; `composers`: a shop's own, for
+        the shops that set any (None: one shop, the deployment's)."""
         self._store = store
         self._pool = pool
-        self._sender = sender
         # What the step sends, composed by the rule the dashboard's preview uses too.
+        self._composers = composers
         self.composer = EmailComposer(
             renderer,
             sender,
@@ -58,7 +62,6 @@ class EmailActivities:
             return await self._send_step(request)
 
     async def _send_step(self, request: EmailStepRequest) -> EmailStepResult:
-        message_id = message_id_for(request.key, self._sender.domain)
         cap = request.frequency_cap
         # A look first, claiming nothing: a checkout that may not be mailed costs no rendering
         # and no coupon.
@@ -71,7 +74,10 @@ class EmailActivities:
         checkout = seen.checkout
         assert checkout is not None and checkout.buyer_info.email  # _answer covers both
         email = checkout.buyer_info.email
-        message = await self._compose(request, checkout, email, message_id)
+        # The checkout's shop's sender, name, links and templates (the deployment's by default).
+        composer = await self._composer_of(seen.shop_id)
+        message_id = message_id_for(request.key, composer.sender.id_domain)
+        message = await self._compose(request, checkout, email, message_id, composer)
         claimed: SendStart | None = None
 
         async def claim() -> bool:
@@ -87,7 +93,7 @@ class EmailActivities:
             return claimed.claim is SendClaim.CLAIMED
 
         try:
-            sent = await self._pool.send(message, self._sender.address, email, commit=claim)
+            sent = await self._pool.send(message, composer.sender.address, email, commit=claim)
         except DeliveryInDoubtError as err:
             # The relay may have the email: the claim stays, so it is never sent twice.
             logger.warning("Step %s of %s: %s", request.step_index + 1, request.checkout_id, err)
@@ -113,6 +119,10 @@ class EmailActivities:
         metrics.email_sent(request.step_index + 1, request.step.template)
         metrics.send_lateness(request.step_index + 1, datetime.now(UTC) - request.at)
         return await self._sent(request, message)
+
+    async def _composer_of(self, shop_id: str) -> EmailComposer:
+        found = None if self._composers is None else await self._composers.for_shop(shop_id)
+        return found or self.composer
 
     async def _answer(self, request: EmailStepRequest, start: SendStart) -> EmailStepResult | None:
         """The step's result when the store's answer rules the send out or finds it done;
@@ -141,10 +151,15 @@ class EmailActivities:
         return None
 
     async def _compose(
-        self, request: EmailStepRequest, checkout: AbandonedCheckout, email: str, message_id: str
+        self,
+        request: EmailStepRequest,
+        checkout: AbandonedCheckout,
+        email: str,
+        message_id: str,
+        composer: EmailComposer | None = None,
     ) -> Message:
         try:
-            return await self.composer.compose(request, checkout, email, message_id)
+            return await (composer or self.composer).compose(request, checkout, email, message_id)
         except ComposeError as err:
             raise _template_failure(str(err)) from err
 

@@ -33,6 +33,10 @@ class Sender:
     """Who recovery emails come from; `mail_from` is an RFC 5322 address, name optional."""
 
     mail_from: str
+    reply_to: str | None = None
+    """Where replies go, when not to `mail_from`."""
+    message_id_domain: str | None = None
+    """The domain of Message-IDs, when not `mail_from`'s."""
 
     @cached_property
     def address(self) -> str:
@@ -42,6 +46,11 @@ class Sender:
     @cached_property
     def domain(self) -> str:
         return self.address.rpartition("@")[2] or "localhost"
+
+    @property
+    def id_domain(self) -> str:
+        """What Message-IDs end with."""
+        return self.message_id_domain or self.domain
 
     @cached_property
     def header(self) -> str:
@@ -88,6 +97,10 @@ def build_message(
     message["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'
     message["MIME-Version"] = "1.0"
     message["From"] = sender.header
+    if sender.reply_to:
+        message["Reply-To"] = formataddr(
+            getaddresses([header_text(sender.reply_to)])[0], charset="utf-8"
+        )
     # Every header below carries buyer data (a name, the rendered subject, links holding the
     # checkout's id): each is made one clean line first, so none can end early or add a header.
     to_name = header_text(to_name) if to_name else ""

@@ -128,7 +128,7 @@ class EmailPreviews:
             raise InvalidInputError(
                 "test address", ["that is the buyer's address: a test goes to an operator only"]
             )
-        message = _as_test(composed.message, address, self._composer.sender.domain)
+        message = _as_test(composed.message, address, self._composer.sender.id_domain)
         # A pool of its own, closed after the send: tests are rare, and the API process that
         # serves the dashboard has no pool to share.
         pool = SmtpPool(self._smtp)
@@ -180,7 +180,7 @@ class EmailPreviews:
             time_zone=buyer_zone(checkout, policy).key,
         )
         to_address = checkout.buyer_info.email or "buyer@example.com"
-        message_id = message_id_for(request.key, self._composer.sender.domain)
+        message_id = message_id_for(request.key, self._composer.sender.id_domain)
         try:
             message = await self._composer.compose(request, checkout, to_address, message_id)
         except ComposeError as err:

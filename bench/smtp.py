@@ -120,7 +120,7 @@ def _emails(count: int, sender: Sender) -> list[Email]:
             at=SENT_AT,
             step=STEP,
         )
-        emails.append(Email(checkout, request, message_id_for(request.key, sender.domain)))
+        emails.append(Email(checkout, request, message_id_for(request.key, sender.id_domain)))
     return emails
 
 

@@ -47,6 +47,10 @@ class LinkSigner:
         self._public_url = public_url.rstrip("/")
         self._ttl = ttl
 
+    def for_public_url(self, public_url: str) -> "LinkSigner":
+        """The same secret and lifetime, links under another public URL (a shop's own)."""
+        return LinkSigner(self._key.decode(), public_url, self._ttl)
+
     def token(self, checkout_id: str, step: int, issued_at: datetime) -> str:
         """Deterministic for its inputs, so a retried step renders the very same link."""
         expires = int((issued_at + self._ttl).timestamp())

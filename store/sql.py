@@ -137,6 +137,8 @@ class SendStart:
     """The address unsubscribed."""
     capped_until: datetime | None = None
     """The frequency cap blocks the send until then (another checkout mailed the address)."""
+    shop_id: str = DEFAULT_SHOP
+    """The checkout's shop: whose sender, wording and links the email takes."""
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -715,16 +717,16 @@ class SqlStore:
         loaded = await self._load_in(conn, checkout_id, False, None)
         checkout, shop_id = loaded if loaded is not None else (None, DEFAULT_SHOP)
         if checkout is None or checkout.halted() is not None or not checkout.buyer_info.email:
-            return SendStart(checkout, None)
+            return SendStart(checkout, None, shop_id=shop_id)
         # The limits are the checkout's shop's (`shop_id`): the flow need not carry the shop.
         address = address_key(checkout.buyer_info.email)
         if claim is not None:
             await lock_address(conn, address)
         state = await address_state(conn, address, checkout_id, at, cap_window, shop_id=shop_id)
         if state.suppressed:
-            return SendStart(checkout, None, suppressed=True)
+            return SendStart(checkout, None, suppressed=True, shop_id=shop_id)
         if state.capped_until is not None:
-            return SendStart(checkout, None, capped_until=state.capped_until)
+            return SendStart(checkout, None, capped_until=state.capped_until, shop_id=shop_id)
         if claim is not None:
             inserted = await conn.execute(
                 self._insert_claim,
@@ -732,16 +734,17 @@ class SqlStore:
             )
             if inserted.rowcount == 1:
                 await record_send(conn, key, address, checkout_id, at, shop_id=shop_id)
-                return SendStart(checkout, SendClaim.CLAIMED)
+                return SendStart(checkout, SendClaim.CLAIMED, shop_id=shop_id)
         elif await conn.scalar(select(sent_log.c.key).where(sent_log.c.key == key)) is None:
-            return SendStart(checkout, SendClaim.UNCLAIMED)
+            return SendStart(checkout, SendClaim.UNCLAIMED, shop_id=shop_id)
         confirmed = await conn.scalar(
             select(activities.c.type).where(
                 activities.c.checkout_id == checkout_id, activities.c.key == key
             )
         )
         sent = confirmed == ActivityType.EMAIL_SENT
-        return SendStart(checkout, SendClaim.ALREADY_SENT if sent else SendClaim.IN_DOUBT)
+        found = SendClaim.ALREADY_SENT if sent else SendClaim.IN_DOUBT
+        return SendStart(checkout, found, shop_id=shop_id)
 
     async def release_send(self, key: str) -> None:
         """Give a claim back after a send that certainly did not happen, so a retry may send."""

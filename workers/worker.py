@@ -13,19 +13,24 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.email import EmailActivities
+from activities.email_compose import EmailComposer
 from activities.email_message import Sender
 from activities.notification import NotificationActivities
 from activities.records import RecordActivities
 from activities.rendering import TEMPLATES_DIR, TemplateRenderer
+from activities.shop_composers import ShopComposers
 from activities.smtp_pool import SmtpPool
 from activities.tasks import TaskActivities
 from activities.template_source import TemplateSource
 from activities.webhooks import WebhookActivities
+from domain.coupons import CouponProvider
 from domain.policy import RecoveryPolicy
+from domain.shops import EffectiveShopSettings
 from service.handoff import Handoff
 from service.reconciler import Reconciler
 from store.engine_policy import EnginePolicyStore
 from store.outbox import Outbox
+from store.shops import ShopStore
 from store.sql import SqlStore
 from store.subscriptions import SubscriptionStore
 from telemetry.log_context import LogContextInterceptor
@@ -56,13 +61,34 @@ SANDBOX_RUNNER = SandboxedWorkflowRunner(
 )
 
 
-def template_renderer_for(settings: Settings) -> TemplateRenderer:
+def template_renderer_for(settings: Settings | EffectiveShopSettings) -> TemplateRenderer:
     """The templates the engine renders: the shipped ones, each replaced by the shop's own file
-    in CHECKOUT_RECOVERY_TEMPLATES_DIR when it has one."""
+    in CHECKOUT_RECOVERY_TEMPLATES_DIR (or the shop's templates folder) when it has one."""
     folder = settings.templates_dir
     if folder is not None and not folder.is_dir():
         raise NotADirectoryError(f"CHECKOUT_RECOVERY_TEMPLATES_DIR {folder}: no such folder")
     return TemplateRenderer(TemplateSource(TEMPLATES_DIR, folder), settings.default_language)
+
+
+def shop_composers_for(
+    settings: Settings, store: SqlStore, coupons: CouponProvider
+) -> ShopComposers:
+    """The email composer of each shop that sets anything of its own (domain.shops): its
+    sender, name, links (its public URL, signed with the deployment's secret), language and
+    templates; a shop's values were checked when they were set (`shops set`)."""
+    signer = link_signer_for(settings)
+
+    def build(shop: EffectiveShopSettings) -> EmailComposer:
+        return EmailComposer(
+            template_renderer_for(shop),
+            Sender(shop.mail_from, shop.reply_to, shop.message_id_domain),
+            shop.shop_name,
+            links=signer.for_public_url(shop.public_url),
+            coupons=coupons,
+            unsubscribe_mailbox=shop.unsubscribe_mailbox,
+        )
+
+    return ShopComposers(ShopStore(store.engine), settings, build)
 
 
 def check_policy(settings: Settings, renderer: TemplateRenderer | None = None) -> RecoveryPolicy:
@@ -90,6 +116,7 @@ async def open_worker(client: Client, settings: Settings, store: SqlStore) -> As
             timeout=httpx.Timeout(settings.webhook_timeout_seconds), follow_redirects=False
         ) as webhook_http,
     ):
+        coupons = coupon_provider_for(settings, store)
         email = EmailActivities(
             store,
             pool,
@@ -97,8 +124,9 @@ async def open_worker(client: Client, settings: Settings, store: SqlStore) -> As
             Sender(settings.mail_from),
             settings.shop_name,
             links=link_signer_for(settings),
-            coupons=coupon_provider_for(settings, store),
+            coupons=coupons,
             unsubscribe_mailbox=settings.unsubscribe_mailbox,
+            composers=shop_composers_for(settings, store, coupons),
         )
         notification = NotificationActivities(
             store,
