@@ -6,13 +6,13 @@ A shop's settings are read from the store at most once per KEEP_SECONDS per work
 made with `shops set` reaches the next sends within that, and a send costs no extra read.
 """
 
-import asyncio
 import time
 from collections.abc import Callable
 
 from activities.email_compose import EmailComposer
 from domain.shops import DeploymentSettings, EffectiveShopSettings, ShopSettings
 from domain.shops import effective_settings as shop_effective_settings
+from store.kept_reads import KeptReads
 from store.shops import ShopStore
 
 KEEP_SECONDS = 30.0
@@ -34,28 +34,22 @@ class ShopComposers:
         self._shops = shops
         self._deployment = deployment
         self._build = build
-        self._keep_seconds = keep_seconds
-        self._clock = clock
-        self._kept: dict[str, tuple[float, EmailComposer | None]] = {}
+        self._kept = KeptReads(self._composer_of, seconds=keep_seconds, clock=clock)
         self._built: dict[ShopSettings, EmailComposer] = {}
-        self._reading = asyncio.Lock()
 
     async def for_shop(self, shop_id: str) -> EmailComposer | None:
         """The shop's composer; None when the shop sets nothing (the deployment's applies)."""
-        kept = self._kept.get(shop_id)
-        if kept is not None and self._clock() < kept[0]:
-            return kept[1]
-        async with self._reading:
-            kept = self._kept.get(shop_id)
-            if kept is not None and self._clock() < kept[0]:
-                return kept[1]
-            shop = await self._shops.get(shop_id)
-            settings = shop.settings if shop is not None else ShopSettings()
-            composer = None if settings == ShopSettings() else self._built.get(settings)
-            if composer is None and settings != ShopSettings():
-                # Built once per distinct settings: a renderer compiles its templates lazily
-                # and keeps them, which a rebuild every KEEP_SECONDS would throw away.
-                composer = self._build(shop_effective_settings(settings, self._deployment))
-                self._built[settings] = composer
-            self._kept[shop_id] = (self._clock() + self._keep_seconds, composer)
-            return composer
+        return await self._kept.get(shop_id)
+
+    async def _composer_of(self, shop_id: str) -> EmailComposer | None:
+        shop = await self._shops.get(shop_id)
+        settings = shop.settings if shop is not None else ShopSettings()
+        if settings == ShopSettings():
+            return None
+        composer = self._built.get(settings)
+        if composer is None:
+            # Built once per distinct settings: a renderer compiles its templates lazily and
+            # keeps them, which a rebuild every KEEP_SECONDS would throw away.
+            composer = self._build(shop_effective_settings(settings, self._deployment))
+            self._built[settings] = composer
+        return composer

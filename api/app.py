@@ -84,8 +84,11 @@ def create_app(parts: ApiParts) -> FastAPI:
     )
     install_error_handlers(app)
     limits = parts.rate_limits
+    shops = ShopStore(parts.store.engine)
     auth = Authenticator(
-        ApiKeyStore(parts.store.engine), limiter=RateLimiter(limits.key_rate, limits.key_burst)
+        ApiKeyStore(parts.store.engine),
+        limiter=RateLimiter(limits.key_rate, limits.key_burst),
+        shops=shops,
     )
     # Before the checkout routes: their paths would otherwise match /{checkout_id}.
     app.include_router(unsubscribe_router(parts.service, parts.links))
@@ -94,7 +97,6 @@ def create_app(parts: ApiParts) -> FastAPI:
     app.include_router(coupon_router(coupons, auth))
     app.include_router(buyer_router(parts.service, auth))
     # Reports get the running engine's policy; this process's own only until a worker published.
-    shops = ShopStore(parts.store.engine)
     reporting = CachedReportingPolicy(
         EnginePolicyStore(parts.store.engine), parts.policy, shops=shops
     )

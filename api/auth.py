@@ -2,7 +2,8 @@
 
 The request's shop is decided here, and only here (`Authenticator.shop`): a shop's key acts for
 its shop; a platform key for the shop named in the X-Checkout-Recovery-Shop header (logged), or
-`default` without one; a shop key naming another shop is refused (403). Routes get the shop from
+`default` without one; a shop key naming another shop is refused (403), a platform key naming a
+shop the deployment does not serve is not found (404 shop_not_found). Routes get the shop from
 this dependency and pass it to every store read, which puts it in the statement: a checkout of
 another shop is then not found (404), so a key learns nothing of other shops' data.
 """
@@ -22,6 +23,8 @@ from api.rate_limit import RateLimiter, too_many_requests
 from domain.access import ApiKey, Scope
 from domain.shops import DEFAULT_SHOP, check_shop_id
 from store.api_keys import ApiKeyStore
+from store.kept_reads import KeptReads
+from store.shops import Shop, ShopStore
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +78,19 @@ class Authenticator:
         cache_seconds: float = CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         limiter: RateLimiter | None = None,
+        shops: ShopStore | None = None,
     ) -> None:
+        """`shops`: where a shop a platform key names is looked up (kept `cache_seconds`, so a
+        request costs no read); None only for an app whose keys name no shop."""
         self._keys = keys
+        self._shops = (
+            None
+            if shops is None
+            # An unknown shop is not kept as unknown: one registered a moment ago is served.
+            else KeptReads[str, Shop | None](
+                shops.get, seconds=cache_seconds, keep_missing=False, clock=clock
+            )
+        )
         self._limiter = limiter
         self._cache_seconds = cache_seconds
         self._clock = clock
@@ -121,9 +135,23 @@ class Authenticator:
 
         async def dependency(credentials: Credentials, named: ShopHeader = None) -> RequestShop:
             key = await key_of(credentials)
-            return RequestShop(key, resolve_shop(key, named))
+            shop_id = resolve_shop(key, named)
+            if key.platform and shop_id != DEFAULT_SHOP:
+                await self._require_shop(shop_id)
+            return RequestShop(key, shop_id)
 
         return dependency
+
+    async def _require_shop(self, shop_id: str) -> None:
+        """404 when the deployment serves no shop `shop_id` (`default` is always served)."""
+        if self._shops is None or await self._shops.get(shop_id) is not None:
+            return
+        # A platform key may list every shop: naming the checked slug tells it nothing new.
+        raise ApiError(
+            404,
+            "shop_not_found",
+            f"{SHOP_HEADER}: no shop with id {shop_id!r} (GET /ecom/v1/shops)",
+        )
 
     def spend(self, key: ApiKey) -> None:
         """Take one request from `key`'s budget; 429 (ApiError) when it has none left."""

@@ -18,9 +18,11 @@ from cli.output import JsonFlag, console, iso, shown
 from cli.support import (
     BadInputError,
     NotFoundError,
+    ShopOption,
     UnreachableError,
     checked_policy,
     print_json,
+    require_shop,
     run_command,
     settings_or_fail,
     temporal_reason,
@@ -73,9 +75,11 @@ def list_checkouts(  # noqa: PLR0917 - typer takes each option as a parameter
         str | None,
         typer.Option("--cursor", help="The next page of an earlier listing (alone, no filters)."),
     ] = None,
+    shop: ShopOption = DEFAULT_SHOP,
     as_json: JsonFlag = False,
 ) -> None:
-    """List checkouts, newest first, with the filters of the query API; pages by cursor."""
+    """List the shop's checkouts, newest first, with the filters of the query API; pages by
+    cursor."""
     settings = settings_or_fail()
 
     async def run() -> CheckoutPage:
@@ -99,13 +103,13 @@ def list_checkouts(  # noqa: PLR0917 - typer takes each option as a parameter
         )
         query = parse_query({"query": spec})
         async with open_store(settings) as store:
-            return await store.query(query)
+            return await store.query(query, shop_id=await require_shop(store, shop))
 
     page = run_command(run())
     if as_json:
         print_json(page.to_json_dict())
         return
-    _print_page(page)
+    _print_page(page, shop)
 
 
 def _filter(
@@ -145,7 +149,7 @@ def _moment(option: str, text: str, now: datetime) -> datetime:
         raise InvalidInputError("options", [f"{option}: {err}"]) from None
 
 
-def _print_page(page: CheckoutPage) -> None:
+def _print_page(page: CheckoutPage, shop: str) -> None:
     out = console()
     if not page.checkouts:
         out.print("no checkouts match")
@@ -173,7 +177,8 @@ def _print_page(page: CheckoutPage) -> None:
     if page.cursors.next:
         # Soft wrap: the cursor is one long word and must stay copyable as one.
         out.print(
-            f"next page: checkout-recovery checkouts list --cursor {page.cursors.next}",
+            f"next page: checkout-recovery checkouts list --cursor {page.cursors.next}"
+            + (f" --shop {shop}" if shop != DEFAULT_SHOP else ""),
             soft_wrap=True,
         )
 
@@ -182,13 +187,15 @@ def _print_page(page: CheckoutPage) -> None:
 
 
 @checkouts_app.command("show")
-def show(checkout_id: IdArgument, as_json: JsonFlag = False) -> None:
+def show(
+    checkout_id: IdArgument, shop: ShopOption = DEFAULT_SHOP, as_json: JsonFlag = False
+) -> None:
     """The checkout, its activity timeline, its next step and its workflow in Temporal."""
     settings = settings_or_fail()
 
     async def run() -> tuple[AbandonedCheckout, FlowState]:
         async with open_store(settings) as store:
-            checkout = await _require(store, checkout_id)
+            checkout = await _require(store, checkout_id, shop)
         return checkout, await _flow_state(settings, checkout_id)
 
     checkout, flow = run_command(run())
@@ -207,8 +214,10 @@ def show(checkout_id: IdArgument, as_json: JsonFlag = False) -> None:
     _print_checkout(checkout, flow, policy, source, upcoming)
 
 
-async def _require(store: SqlStore, checkout_id: str) -> AbandonedCheckout:
-    checkout = await store.get(checkout_id)
+async def _require(store: SqlStore, checkout_id: str, shop: str) -> AbandonedCheckout:
+    """The shop's checkout: another shop's id is not found, as an unknown one is (and the
+    shop must exist). Commands that then go to Temporal by workflow id check this first."""
+    checkout = await store.get(checkout_id, shop_id=await require_shop(store, shop))
     if checkout is None:
         raise CheckoutNotFoundError(checkout_id)
     return checkout
@@ -301,14 +310,16 @@ def _next_text(upcoming: NextStep | None) -> str:
 
 
 @checkouts_app.command("history")
-def history(checkout_id: IdArgument, as_json: JsonFlag = False) -> None:
+def history(
+    checkout_id: IdArgument, shop: ShopOption = DEFAULT_SHOP, as_json: JsonFlag = False
+) -> None:
     """The flow's event history from Temporal, for people: timers, activities, retries, signals."""
     settings = settings_or_fail()
     workflow_id = workflow_id_for(checkout_id)
 
     async def run() -> list[HistoryRow]:
         async with open_store(settings) as store:
-            await _require(store, checkout_id)
+            await _require(store, checkout_id, shop)
         client = await _connected(settings)
         try:
             # Every run, oldest first: a flow with many cart updates continues as new.
@@ -365,6 +376,7 @@ def recover(
     order_id: Annotated[
         str | None, typer.Option("--order-id", help="The order that recovered it.")
     ] = None,
+    shop: ShopOption = DEFAULT_SHOP,
     as_json: JsonFlag = False,
 ) -> None:
     """Mark the checkout recovered: its flow stops and no further step runs. Safe to repeat."""
@@ -372,7 +384,8 @@ def recover(
 
     async def run() -> AbandonedCheckout:
         async with open_service(settings) as service:
-            return await service.recover(checkout_id, order_id)
+            shop_id = await require_shop(service.store, shop)
+            return await service.recover(checkout_id, order_id, shop_id=shop_id)
 
     checkout = run_command(run())
     if as_json:
@@ -386,13 +399,15 @@ def recover(
 
 
 @checkouts_app.command("cancel")
-def cancel(checkout_id: IdArgument, as_json: JsonFlag = False) -> None:
+def cancel(
+    checkout_id: IdArgument, shop: ShopOption = DEFAULT_SHOP, as_json: JsonFlag = False
+) -> None:
     """Stop the checkout's flow without marking it recovered."""
     settings = settings_or_fail()
 
     async def run() -> None:
         async with open_service(settings) as service:
-            await service.cancel(checkout_id)
+            await service.cancel(checkout_id, shop_id=await require_shop(service.store, shop))
 
     run_command(run())
     workflow_id = workflow_id_for(checkout_id)
@@ -411,6 +426,7 @@ def recover_buyer(  # noqa: PLR0917 - typer takes each option as a parameter
     order_id: Annotated[
         str | None, typer.Option("--order-id", help="The order the buyer placed.")
     ] = None,
+    shop: ShopOption = DEFAULT_SHOP,
     as_json: JsonFlag = False,
 ) -> None:
     """The buyer bought, the checkout it came from is unknown: recover the buyer's newest open
@@ -420,7 +436,8 @@ def recover_buyer(  # noqa: PLR0917 - typer takes each option as a parameter
     async def run() -> BuyerRecovery:
         buyer = _buyer_identity(email, contact_id, member_id, user_id)
         async with open_service(settings) as service:
-            outcome = await service.recover_buyer(buyer, order_id, shop_id=DEFAULT_SHOP)
+            shop_id = await require_shop(service.store, shop)
+            outcome = await service.recover_buyer(buyer, order_id, shop_id=shop_id)
         if outcome.recovered is None:
             raise NotFoundError("the buyer has no open abandoned checkout")
         return outcome

@@ -24,9 +24,11 @@ from cli.output import JsonFlag, console, error_console
 from cli.support import (
     EXIT_BAD_INPUT,
     BadInputError,
+    ShopOption,
     configured_policy,
     policy_override,
     print_json,
+    require_shop,
     run_command,
     settings_or_fail,
 )
@@ -34,9 +36,11 @@ from domain.checkout import AbandonedCheckout
 from domain.errors import InvalidInputError
 from domain.policy import RecoveryPolicy
 from domain.report import NotJsonError, load_json, parse_report
+from domain.shops import DEFAULT_SHOP
 from service.checkouts import CheckoutErasedError, CheckoutService
 from service.reporting_policy import policy_for_reports
 from store.engine_policy import EnginePolicyStore
+from store.shops import ShopStore
 from workers.resources import open_service
 from workers.settings import Settings
 
@@ -103,15 +107,20 @@ async def import_lines(
     settings: Settings,
     override: RecoveryPolicy | None,
     on_line: Callable[[int, int], None] = lambda number, size: None,
+    *,
+    shop: str = DEFAULT_SHOP,
 ) -> ImportReport:
-    """Report every line of `source` with the policy service.reporting_policy chooses (`override`
-    is --policy's); `on_line(number, bytes)` follows the reading."""
+    """Report every line of `source` into `shop` with the policy service.reporting_policy
+    chooses (`override` is --policy's); `on_line(number, bytes)` follows the reading."""
     report = ImportReport()
     async with open_service(settings) as service:
+        shop_id = await require_shop(service.store, shop)
         chosen = await policy_for_reports(
             EnginePolicyStore(service.store.engine),
             override=override,
             configured=lambda: configured_policy(settings),
+            shops=ShopStore(service.store.engine),
+            shop_id=shop_id,
         )
         policy = chosen.policy
         report.policy, report.policy_source = policy.name, chosen.source
@@ -128,7 +137,8 @@ async def import_lines(
                 report.blank += 1
                 continue
             pending = await _drain(pending, below=_IN_FLIGHT)
-            pending.add(asyncio.create_task(_report(service, policy, number, checkout, report)))
+            reporting = _report(service, policy, number, checkout, report, shop_id=shop_id)
+            pending.add(asyncio.create_task(reporting))
         await _drain(pending, below=1)
     # Reports finish out of order; the error list reads best in file order.
     report.bad.sort(key=lambda bad: bad.line)
@@ -141,9 +151,11 @@ async def _report(
     number: int,
     checkout: AbandonedCheckout,
     report: ImportReport,
+    *,
+    shop_id: str,
 ) -> None:
     try:
-        outcome = await service.report(checkout, policy)
+        outcome = await service.report(checkout, policy, shop_id=shop_id)
     except CheckoutErasedError as err:
         report.bad.append(BadLine(number, str(err)))
         return
@@ -170,9 +182,11 @@ def import_file(
         str | None,
         typer.Option("--policy", help="Built-in policy name (default, demo) or a TOML file path."),
     ] = None,
+    shop: ShopOption = DEFAULT_SHOP,
     as_json: JsonFlag = False,
 ) -> None:
-    """Report abandoned checkouts from a JSON Lines file; bad lines are listed, not fatal."""
+    """Report abandoned checkouts into the shop from a JSON Lines file; bad lines are listed,
+    not fatal."""
     _require_readable(file)
     settings = settings_or_fail()
     override = policy_override(settings, policy)
@@ -192,7 +206,7 @@ def import_file(
             progress.update(bar, advance=size, lines=number)
 
         try:
-            report = run_command(import_lines(file, settings, override, on_line))
+            report = run_command(import_lines(file, settings, override, on_line, shop=shop))
         except Exception:
             # The import stopped (the store or Temporal failed): its error is the one line to
             # read. Without a terminal, rich would print the bar's last state once more first.

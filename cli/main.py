@@ -21,9 +21,11 @@ from cli.support import (
     DEBUG_ENV,
     BadInputError,
     CommandGroup,
+    ShopOption,
     policy_override,
     read_json,
     require_free_port,
+    require_shop,
     run_command,
     set_debug,
 )
@@ -35,6 +37,7 @@ from devstack.mailbox import read_mailbox
 from devstack.stack import embedded_smtp, mail_folder, temporal_dev_server
 from domain.checkout import AbandonedCheckout
 from domain.report import parse_report, parse_update
+from domain.shops import DEFAULT_SHOP
 from service.checkouts import CheckoutService
 from service.reporting_policy import policy_for_reports
 from store.engine_policy import EnginePolicyStore
@@ -253,24 +256,28 @@ def start(
         str, typer.Argument(help="JSON file of the abandoned checkout, or - for stdin.")
     ],
     policy: PolicyOption = None,
+    shop: ShopOption = DEFAULT_SHOP,
 ) -> None:
-    """Report an abandoned checkout and start its recovery flow; prints its id.
+    """Report an abandoned checkout into the shop and start its recovery flow; prints its id.
 
-    The flow gets the running engine's policy (the one its workers published as they started);
-    --policy overrides it for this checkout. Which one it got is said on stderr."""
+    The flow gets the shop's own policy, else the running engine's (the one its workers published
+    as they started); --policy overrides it for this checkout. Which one it got is said on
+    stderr."""
     settings = _settings()
     checkout = _read_checkout(file, parse_report)
     override = policy_override(settings, policy)
 
     async def run() -> None:
         async with open_service(settings) as service:
+            shop_id = await require_shop(service.store, shop)
             chosen = await policy_for_reports(
                 EnginePolicyStore(service.store.engine),
                 override=override,
                 configured=lambda: _checked_policy(settings),
                 shops=ShopStore(service.store.engine),
+                shop_id=shop_id,
             )
-            outcome = await service.report(checkout, chosen.policy)
+            outcome = await service.report(checkout, chosen.policy, shop_id=shop_id)
         typer.echo(outcome.checkout_id)
         if outcome.new:
             typer.echo(f"policy: {chosen.policy.name} ({chosen.source})", err=True)
@@ -283,6 +290,7 @@ def start(
 @app.command()
 def update(
     file: Annotated[str, typer.Argument(help="JSON file of the new checkout snapshot, or -.")],
+    shop: ShopOption = DEFAULT_SHOP,
 ) -> None:
     """Give a running flow the buyer's newest cart: later steps show these items and prices.
 
@@ -293,7 +301,8 @@ def update(
 
     async def run() -> None:
         async with open_service(settings) as service:
-            typer.echo(await service.update(checkout))
+            shop_id = await require_shop(service.store, shop)
+            typer.echo(await service.update(checkout, shop_id=shop_id))
 
     run_command(run())
 
@@ -308,22 +317,23 @@ def recover(
     order_id: Annotated[
         str | None, typer.Option("--order-id", help="The order that recovered it.")
     ] = None,
+    shop: ShopOption = DEFAULT_SHOP,
 ) -> None:
     """Alias of `checkouts recover ID --json`: mark a checkout recovered; its flow stops."""
-    checkout_commands.recover(checkout_id, order_id, as_json=True)
+    checkout_commands.recover(checkout_id, order_id, shop=shop, as_json=True)
 
 
 @app.command()
-def cancel(checkout_id: IdArgument) -> None:
+def cancel(checkout_id: IdArgument, shop: ShopOption = DEFAULT_SHOP) -> None:
     """Alias of `checkouts cancel ID --json`: stop the flow without marking it recovered."""
-    checkout_commands.cancel(checkout_id, as_json=True)
+    checkout_commands.cancel(checkout_id, shop=shop, as_json=True)
 
 
 @app.command()
-def show(checkout_id: IdArgument) -> None:
+def show(checkout_id: IdArgument, shop: ShopOption = DEFAULT_SHOP) -> None:
     """Alias of `checkouts show ID --json`: the checkout with its full activity list, its flow,
     its policy and its next step."""
-    checkout_commands.show(checkout_id, as_json=True)
+    checkout_commands.show(checkout_id, shop=shop, as_json=True)
 
 
 @app.command()

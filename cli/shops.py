@@ -21,6 +21,7 @@ from cli.support import (
     BadInputError,
     NotFoundError,
     checked_policy,
+    existing_shop,
     print_json,
     run_command,
     settings_or_fail,
@@ -155,7 +156,7 @@ def set_settings(  # noqa: PLR0917 - typer takes each option as a parameter
     async def run() -> Shop:
         async with open_store(settings) as store:
             shops = ShopStore(store.engine)
-            current = await _existing(shops, shop_id)
+            current = await existing_shop(shops, shop_id)
             # Checked against what the shop will be, templates included, before it is changed.
             new = _checked(shop_id, current.settings, changes, policy, settings)
             policy_text = {"policy": new.policy} if policy is not None else {}
@@ -196,7 +197,7 @@ def show(shop_id: ShopArgument, as_json: JsonFlag = False) -> None:
 
     async def run() -> Shop:
         async with open_store(settings) as store:
-            return await _existing(ShopStore(store.engine), shop_id)
+            return await existing_shop(ShopStore(store.engine), shop_id)
 
     _print_shop(run_command(run()), settings, as_json, None)
 
@@ -215,7 +216,7 @@ def checked_shop_policy(
 
     async def run() -> Shop:
         async with open_store(settings) as store:
-            return await _existing(ShopStore(store.engine), shop_id)
+            return await existing_shop(ShopStore(store.engine), shop_id)
 
     shop = run_command(run())
     renderer = _renderer(effective_settings(shop.settings, settings), settings)
@@ -268,13 +269,6 @@ def _check_name(name: str) -> None:
         check_shop_name(name)
     except ValueError as err:
         raise BadInputError(f"--name: {err}") from None
-
-
-async def _existing(shops: ShopStore, shop_id: str) -> Shop:
-    shop = await shops.get(shop_id)
-    if shop is None:
-        raise NotFoundError(f"no shop with id {shop_id!r} (checkout-recovery shops list)")
-    return shop
 
 
 def _policy_text(file: str) -> str:

@@ -7,8 +7,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.support import BadInputError, print_json, run_command, settings_or_fail
+from cli.support import (
+    BadInputError,
+    ShopOption,
+    print_json,
+    require_shop,
+    run_command,
+    settings_or_fail,
+)
 from domain.durations import parse_moment
+from domain.shops import DEFAULT_SHOP
 from store.stats import Stats, checkout_stats
 from workers.resources import open_store
 
@@ -23,10 +31,11 @@ def stats(
     until: Annotated[
         str | None, typer.Option("--until", help=f"Checkouts abandoned before then: {_BOUND_HELP}.")
     ] = None,
+    shop: ShopOption = DEFAULT_SHOP,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
-    """Abandoned, recovered, recovery rate, recovered revenue, and emails sent and not sent (by
-    reason), per step, for the checkouts abandoned in the window."""
+    """The shop's abandoned, recovered, recovery rate, recovered revenue, and emails sent and not
+    sent (by reason), per step, for the checkouts abandoned in the window."""
     now = datetime.now(UTC)
     start = _bound("--since", since, now)
     end = _bound("--until", until, now)
@@ -34,7 +43,7 @@ def stats(
 
     async def run() -> Stats:
         async with open_store(settings) as store:
-            return await checkout_stats(store, start, end)
+            return await checkout_stats(store, start, end, shop_id=await require_shop(store, shop))
 
     figures = run_command(run())
     if as_json:

@@ -27,7 +27,7 @@ import traceback
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import SecretStr, ValidationError
@@ -39,7 +39,10 @@ from typer.core import TyperGroup
 from domain.errors import InvalidInputError, describe_validation_error
 from domain.policy import RecoveryPolicy
 from domain.report import NotJsonError, load_json
+from domain.shops import DEFAULT_SHOP, check_shop_id
 from service.checkouts import CheckoutNotFoundError
+from store.shops import Shop, ShopStore
+from store.sql import SqlStore
 from workers.policy_files import resolve
 from workers.settings import Settings
 from workers.worker import check_policy
@@ -104,6 +107,46 @@ def print_json(data: object) -> None:
 def run_command(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run a command's async body. What it raises is reported by CommandGroup."""
     return asyncio.run(coroutine)
+
+
+# --- the shop a command acts in ------------------------------------------------------------
+
+
+def _checked_shop_option(shop_id: str) -> str:
+    try:
+        return check_shop_id(shop_id)
+    except ValueError as err:
+        raise BadInputError(f"--shop: {err}") from None
+
+
+ShopOption = Annotated[
+    str,
+    typer.Option(
+        "--shop",
+        metavar="SHOP",
+        # Checked as the command line is read: a bad slug is exit 2 before anything connects.
+        callback=_checked_shop_option,
+        help="The shop whose checkouts, tasks and figures the command reads or acts on.",
+    ),
+]
+"""`--shop SHOP` (default `default`) on every command that reads or acts on a shop's data: its
+reads name the shop, so another shop's id is not found; `require_shop` says an unknown shop."""
+
+
+async def existing_shop(shops: ShopStore, shop_id: str) -> Shop:
+    """The registered shop `shop_id`; NotFoundError (exit 3) when there is none."""
+    shop = await shops.get(shop_id)
+    if shop is None:
+        raise NotFoundError(f"no shop with id {shop_id!r} (checkout-recovery shops list)")
+    return shop
+
+
+async def require_shop(store: SqlStore, shop_id: str) -> str:
+    """`shop_id` when the deployment serves it; NotFoundError (exit 3) otherwise. `default`
+    needs no read: it is every single-shop deployment's, registered or not."""
+    if shop_id != DEFAULT_SHOP:
+        await existing_shop(ShopStore(store.engine), shop_id)
+    return shop_id
 
 
 # --- reading input -------------------------------------------------------------------------

@@ -6,8 +6,18 @@ import typer
 from rich.table import Column, Table
 
 from cli.output import JsonFlag, console, shown
-from cli.support import BadInputError, NotFoundError, print_json, run_command, settings_or_fail
+from cli.support import (
+    BadInputError,
+    NotFoundError,
+    ShopOption,
+    print_json,
+    require_shop,
+    run_command,
+    settings_or_fail,
+)
+from domain.shops import DEFAULT_SHOP
 from domain.task import StaffTask, TaskStatus
+from store.sql import SqlStore
 from store.tasks import TaskStore
 from workers.resources import open_store
 
@@ -23,14 +33,16 @@ def list_tasks(
     open_only: Annotated[
         bool, typer.Option("--open/--all", help="Only open tasks (default), or all of them.")
     ] = True,
+    shop: ShopOption = DEFAULT_SHOP,
     as_json: JsonFlag = False,
 ) -> None:
-    """The tasks, soonest due first."""
+    """The shop's tasks, soonest due first."""
     settings = settings_or_fail()
 
     async def run() -> list[StaffTask]:
         async with open_store(settings) as store:
-            return await store.list_tasks(TaskStatus.OPEN if open_only else None)
+            shop_id = await require_shop(store, shop)
+            return await store.list_tasks(TaskStatus.OPEN if open_only else None, shop_id=shop_id)
 
     found = run_command(run())
     if as_json:
@@ -76,15 +88,24 @@ TaskId = Annotated[
 ]
 
 
+async def _shops_task(store: SqlStore, task_id: int, shop: str) -> StaffTask:
+    """The task when it is the shop's: another shop's task is not found, as an unknown one is."""
+    task = await TaskStore(store.engine).get(task_id, shop_id=await require_shop(store, shop))
+    if task is None:
+        raise NotFoundError(f"no task with id {task_id}")
+    return task
+
+
 @tasks_app.command("done")
-def done(task_id: TaskId, as_json: JsonFlag = False) -> None:
-    """Mark a task done; harmless to repeat."""
+def done(task_id: TaskId, shop: ShopOption = DEFAULT_SHOP, as_json: JsonFlag = False) -> None:
+    """Mark a task of the shop done; harmless to repeat."""
     settings = settings_or_fail()
 
     async def run() -> StaffTask:
         async with open_store(settings) as store:
+            await _shops_task(store, task_id, shop)
             task = await TaskStore(store.engine).mark_done(task_id)
-        if task is None:
+        if task is None:  # deleted (with its checkout) meanwhile
             raise NotFoundError(f"no task with id {task_id}")
         return task
 
@@ -92,21 +113,18 @@ def done(task_id: TaskId, as_json: JsonFlag = False) -> None:
 
 
 @tasks_app.command("reopen")
-def reopen(task_id: TaskId, as_json: JsonFlag = False) -> None:
-    """Open a done task again (it was marked done by mistake, or needs another go)."""
+def reopen(task_id: TaskId, shop: ShopOption = DEFAULT_SHOP, as_json: JsonFlag = False) -> None:
+    """Open a done task of the shop again (it was marked done by mistake, or needs another go)."""
     settings = settings_or_fail()
 
     async def run() -> StaffTask:
         async with open_store(settings) as store:
-            tasks = TaskStore(store.engine)
-            before = await tasks.get(task_id)
-            if before is None:
-                raise NotFoundError(f"no task with id {task_id}")
+            before = await _shops_task(store, task_id, shop)
             if before.status is TaskStatus.OPEN:
                 # Not silently harmless as `done` is: an open task named here is most likely a
                 # mistyped id, and the operator should know that nothing changed.
                 raise BadInputError(f"task {task_id} is open already: nothing to reopen")
-            task = await tasks.reopen(task_id)
+            task = await TaskStore(store.engine).reopen(task_id)
         if task is None:  # deleted (with its checkout) meanwhile
             raise NotFoundError(f"no task with id {task_id}")
         return task

@@ -11,7 +11,6 @@ long as it runs, keeps each shop's choice a few seconds (CachedReportingPolicy) 
 it per report.
 """
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from domain.policy import RecoveryPolicy
 from domain.shops import DEFAULT_SHOP
 from store.engine_policy import EnginePolicyStore
+from store.kept_reads import KeptReads
 from store.shops import ShopStore
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ async def _shared_policy(
 class CachedReportingPolicy:
     """`policy_for_reports` for a process that reports for a long time (the API, which takes no
     override): each shop's choice is kept for `reread_seconds`, then read again from the store
-    (so a changed shop policy reaches new checkouts within that time)."""
+    (so a changed shop policy reaches new checkouts within that time; store.kept_reads)."""
 
     def __init__(
         self,
@@ -91,40 +91,27 @@ class CachedReportingPolicy:
         self._store = store
         self._configured = configured
         self._shops = shops
-        self._reread_seconds = reread_seconds
-        self._clock = clock
-        self._chosen: dict[str, tuple[ChosenPolicy, float]] = {}
-        """By shop id: the choice and when it expires."""
-        # When a choice expires under load, one report reads the store; the others wait for it.
-        self._reading = asyncio.Lock()
+        self._sources: dict[str, str] = {}
+        """By shop id: why its last choice was made, to log only a change."""
+        self._kept = KeptReads(self._choose, seconds=reread_seconds, clock=clock)
 
     async def current(self, shop_id: str = DEFAULT_SHOP) -> ChosenPolicy:
-        chosen = self._fresh(shop_id)
-        if chosen is not None:
-            return chosen
-        async with self._reading:
-            chosen = self._fresh(shop_id)
-            if chosen is None:
-                chosen = await policy_for_reports(
-                    self._store,
-                    override=None,
-                    configured=lambda: self._configured,
-                    shops=self._shops,
-                    shop_id=shop_id,
-                )
-                before = self._chosen.get(shop_id)
-                if before is None or chosen.source != before[0].source:
-                    logger.info(
-                        "New checkouts of the shop %s get the policy %s: %s",
-                        shop_id,
-                        chosen.policy.name,
-                        chosen.source,
-                    )
-                self._chosen[shop_id] = (chosen, self._clock() + self._reread_seconds)
-        return chosen
+        return await self._kept.get(shop_id)
 
-    def _fresh(self, shop_id: str) -> ChosenPolicy | None:
-        kept = self._chosen.get(shop_id)
-        if kept is not None and self._clock() < kept[1]:
-            return kept[0]
-        return None
+    async def _choose(self, shop_id: str) -> ChosenPolicy:
+        chosen = await policy_for_reports(
+            self._store,
+            override=None,
+            configured=lambda: self._configured,
+            shops=self._shops,
+            shop_id=shop_id,
+        )
+        if self._sources.get(shop_id) != chosen.source:
+            logger.info(
+                "New checkouts of the shop %s get the policy %s: %s",
+                shop_id,
+                chosen.policy.name,
+                chosen.source,
+            )
+            self._sources[shop_id] = chosen.source
+        return chosen

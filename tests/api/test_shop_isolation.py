@@ -1,6 +1,7 @@
 """Two shops behind one API: each shop's key sees and changes only its own shop's checkouts,
 subscriptions and events; another shop's ids are not found (404, not 403); a platform key acts
-for the shop it names (and that is logged); a shop key naming another shop is refused."""
+for the shop it names (and that is logged), a shop the deployment does not serve is not found;
+a shop key naming another shop is refused."""
 
 import json
 import logging
@@ -14,6 +15,7 @@ from fastapi import FastAPI, Request, Response
 from api.auth import SHOP_HEADER
 from domain.access import Scope
 from store.api_keys import ApiKeyStore
+from store.shops import ShopStore
 from store.sql import SqlStore
 from tests.api.stack import BASE, Stack, checkout_body
 from tests.ports import free_port
@@ -142,6 +144,8 @@ async def test_a_platform_key_acts_for_the_shop_it_names_and_that_is_logged(
     stack: Stack, store: SqlStore, caplog: pytest.LogCaptureFixture
 ):
     http = stack.http
+    for shop_id in (A, B):  # a platform key acts only for a shop the deployment serves
+        await ShopStore(store.engine).add(shop_id, shop_id)
     key_a, platform = await _key(store, A), await _key(store, None)
     body = _body()
     in_a = await _report(http, body, key_a)
@@ -172,3 +176,33 @@ async def test_a_shop_key_naming_another_shop_is_refused(stack: Stack, store: Sq
         refused = await http.get(path, headers={**key_a, SHOP_HEADER: B})
         assert refused.status_code == 403, refused.text
         assert B not in refused.text  # the named shop is not echoed
+
+
+async def test_a_platform_key_naming_a_shop_the_deployment_does_not_serve_gets_404(
+    stack: Stack, store: SqlStore
+):
+    http = stack.http
+    platform = await _key(store, None)
+    body = _body()
+    for path, send in (
+        (f"{BASE}/{uuid.uuid4()}", lambda path, headers: http.get(path, headers=headers)),
+        (BASE, lambda path, headers: http.post(path, json=body, headers=headers)),
+        (SUBSCRIPTIONS, lambda path, headers: http.get(path, headers=headers)),
+    ):
+        unknown = await send(path, {**platform, SHOP_HEADER: "no-such-shop"})
+        assert unknown.status_code == 404, unknown.text
+        assert unknown.json()["code"] == "shop_not_found"
+        assert SHOP_HEADER in unknown.json()["message"]
+    # Nothing was reported into the shop that does not exist.
+    assert (
+        await store.find_id(shop_id="no-such-shop", checkout_id=body["checkoutId"], cart_id=None)
+        is None
+    )
+
+    # `default` needs no registration; a shop registered a moment ago is served at once (an
+    # unknown shop is never kept as unknown).
+    as_default = {**platform, SHOP_HEADER: "default"}
+    assert (await http.get(SUBSCRIPTIONS, headers=as_default)).status_code == 200
+    await ShopStore(store.engine).add("no-such-shop", "Now it is")
+    made = await http.post(BASE, json=body, headers={**platform, SHOP_HEADER: "no-such-shop"})
+    assert made.status_code == 201, made.text
