@@ -26,6 +26,7 @@ from pydantic import EmailStr, TypeAdapter, ValidationError
 
 from activities.email_compose import ComposeError, EmailComposer
 from activities.email_message import header_text, message_id_for
+from activities.shop_composers import ShopComposers
 from activities.smtp_pool import SmtpPool
 from activities.template_check import sample_cases, sample_coupon
 from domain.checkout import AbandonedCheckout
@@ -45,8 +46,9 @@ TEST_PREFIX = "[Test] "
 _ADDRESS: TypeAdapter[str] = TypeAdapter(EmailStr)
 """The rule a buyer's email is checked by (domain.checkout)."""
 
-PolicySource = Callable[[], Awaitable[RecoveryPolicy]]
-"""The policy whose steps are previewed: the engine's, read when a preview is asked for."""
+PolicySource = Callable[[str], Awaitable[RecoveryPolicy]]
+"""The policy whose steps are previewed for a shop: the one its new checkouts get (its own, or
+the engine's), read when a preview is asked for."""
 
 
 class SampleCoupons:
@@ -77,6 +79,7 @@ class PreviewStep:
 class _Composed:
     message: Message
     checkout: AbandonedCheckout
+    composer: EmailComposer
 
 
 class EmailPreviews:
@@ -87,19 +90,23 @@ class EmailPreviews:
         policy: PolicySource,
         smtp: SmtpConfig,
         *,
+        composers: ShopComposers | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        """`composer`: the email step's (its coupon provider is replaced by SampleCoupons)."""
+        """`composer`: the email step's, the deployment's; `composers`: a shop's own, for the
+        shops that set any, as the worker has them (each one's coupon provider is replaced by
+        SampleCoupons)."""
         self._composer = composer.with_coupons(SampleCoupons())
+        self._composers = composers
         self._store = store
         self._policy = policy
         self._smtp = smtp
         self._clock = clock
 
-    async def steps(self) -> list[PreviewStep]:
-        """The policy's email steps, numbered as the policy counts them (from 1)."""
-        policy = await self._policy()
-        renderer = self._composer.renderer
+    async def steps(self, *, shop_id: str) -> list[PreviewStep]:
+        """The shop's policy's email steps, numbered as the policy counts them (from 1)."""
+        policy = await self._policy(shop_id)
+        renderer = (await self._composer_of(shop_id)).renderer
         return [
             PreviewStep(index + 1, step.template, tuple(renderer.languages("email", step.template)))
             for index, step in enumerate(policy.steps)
@@ -128,12 +135,13 @@ class EmailPreviews:
             raise InvalidInputError(
                 "test address", ["that is the buyer's address: a test goes to an operator only"]
             )
-        message = _as_test(composed.message, address, self._composer.sender.id_domain)
+        sender = composed.composer.sender
+        message = _as_test(composed.message, address, sender.id_domain)
         # A pool of its own, closed after the send: tests are rare, and the API process that
         # serves the dashboard has no pool to share.
         pool = SmtpPool(self._smtp)
         try:
-            await pool.send(message, self._composer.sender.address, address)
+            await pool.send(message, sender.address, address)
         except (aiosmtplib.SMTPException, OSError) as err:
             logger.warning("Test email of step %s not sent: %s", step, type(err).__name__)
             raise ConnectionError(f"the relay did not take the test email ({err})") from err
@@ -145,9 +153,10 @@ class EmailPreviews:
     async def _compose(
         self, number: int, language: str, checkout_id: str | None, shop_id: str
     ) -> _Composed:
-        policy = await self._policy()
+        policy = await self._policy(shop_id)
         step = _email_step(policy, number)
-        renderer = self._composer.renderer
+        composer = await self._composer_of(shop_id)
+        renderer = composer.renderer
         languages = renderer.languages("email", step.template)
         if language and language not in languages:
             raise InvalidInputError(
@@ -180,12 +189,17 @@ class EmailPreviews:
             time_zone=buyer_zone(checkout, policy).key,
         )
         to_address = checkout.buyer_info.email or "buyer@example.com"
-        message_id = message_id_for(request.key, self._composer.sender.id_domain)
+        message_id = message_id_for(request.key, composer.sender.id_domain)
         try:
-            message = await self._composer.compose(request, checkout, to_address, message_id)
+            message = await composer.compose(request, checkout, to_address, message_id)
         except ComposeError as err:
             raise InvalidInputError(f"step {number}'s email", [str(err)]) from err
-        return _Composed(message, checkout)
+        return _Composed(message, checkout, composer)
+
+    async def _composer_of(self, shop_id: str) -> EmailComposer:
+        """The shop's composer as its worker has it, with sample coupons."""
+        found = None if self._composers is None else await self._composers.for_shop(shop_id)
+        return self._composer if found is None else found.with_coupons(SampleCoupons())
 
     async def _checkout(self, checkout_id: str | None, shop_id: str) -> AbandonedCheckout:
         if not checkout_id:

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from activities.email_compose import EmailComposer
 from activities.email_message import Sender
-from activities.email_preview import EmailPreviews
+from activities.email_preview import EmailPreviews, SampleCoupons
 from api.app import ApiParts, create_app
 from api.dashboard import DashboardConfig
 from api.rate_limit import RateLimits
@@ -26,11 +26,12 @@ from service.readiness import Check, backlog_check, store_check, temporal_check
 from service.reporting_policy import policy_for_reports
 from store.api_keys import ApiKeyStore
 from store.engine_policy import EnginePolicyStore
+from store.shops import ShopStore
 from store.sql import SqlStore
 from workers.link_secret import dashboard_secret, link_signer_for, webhook_secret_box
 from workers.settings import Settings
 from workers.temporal_client import codec_from_settings
-from workers.worker import template_renderer_for
+from workers.worker import shop_composers_for, template_renderer_for
 
 logger = logging.getLogger(__name__)
 
@@ -88,12 +89,25 @@ def email_previews(
         unsubscribe_mailbox=settings.unsubscribe_mailbox,
     )
     engine_policies = EnginePolicyStore(store.engine)
+    shops = ShopStore(store.engine)
 
-    async def engine_policy() -> RecoveryPolicy:
-        chosen = await policy_for_reports(engine_policies, override=None, configured=lambda: policy)
+    async def shop_policy(shop_id: str) -> RecoveryPolicy:
+        chosen = await policy_for_reports(
+            engine_policies,
+            override=None,
+            configured=lambda: policy,
+            shops=shops,
+            shop_id=shop_id,
+        )
         return chosen.policy
 
-    return EmailPreviews(composer, store, engine_policy, settings.smtp_config())
+    return EmailPreviews(
+        composer,
+        store,
+        shop_policy,
+        settings.smtp_config(),
+        composers=shop_composers_for(settings, store, SampleCoupons()),
+    )
 
 
 def readiness_checks(settings: Settings, service: CheckoutService) -> dict[str, Check]:

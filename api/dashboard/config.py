@@ -33,8 +33,8 @@ class PreviewStep(Protocol):
 class EmailPreviews(Protocol):
     """Any email step's email before it goes out, and a test of it (activities.email_preview)."""
 
-    async def steps(self) -> Sequence[PreviewStep]:
-        """The engine's policy's email steps."""
+    async def steps(self, *, shop_id: str) -> Sequence[PreviewStep]:
+        """The email steps of the policy the shop's new checkouts get."""
         ...
 
     async def preview(

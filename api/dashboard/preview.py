@@ -55,7 +55,7 @@ def preview_router(gate: Gate, secret: str, previews: EmailPreviews, show: ShowP
         test_to: str = "",
         test_error: str | None = None,
     ) -> HTMLResponse:
-        steps = list(await previews.steps())
+        steps = list(await previews.steps(shop_id=resolve_shop(key, None)))
         # The first email step unless one was asked for; a number that names none is the
         # previewer's to refuse, with the reason.
         number = step or (steps[0].number if steps else None)

@@ -13,8 +13,9 @@ from sqlalchemy import func, select
 from temporalio.testing import ActivityEnvironment
 
 from activities.email import EmailActivities
+from activities.email_compose import EmailComposer
 from activities.email_message import Sender, message_id_for
-from activities.email_preview import EmailPreviews, PreviewStep
+from activities.email_preview import EmailPreviews, PreviewStep, SampleCoupons
 from activities.rendering import TemplateRenderer
 from activities.smtp_pool import SmtpPool
 from activities.template_check import sample_coupon
@@ -25,14 +26,16 @@ from domain.links import LinkSigner
 from domain.policy import Coupon, EmailStep, RecoveryPolicy, parse_policy
 from domain.schedule import buyer_zone
 from domain.sent_email import read_email
-from domain.shops import DEFAULT_SHOP
+from domain.shops import DEFAULT_SHOP, ShopSettings
 from domain.smtp import SmtpConfig
 from domain.steps import EmailStepRequest
 from store import schema
 from store.coupons import StoreCouponProvider
+from store.shops import ShopStore
 from store.sql import SqlStore
 from tests.ports import free_port
-from tests.support import RecordingSmtpHandler, sample_checkout
+from tests.support import RecordingSmtpHandler, engine_settings, sample_checkout
+from workers.worker import shop_composers_for
 
 SENDER = Sender("Test Shop <recovery@shop.test>")
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
@@ -107,7 +110,7 @@ async def parts(store: SqlStore, relay: Relay) -> AsyncIterator[Parts]:
         coupons=StoreCouponProvider(store.engine),
     )
 
-    async def policy() -> RecoveryPolicy:
+    async def policy(shop_id: str) -> RecoveryPolicy:
         return POLICY
 
     # The step's own composer, as workers/api_server.py hands the dashboard one wired alike.
@@ -179,7 +182,7 @@ async def test_a_chosen_language_is_forced_and_the_sample_stands_in_for_no_check
     assert german.subject == "Ada, Sie haben etwas in Ihrem Warenkorb bei Test Shop vergessen"
     sample = await parts.previews.preview(1, "fr", None, shop_id=DEFAULT_SHOP)
     assert "Test Shop" in sample.subject and sample.to.endswith("<buyer@example.com>")
-    assert await parts.previews.steps() == [
+    assert await parts.previews.steps(shop_id=DEFAULT_SHOP) == [
         _step(1, "reminder"),
         _step(3, "last_chance"),
     ]
@@ -255,3 +258,36 @@ async def test_the_buyers_or_a_malformed_address_is_refused(
         await parts.previews.send_test(1, "en", checkout_id, to, shop_id=DEFAULT_SHOP)
     assert "buyer" in str(refused.value) or "not a valid email address" in str(refused.value)
     assert relay.handler.messages == []
+
+
+async def test_a_shops_preview_is_the_email_its_own_worker_sends(
+    store: SqlStore, relay: Relay
+) -> None:
+    """With shops, the preview of a shop's checkout is composed as that shop's worker composes
+    it (activities.shop_composers): its sender and its name, not the deployment's."""
+    shops = ShopStore(store.engine)
+    settings = ShopSettings(shop_name="Bazaar B", mail_from="Bazaar B <news@bazaar-b.example.org>")
+    await shops.add("shop-b", "Shop B", settings)
+    checkout = sample_checkout().model_copy(update={"created_date": NOW})
+    await store.save_reported(checkout.model_copy(update={"id": "c-b"}), NOW, shop_id="shop-b")
+    deployment = engine_settings(relay.config.port)
+
+    async def policy(shop_id: str) -> RecoveryPolicy:
+        return POLICY
+
+    previews = EmailPreviews(
+        EmailComposer(TemplateRenderer(), SENDER, "Test Shop"),
+        store,
+        policy,
+        relay.config,
+        composers=shop_composers_for(deployment, store, SampleCoupons()),
+        clock=lambda: NOW,
+    )
+    theirs = await previews.preview(1, "en", "c-b", shop_id="shop-b")
+    sample = await previews.preview(1, "en", None, shop_id=DEFAULT_SHOP)
+
+    assert theirs.sender == "Bazaar B <news@bazaar-b.example.org>"
+    assert "Bazaar B" in theirs.subject
+    assert sample.sender == SENDER.mail_from and "Test Shop" in sample.subject
+    with pytest.raises(InvalidInputError):  # shop B's checkout is not the default shop's
+        await previews.preview(1, "en", "c-b", shop_id=DEFAULT_SHOP)
