@@ -27,7 +27,7 @@ from api.readiness_routes import readiness_router
 from api.request_metrics import RequestMetrics
 from api.revenue_routes import revenue_router
 from api.schemas import query_body_schema, report_body_schema
-from api.shop_routes import shop_router
+from api.shop_routes import ShopCheck, shop_router
 from api.subscription_routes import subscription_router
 from api.unsubscribe_routes import unsubscribe_router
 from domain.coupon_link import CouponLink
@@ -70,6 +70,9 @@ class ApiParts:
     """Seals subscribers' signing secrets in the store; None keeps them as given (tests)."""
     coupon_link: CouponLink | None = None
     """How the recovery link hands a step's coupon to the checkout; None: it does not."""
+    shop_check: ShopCheck | None = None
+    """Renders a shop's policy with its templates before POST/PATCH /ecom/v1/shops store it;
+    None: settings are only parsed."""
 
 
 def create_app(parts: ApiParts) -> FastAPI:
@@ -112,7 +115,7 @@ def create_app(parts: ApiParts) -> FastAPI:
     )
     subscriptions = SubscriptionStore(parts.store.engine, parts.webhook_secrets)
     app.include_router(subscription_router(subscriptions, auth))
-    app.include_router(shop_router(shops, auth))
+    app.include_router(shop_router(shops, auth, parts.shop_check))
     codec_origins = parse_origins(parts.codec_cors_origins)
     codec_paths = [CODEC_PATH]
     if parts.dashboard is None:

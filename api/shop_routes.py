@@ -8,6 +8,7 @@ checked as a policy file's content (keys, values, step order); its templates are
 `checkout-recovery shops set --policy` and `policy check --shop`, which have the templates.
 """
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,7 +22,7 @@ from api.request_body import checked_path_ids
 from domain.access import ApiKey, Scope
 from domain.base import CamelModel
 from domain.errors import InvalidInputError
-from domain.shops import ShopSettings, check_shop_id, check_shop_name
+from domain.shops import SETTING_ALIASES, ShopSettings, check_shop_id, check_shop_name
 from store.shops import Shop, ShopExistsError, ShopStore
 
 PREFIX = "/ecom/v1/shops"
@@ -58,7 +59,12 @@ class ShopList(CamelModel):
     shops: list[ShopView]
 
 
-def shop_router(shops: ShopStore, auth: Authenticator) -> APIRouter:
+ShopCheck = Callable[[str, ShopSettings], None]
+"""Raises InvalidInputError when a shop's settings would not render (workers.shop_checks: the
+policy with the shop's templates); the API cannot render templates itself."""
+
+
+def shop_router(shops: ShopStore, auth: Authenticator, check: ShopCheck | None = None) -> APIRouter:
     router = APIRouter(
         prefix=PREFIX,
         tags=["shops (platform)"],
@@ -84,6 +90,7 @@ def shop_router(shops: ShopStore, auth: Authenticator) -> APIRouter:
         problems = _problems(body.id, body.name)
         if problems:
             raise ApiError(400, "invalid_request", "the shop is not valid", problems)
+        await _rendered(check, body.id, body.settings)
         try:
             made = await shops.add(body.id, body.name, body.settings)
         except ShopExistsError as err:
@@ -109,6 +116,15 @@ def shop_router(shops: ShopStore, auth: Authenticator) -> APIRouter:
         problems = _problems(None, body.name)
         if problems:
             raise ApiError(400, "invalid_request", "the change is not valid", problems)
+        current = await shops.get(shop_id)
+        if current is None:
+            raise _not_found(shop_id)
+        try:
+            candidate = current.settings.changed(body.settings)
+        except InvalidInputError as err:
+            raise invalid_input(err, "invalid_request") from None
+        if RENDERED_BY & {SETTING_ALIASES.get(name, name) for name in body.settings}:
+            await _rendered(check, shop_id, candidate)
         try:
             changed = await shops.set(shop_id, name=body.name, changes=body.settings)
         except InvalidInputError as err:
@@ -118,6 +134,20 @@ def shop_router(shops: ShopStore, auth: Authenticator) -> APIRouter:
         return JSONResponse({"shop": _view(changed)})
 
     return router
+
+
+RENDERED_BY = frozenset({"policy", "templatesDir", "defaultLanguage"})
+"""The settings a shop's templates are rendered with: a change of one is checked by rendering."""
+
+
+async def _rendered(check: ShopCheck | None, shop_id: str, settings: ShopSettings) -> None:
+    if check is None:
+        return
+    try:
+        # Rendering every template in each language takes some CPU: off the event loop.
+        await asyncio.to_thread(check, shop_id, settings)
+    except InvalidInputError as err:
+        raise invalid_input(err, "invalid_request") from None
 
 
 def _platform(auth: Authenticator, scope: Scope) -> Callable[[Credentials], Awaitable[ApiKey]]:

@@ -8,6 +8,7 @@ from cli.support import (
     BadInputError,
     NotFoundError,
     print_json,
+    require_shop,
     run_command,
     settings_or_fail,
 )
@@ -69,6 +70,9 @@ def create(
 
     async def run() -> tuple[ApiKey, str]:
         async with open_store(settings) as store:
+            if shop_id is not None:
+                # A key for a shop the deployment does not serve would act for no one's data.
+                await require_shop(store, shop_id)
             return await ApiKeyStore(store.engine).create(name, scopes, shop_id=shop_id)
 
     key, token = run_command(run())

@@ -6,9 +6,6 @@ each value comes from. A policy is stored as its TOML text once it has been chec
 `policy check` checks one: parsed, and every template rendered with the shop's own templates.
 """
 
-import contextlib
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,7 +38,7 @@ from store.shops import Shop, ShopExistsError, ShopStore
 from workers.policy_files import load_policy, resolve
 from workers.resources import open_store
 from workers.settings import Settings
-from workers.worker import template_renderer_for
+from workers.shop_checks import checked_stored_policy, shop_renderer
 
 shops_app = typer.Typer(
     help="The shops this deployment serves and their own settings.", no_args_is_help=True
@@ -223,7 +220,7 @@ def checked_shop_policy(
     if file is not None or shop.settings.policy is None:
         name = file or settings.policy
         return renderer, checked_policy(name, lambda: load_policy(name, renderer, sample=sample))
-    return renderer, _checked_stored_policy(shop_id, shop.settings.policy, renderer, sample)
+    return renderer, checked_stored_policy(shop_id, shop.settings.policy, renderer, sample)
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -297,23 +294,10 @@ def _checked(
         checked_policy(policy, lambda: load_policy(policy, renderer))
         return changed.changed({"policy": _policy_text(policy)})
     if changed.policy is not None:
-        _checked_stored_policy(shop_id, changed.policy, renderer)
+        checked_stored_policy(shop_id, changed.policy, renderer)
     else:
         checked_policy(settings.policy, lambda: load_policy(settings.policy, renderer))
     return changed
-
-
-def _checked_stored_policy(
-    shop_id: str, text: str, renderer: TemplateRenderer, sample: AbandonedCheckout | None = None
-) -> RecoveryPolicy:
-    """The shop's stored policy, checked with `renderer` as a policy file is."""
-    with _policy_file(text) as path:
-        try:
-            return load_policy(str(path), renderer, sample=sample)
-        except InvalidInputError as err:
-            raise InvalidInputError(
-                f"recovery policy of the shop {shop_id}", err.problems
-            ) from None
 
 
 def _as_options(problems: list[str]) -> list[str]:
@@ -328,27 +312,12 @@ def _as_options(problems: list[str]) -> list[str]:
 
 
 def _renderer(effective: EffectiveShopSettings, settings: Settings) -> TemplateRenderer:
-    shop_view = settings.model_copy(
-        update={
-            "templates_dir": effective.templates_dir,
-            "default_language": effective.default_language,
-        }
-    )
     try:
-        return template_renderer_for(shop_view)
+        return shop_renderer(effective, settings)
     except NotADirectoryError:
         source = effective.sources["templates_dir"]
         where = "--templates-dir" if source == "shop" else "CHECKOUT_RECOVERY_TEMPLATES_DIR"
         raise BadInputError(f"{where} {effective.templates_dir}: no such folder") from None
-
-
-@contextlib.contextmanager
-def _policy_file(text: str) -> Iterator[Path]:
-    """The stored policy text as a file, for the checks that policy files go through."""
-    with tempfile.TemporaryDirectory(prefix="shop-policy-") as folder:
-        path = Path(folder) / "policy.toml"
-        path.write_text(text, encoding="utf-8")
-        yield path
 
 
 def _shop_json(shop: Shop) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from store.shops import ShopStore
 from store.sql import SqlStore
 from workers.link_secret import dashboard_secret, link_signer_for, webhook_secret_box
 from workers.settings import Settings
+from workers.shop_checks import check_shop_rendering
 from workers.temporal_client import codec_from_settings
 from workers.worker import shop_composers_for, template_renderer_for
 
@@ -71,6 +72,7 @@ def build_app(
             webhook_secrets=webhook_secret_box(settings),
             readiness_checks=readiness_checks(settings, service),
             coupon_link=settings.coupon_link(),
+            shop_check=partial(check_shop_rendering, deployment=settings),
         )
     )
 

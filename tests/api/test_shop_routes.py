@@ -154,3 +154,38 @@ async def test_no_input_to_the_shop_routes_gives_a_500(stack: Stack, tmp_path: P
     code, output = await _fuzz(stack, tmp_path, token, "--include-path-regex", "^/ecom/v1/shops")
     assert code == 0, output[-6000:]
     assert "test cases" in output.lower() or "passed" in output.lower(), output[-2000:]
+
+
+async def test_settings_whose_templates_do_not_render_are_refused_before_they_are_stored(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """As `shops add|set` does: the policy is rendered with the shop's templates."""
+    platform = await _key(stack, Scope.MANAGE, None)
+    broken = tmp_path / "broken-templates"
+    subject = broken / "email" / "reminder" / "en" / "subject.txt"
+    subject.parent.mkdir(parents=True)
+    subject.write_text("{{ first_name ")  # an unclosed tag
+    added = await stack.http.post(
+        SHOPS,
+        headers=platform,
+        json={"id": "bent", "name": "Bent", "settings": {"templatesDir": str(broken)}},
+    )
+    assert added.status_code == 400, added.text
+    assert "subject.txt" in added.text
+    assert await ShopStore(stack.store.engine).get("bent") is None
+
+    await _ok(stack, "POST", SHOPS, platform, id="fine", name="Fine")
+    missing = await stack.http.patch(
+        f"{SHOPS}/fine",
+        headers=platform,
+        json={"settings": {"templatesDir": str(tmp_path / "nowhere")}},
+    )
+    assert missing.status_code == 400 and "no such folder" in missing.text, missing.text
+    unknown = await stack.http.patch(
+        f"{SHOPS}/fine",
+        headers=platform,
+        json={"settings": {"policy": POLICY.replace("reminder", "no_such_template")}},
+    )
+    assert unknown.status_code == 400 and "no_such_template" in unknown.text, unknown.text
+    kept = await ShopStore(stack.store.engine).get("fine")
+    assert kept is not None and kept.settings.templates_dir is None and kept.settings.policy is None

@@ -236,3 +236,35 @@ async def test_the_installed_command_shows_a_shop(env: dict[str, str]) -> None:
     out, err = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode == 0, err.decode()
     assert json.loads(out)["shop"]["id"] == DEFAULT_SHOP
+
+
+async def test_a_key_is_made_only_for_a_shop_the_deployment_serves(env: dict[str, str]) -> None:
+    unknown = await _cli(
+        env,
+        "keys",
+        "create",
+        "--scope",
+        "abandoned-checkouts:read",
+        "--name",
+        "ops",
+        "--shop",
+        "nobody",
+    )
+    assert unknown.code == 3, unknown.stderr
+    assert "no shop with id 'nobody'" in unknown.stderr
+    assert (await _cli(env, "shops", "add", "acme", "--name", "Acme")).code == 0
+    made = await _json(
+        env,
+        "keys",
+        "create",
+        "--scope",
+        "abandoned-checkouts:read",
+        "--name",
+        "ops",
+        "--shop",
+        "acme",
+    )
+    assert made["shop"] == "acme"
+    assert (
+        await _json(env, "keys", "create", "--scope", "abandoned-checkouts:read", "--name", "own")
+    )["shop"] == DEFAULT_SHOP
