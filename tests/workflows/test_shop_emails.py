@@ -1,5 +1,5 @@
 """Shops in one deployment, the same checkoutId and the same buyer: each buyer's email comes from
-its own shop, with that shop's sender, name, Reply-To, Message-ID domain, link host, default
+its own shop, with that shop's policy, sender, name, Reply-To, Message-ID domain, link host, default
 language and templates (domain.shops, activities.shop_composers), and an unsubscribe in one shop
 leaves the others' emails alone. On the time-skipping server with the real worker (open_worker),
 a real SMTP server and each store."""
@@ -13,11 +13,23 @@ from temporalio.testing import WorkflowEnvironment
 from domain.activity import ActivityType, NotSentReason
 from domain.policy import parse_policy
 from domain.shops import ShopSettings
+from service.reporting_policy import policy_for_reports
+from store.engine_policy import EnginePolicyStore
 from store.shops import ShopStore
 from store.sql import SqlStore
 from tests.support import SmtpServer, body_text, engine_settings, running_engine, sample_checkout
 from tests.workflows.scenarios import entries, flow_result
 
+SHOP_B_POLICY = """
+name = "shop-b-last-chance"
+listen_window = "0s"
+[frequency_cap]
+window = "0s"
+[[steps]]
+delay = "2h"
+action = "email"
+template = "last_chance"
+"""
 ONE_EMAIL = parse_policy(
     {
         "name": "one-email",
@@ -34,7 +46,7 @@ async def test_each_shop_mails_its_buyer_as_itself(
 ) -> None:
     env = time_skipping_env
     wording = tmp_path / "shop-b-templates"
-    subject = wording / "email" / "reminder" / "de" / "subject.txt"
+    subject = wording / "email" / "last_chance" / "de" / "subject.txt"
     subject.parent.mkdir(parents=True)
     subject.write_text("{{ shop_name }} hat Ihren Warenkorb aufgehoben\n")
     shops = ShopStore(store.engine)
@@ -57,16 +69,28 @@ async def test_each_shop_mails_its_buyer_as_itself(
             message_id_domain="mail.bazaar-b.example.org",
             default_language="de",
             templates_dir=str(wording),
+            policy=SHOP_B_POLICY,
         ),
     )
     # Italian: no shipped template has it, so each shop's default language is used.
     same = sample_checkout(checkoutId="co-shared-1", buyerLanguage="it")
     async with running_engine(env.client, store, engine_settings(smtp.port)) as service:
+        # The running engine's policy, as if its workers were configured with ONE_EMAIL.
+        engine_policy = EnginePolicyStore(store.engine)
+        await engine_policy.publish(ONE_EMAIL, "one-email")
         now = await env.get_current_time()
         reported = {}
         for shop in ("shop-a", "shop-b", "default"):
             checkout = same.model_copy(update={"created_date": now})
-            outcome = await service.report(checkout, ONE_EMAIL, now=now, shop_id=shop)
+            # As the API and `start` choose it: shop B has a policy of its own.
+            chosen = await policy_for_reports(
+                engine_policy,
+                override=None,
+                configured=lambda: ONE_EMAIL,
+                shops=shops,
+                shop_id=shop,
+            )
+            outcome = await service.report(checkout, chosen.policy, now=now, shop_id=shop)
             assert outcome.new, shop
             reported[shop] = outcome.checkout_id
         assert len(set(reported.values())) == 3
@@ -99,7 +123,8 @@ async def test_each_shop_mails_its_buyer_as_itself(
     assert "https://links.atelier-a.example.com/" in body_text(a, "plain")
     assert str(a["Message-ID"]).endswith("@atelier-a.example.com>")
 
-    # Shop B: German by default (no Italian templates), its own subject file.
+    # Shop B: its own policy (the last-chance email), German by default (no Italian
+    # templates), its own subject file.
     assert str(b["Subject"]) == "Bazaar B hat Ihren Warenkorb aufgehoben"
     assert str(b["Message-ID"]).endswith("@mail.bazaar-b.example.org>")
     assert b["Reply-To"] is None
