@@ -25,10 +25,9 @@ from cli.support import (
     EXIT_BAD_INPUT,
     BadInputError,
     ShopOption,
-    configured_policy,
+    policy_for_shop,
     policy_override,
     print_json,
-    require_shop,
     run_command,
     settings_or_fail,
 )
@@ -38,9 +37,6 @@ from domain.policy import RecoveryPolicy
 from domain.report import NotJsonError, load_json, parse_report
 from domain.shops import DEFAULT_SHOP
 from service.checkouts import CheckoutErasedError, CheckoutService
-from service.reporting_policy import policy_for_reports
-from store.engine_policy import EnginePolicyStore
-from store.shops import ShopStore
 from workers.resources import open_service
 from workers.settings import Settings
 
@@ -114,14 +110,7 @@ async def import_lines(
     chooses (`override` is --policy's); `on_line(number, bytes)` follows the reading."""
     report = ImportReport()
     async with open_service(settings) as service:
-        shop_id = await require_shop(service.store, shop)
-        chosen = await policy_for_reports(
-            EnginePolicyStore(service.store.engine),
-            override=override,
-            configured=lambda: configured_policy(settings),
-            shops=ShopStore(service.store.engine),
-            shop_id=shop_id,
-        )
+        shop_id, chosen = await policy_for_shop(service.store, settings, shop, override)
         policy = chosen.policy
         report.policy, report.policy_source = policy.name, chosen.source
         pending: set[asyncio.Task[None]] = set()

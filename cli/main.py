@@ -22,6 +22,7 @@ from cli.support import (
     BadInputError,
     CommandGroup,
     ShopOption,
+    policy_for_shop,
     policy_override,
     read_json,
     require_free_port,
@@ -39,9 +40,6 @@ from domain.checkout import AbandonedCheckout
 from domain.report import parse_report, parse_update
 from domain.shops import DEFAULT_SHOP
 from service.checkouts import CheckoutService
-from service.reporting_policy import policy_for_reports
-from store.engine_policy import EnginePolicyStore
-from store.shops import ShopStore
 from telemetry import tracing
 from telemetry.logs import configure_logging
 from workers.api_server import build_app, dev_api_key, serving
@@ -269,14 +267,7 @@ def start(
 
     async def run() -> None:
         async with open_service(settings) as service:
-            shop_id = await require_shop(service.store, shop)
-            chosen = await policy_for_reports(
-                EnginePolicyStore(service.store.engine),
-                override=override,
-                configured=lambda: _checked_policy(settings),
-                shops=ShopStore(service.store.engine),
-                shop_id=shop_id,
-            )
+            shop_id, chosen = await policy_for_shop(service.store, settings, shop, override)
             outcome = await service.report(checkout, chosen.policy, shop_id=shop_id)
         typer.echo(outcome.checkout_id)
         if outcome.new:

@@ -41,6 +41,8 @@ from domain.policy import RecoveryPolicy
 from domain.report import NotJsonError, load_json
 from domain.shops import DEFAULT_SHOP, check_shop_id
 from service.checkouts import CheckoutNotFoundError
+from service.reporting_policy import ChosenPolicy, policy_for_reports
+from store.engine_policy import EnginePolicyStore
 from store.shops import Shop, ShopStore
 from store.sql import SqlStore
 from workers.policy_files import resolve
@@ -200,6 +202,22 @@ def configured_policy(settings: Settings) -> RecoveryPolicy:
     """The policy the settings name, its templates rendered (workers.worker.check_policy), or one
     line saying what is wrong with it: commands call this before connecting anywhere."""
     return checked_policy(settings.policy, lambda: check_policy(settings))
+
+
+async def policy_for_shop(
+    store: SqlStore, settings: Settings, shop: str, override: RecoveryPolicy | None
+) -> tuple[str, ChosenPolicy]:
+    """For a command that reports checkouts into `shop` (exit 3 when the deployment does not
+    serve it): the shop and the policy its new flows get (service.reporting_policy)."""
+    shop_id = await require_shop(store, shop)
+    chosen = await policy_for_reports(
+        EnginePolicyStore(store.engine),
+        override=override,
+        configured=lambda: configured_policy(settings),
+        shops=ShopStore(store.engine),
+        shop_id=shop_id,
+    )
+    return shop_id, chosen
 
 
 def policy_override(settings: Settings, policy: str | None) -> RecoveryPolicy | None:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -136,10 +136,7 @@ class _Actions:
         refusal = self.no_manage(key)
         if refusal is not None:
             return refusal
-        # A urlencoded form, read by hand as the login form is.
-        raw = parse_qs((await request.body()).decode(errors="replace"), keep_blank_values=True)
-        form = {name: values[0] for name, values in raw.items()}
-        problem = self.tokens.problem(request, form.get(FIELD, ""))
+        form, problem = await self.tokens.posted_form(request)
         if problem is not None:
             logger.warning("Dashboard post refused as possibly forged (key %s)", key.id)
             return self.refused(key, problem)

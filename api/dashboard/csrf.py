@@ -13,7 +13,7 @@ the dashboard's usual `no-referrer`, browsers send `Origin: null` with a form's 
 
 import hashlib
 import hmac
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import Request
 
@@ -38,6 +38,13 @@ class CsrfTokens:
         """The token for the forms of the session whose cookie value is `session`."""
         digest = hmac.new(self._key, session.encode(), hashlib.sha256).digest()
         return encode_base64url(digest, padded=False)
+
+    async def posted_form(self, request: Request) -> tuple[dict[str, str], str | None]:
+        """A dashboard form's POST (urlencoded, read by hand as the login form is: each field's
+        first value), and why it is refused as possibly forged; None when it is genuine."""
+        raw = parse_qs((await request.body()).decode(errors="replace"), keep_blank_values=True)
+        form = {name: values[0] for name, values in raw.items()}
+        return form, self.problem(request, form.get(FIELD, ""))
 
     def problem(self, request: Request, given: str) -> str | None:
         """Why a form's post is refused as possibly forged; None when it passes both checks."""

@@ -9,7 +9,7 @@ activities.email_preview).
 
 import logging
 from typing import Annotated, Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -117,10 +117,7 @@ def preview_router(gate: Gate, secret: str, previews: EmailPreviews, show: ShowP
                 f"The key {key.name} ({key.id}) lacks the manage scope ({Scope.MANAGE.value}): "
                 "it may preview, not send a test.",
             )
-        # A urlencoded form, read by hand as the actions' forms are.
-        raw = parse_qs((await request.body()).decode(errors="replace"), keep_blank_values=True)
-        form = {name: values[0] for name, values in raw.items()}
-        problem = tokens.problem(request, form.get(FIELD, ""))
+        form, problem = await tokens.posted_form(request)
         if problem is not None:
             logger.warning("Dashboard test send refused as possibly forged (key %s)", key.id)
             return _refused(show, key, problem)
