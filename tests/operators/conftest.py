@@ -7,17 +7,23 @@ thread of its own and the worker keeps going while the command waits.
 """
 
 import asyncio
+import contextlib
+import json
 import os
 import traceback
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
 from cli.main import app
 from domain.checkout import AbandonedCheckout
+from store.sql import SqlStore
 from tests.support import BIN_DIR, REPO, RunningStack
 
 CLI = str(BIN_DIR / "checkout-recovery")
@@ -125,3 +131,33 @@ async def operators(
     client = dev_server_env.client
     async with OperatorStack.running(client, data_dir=data_dir, policy=str(policy_file)) as stack:
         yield stack
+
+
+class DatabaseStack(OperatorStack):
+    @property
+    def env(self) -> dict[str, str]:
+        # The commands use the stack's database, PostgreSQL too, not a SQLite file of their own.
+        return {**super().env, "CHECKOUT_RECOVERY_DATABASE_URL": self.settings.store_url}
+
+
+@contextlib.asynccontextmanager
+async def database_stack(
+    client: Client, store: SqlStore, database_url: str, tmp_path: Path
+) -> AsyncIterator[DatabaseStack]:
+    """A stack on the test's database (each kind), whose commands read that database too."""
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text(POLICY_TOML)
+    async with DatabaseStack.running(
+        client,
+        store=store,
+        data_dir=tmp_path,
+        policy=str(policy_file),
+        database_url=database_url,
+    ) as running:
+        yield running
+
+
+def answer_json(result: CliResult) -> Any:
+    """A command's --json answer, once it succeeded."""
+    assert result.code == 0, result.stderr
+    return json.loads(result.stdout)

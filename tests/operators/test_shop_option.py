@@ -6,46 +6,25 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from store.shops import ShopStore
 from store.sql import SqlStore
-from tests.operators.conftest import POLICY_TOML, CliResult, OperatorStack
+from tests.operators.conftest import CliResult, DatabaseStack, answer_json, database_stack
 from tests.support import eventually, sample_checkout_data
 
 B = "shop-b"
 
 
-class _Stack(OperatorStack):
-    @property
-    def env(self) -> dict[str, str]:
-        # The commands use the stack's database, PostgreSQL too, not a SQLite file of their own.
-        return {**super().env, "CHECKOUT_RECOVERY_DATABASE_URL": self.settings.store_url}
-
-
 @pytest.fixture
 async def stack(
     dev_server_env: WorkflowEnvironment, store: SqlStore, database_url: str, tmp_path: Path
-) -> AsyncIterator[_Stack]:
-    policy_file = tmp_path / "policy.toml"
-    policy_file.write_text(POLICY_TOML)
+) -> AsyncIterator[DatabaseStack]:
     await ShopStore(store.engine).add(B, "Shop B")
-    async with _Stack.running(
-        dev_server_env.client,
-        store=store,
-        data_dir=tmp_path,
-        policy=str(policy_file),
-        database_url=database_url,
-    ) as running:
+    async with database_stack(dev_server_env.client, store, database_url, tmp_path) as running:
         yield running
-
-
-def _json(result: CliResult) -> Any:
-    assert result.code == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 def _refused(result: CliResult, code: int) -> str:
@@ -53,13 +32,15 @@ def _refused(result: CliResult, code: int) -> str:
     return result.stderr
 
 
-async def _start(stack: _Stack, report: Path, *shop: str) -> str:
+async def _start(stack: DatabaseStack, report: Path, *shop: str) -> str:
     started = await stack.cli("start", str(report), *shop)
     assert started.code == 0, started.stderr
     return started.stdout.strip()
 
 
-async def test_each_command_reads_and_acts_in_its_own_shop(stack: _Stack, tmp_path: Path) -> None:
+async def test_each_command_reads_and_acts_in_its_own_shop(
+    stack: DatabaseStack, tmp_path: Path
+) -> None:
     email = f"same-{uuid.uuid4().hex[:8]}@example.com"
     report = tmp_path / "report.json"
     report.write_text(
@@ -75,7 +56,7 @@ async def test_each_command_reads_and_acts_in_its_own_shop(stack: _Stack, tmp_pa
     second_b = await _start(stack, other, "--shop", B)
 
     async def listed(*shop: str) -> list[str]:
-        page = _json(await stack.cli("checkouts", "list", "--email", email, *shop, "--json"))
+        page = answer_json(await stack.cli("checkouts", "list", "--email", email, *shop, "--json"))
         return sorted(c["id"] for c in page["abandonedCheckouts"])
 
     assert await listed("--shop", B) == [in_b]
@@ -87,21 +68,23 @@ async def test_each_command_reads_and_acts_in_its_own_shop(stack: _Stack, tmp_pa
         crossed = _refused(await stack.cli(*command, in_default, "--shop", B), 3)
         missing = _refused(await stack.cli(*command, unknown, "--shop", B), 3)
         assert crossed.replace(in_default, unknown) == missing
-    shown = _json(await stack.cli("checkouts", "show", in_b, "--shop", B, "--json"))
+    shown = answer_json(await stack.cli("checkouts", "show", in_b, "--shop", B, "--json"))
     assert shown["abandonedCheckout"]["id"] == in_b
     _refused(await stack.cli("show", in_b), 3)  # without --shop: `default`'s
     _refused(await stack.cli("checkouts", "recover", in_default, "--shop", B), 3)
     _refused(await stack.cli("checkouts", "cancel", in_b), 3)
-    still = _json(await stack.cli("checkouts", "show", in_default, "--json"))["abandonedCheckout"]
+    still = answer_json(await stack.cli("checkouts", "show", in_default, "--json"))[
+        "abandonedCheckout"
+    ]
     assert still["status"] == "ABANDONED" and "stopReason" not in still
 
-    stats_b = _json(await stack.cli("stats", "--shop", B, "--json"))
-    stats_default = _json(await stack.cli("stats", "--json"))
+    stats_b = answer_json(await stack.cli("stats", "--shop", B, "--json"))
+    stats_default = answer_json(await stack.cli("stats", "--json"))
     assert (stats_b["abandoned"], stats_default["abandoned"]) == (2, 1)
 
     # The flows' task steps (two seconds in): each shop lists its own.
     async def tasks_of(*shop: str) -> dict[str, int] | None:
-        found = _json(await stack.cli("tasks", "list", *shop, "--json"))["tasks"]
+        found = answer_json(await stack.cli("tasks", "list", *shop, "--json"))["tasks"]
         by_checkout = {t["checkoutId"]: t["id"] for t in found}
         return by_checkout if len(by_checkout) == (2 if shop else 1) else None
 
@@ -112,13 +95,13 @@ async def test_each_command_reads_and_acts_in_its_own_shop(stack: _Stack, tmp_pa
     for verb in ("done", "reopen"):
         crossed = _refused(await stack.cli("tasks", verb, default_task, "--shop", B), 3)
         assert f"error: no task with id {default_task}" in crossed
-    done = _json(await stack.cli("tasks", "done", str(tasks_b[in_b]), "--shop", B, "--json"))
+    done = answer_json(await stack.cli("tasks", "done", str(tasks_b[in_b]), "--shop", B, "--json"))
     assert done["task"]["status"] == "DONE"
-    assert _json(await stack.cli("tasks", "list", "--json"))["tasks"][0]["status"] == "OPEN"
+    assert answer_json(await stack.cli("tasks", "list", "--json"))["tasks"][0]["status"] == "OPEN"
 
 
 async def test_an_unknown_shop_is_exit_3_and_a_bad_one_exit_2(
-    stack: _Stack, tmp_path: Path
+    stack: DatabaseStack, tmp_path: Path
 ) -> None:
     report = tmp_path / "report.json"
     report.write_text(json.dumps(sample_checkout_data()))
@@ -141,5 +124,5 @@ async def test_an_unknown_shop_is_exit_3_and_a_bad_one_exit_2(
         bad = _refused(await stack.cli(*command, "--shop", "Not A Shop"), 2)
         assert "error: --shop: a shop id is" in bad, command
     # Nothing was reported anywhere.
-    page = _json(await stack.cli("checkouts", "list", "--json"))
+    page = answer_json(await stack.cli("checkouts", "list", "--json"))
     assert page["abandonedCheckouts"] == []
