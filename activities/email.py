@@ -168,7 +168,10 @@ class EmailActivities:
     ) -> EmailStepResult:
         """`message` is the email the relay just took; None when an earlier attempt sent it."""
         entry = _entry(request, ActivityType.EMAIL_SENT)
-        copy = sent_copy(message) if message is not None else None
+        copy = None
+        if message is not None and self._store.keeps_sent_emails:
+            # Read back out of the message only when the store keeps copies.
+            copy = sent_copy(message)
         await self._store.confirm_send(request.key, request.checkout_id, entry, copy=copy)
         return entry
 

@@ -38,7 +38,8 @@ from store.shops import Shop, ShopExistsError, ShopStore
 from workers.policy_files import load_policy, resolve
 from workers.resources import open_store
 from workers.settings import Settings
-from workers.shop_checks import checked_stored_policy, shop_renderer
+from workers.shop_checks import checked_stored_policy
+from workers.worker import template_renderer_for
 
 shops_app = typer.Typer(
     help="The shops this deployment serves and their own settings.", no_args_is_help=True
@@ -313,7 +314,7 @@ def _as_options(problems: list[str]) -> list[str]:
 
 def _renderer(effective: EffectiveShopSettings, settings: Settings) -> TemplateRenderer:
     try:
-        return shop_renderer(effective, settings)
+        return template_renderer_for(effective)
     except NotADirectoryError:
         source = effective.sources["templates_dir"]
         where = "--templates-dir" if source == "shop" else "CHECKOUT_RECOVERY_TEMPLATES_DIR"

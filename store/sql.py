@@ -172,6 +172,11 @@ class SqlStore:
         self.commands = CommandQueue(engine, self._writes)
         """The hand-off's outbox of commands for Temporal."""
 
+    @property
+    def keeps_sent_emails(self) -> bool:
+        """Whether confirm_send keeps a copy of the email (CHECKOUT_RECOVERY_KEEP_SENT_EMAILS)."""
+        return self._keep_sent_emails
+
     @classmethod
     def from_url(cls, url: str, *, keep_sent_emails: bool = True) -> "SqlStore":
         # A database error's text leaves out the statement's values (buyer emails, names, the

@@ -12,21 +12,10 @@ from activities.rendering import TemplateRenderer
 from domain.checkout import AbandonedCheckout
 from domain.errors import InvalidInputError
 from domain.policy import RecoveryPolicy
-from domain.shops import EffectiveShopSettings, ShopSettings, effective_settings
+from domain.shops import ShopSettings, effective_settings
 from workers.policy_files import load_policy
 from workers.settings import Settings
 from workers.worker import template_renderer_for
-
-
-def shop_renderer(effective: EffectiveShopSettings, deployment: Settings) -> TemplateRenderer:
-    """The shop's templates over the shipped ones; NotADirectoryError for a missing folder."""
-    shop_view = deployment.model_copy(
-        update={
-            "templates_dir": effective.templates_dir,
-            "default_language": effective.default_language,
-        }
-    )
-    return template_renderer_for(shop_view)
 
 
 def checked_stored_policy(
@@ -47,7 +36,7 @@ def check_shop_rendering(shop_id: str, settings: ShopSettings, deployment: Setti
     template of the shop's policy that does not render with the shop's templates."""
     effective = effective_settings(settings, deployment)
     try:
-        renderer = shop_renderer(effective, deployment)
+        renderer = template_renderer_for(effective)
     except NotADirectoryError:
         raise InvalidInputError(
             f"settings of the shop {shop_id}",
