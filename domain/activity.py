@@ -62,3 +62,11 @@ class ActivityEntry(CamelModel):
     reason: str | None = None
     consent: str | None = None
     """Email steps: the consent decision the step took (see domain.schedule.Consent)."""
+    channel: str | None = None
+    """`sms` on an SMS step's NOTIFICATION_SENT (the reference has no SMS type); absent: the
+    type's own channel (email for EMAIL_*, the staff webhook for NOTIFICATION_*)."""
+    variant: str | None = None
+    """Email steps with A/B variants: the variant this checkout got (domain.variants)."""
+    outcome: str | None = None
+    """EMAIL_SENT: what the relay reported later, `bounced` or `complained` (domain.feedback)."""
+    outcome_date: AwareDatetime | None = None

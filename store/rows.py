@@ -208,7 +208,9 @@ def splice_object(stored: str, more: bytes) -> bytes:
 def _json_entry(e: Row[Any]) -> dict[str, Any]:
     """An activity row of `newest_activity_rows` (its columns in _ENTRY_COLUMNS' order, unpacked
     as a tuple: cheaper than a lookup by name each) as its ActivityEntry's JSON."""
-    _, kind, created, step, reason, consent = cast("tuple[Any, ...]", e)
+    _, kind, created, step, reason, consent, channel, variant, outcome, outcome_date = cast(
+        "tuple[Any, ...]", e
+    )
     entry: dict[str, Any] = {"type": kind, "createdDate": created}
     if step is not None:
         entry["step"] = step
@@ -216,6 +218,13 @@ def _json_entry(e: Row[Any]) -> dict[str, Any]:
         entry["reason"] = reason
     if consent is not None:
         entry["consent"] = consent
+    if channel is not None:
+        entry["channel"] = channel
+    if variant is not None:
+        entry["variant"] = variant
+    if outcome is not None:
+        entry["outcome"] = outcome
+        entry["outcomeDate"] = outcome_date
     return entry
 
 
@@ -226,6 +235,10 @@ def _entry(e: Row[Any]) -> ActivityEntry:
         step=e.step,
         reason=e.reason,
         consent=e.consent,
+        channel=e.channel,
+        variant=e.variant,
+        outcome=e.outcome,
+        outcome_date=utc(e.outcome_date),
     )
 
 
@@ -287,7 +300,7 @@ def _newest_statement(newest: int) -> Select[Any]:
         .subquery()
     )
     shown = [
-        plain_moment(ranked.c[c.name]) if c.name == "created_date" else ranked.c[c.name]
+        plain_moment(ranked.c[c.name]) if c.name in _MOMENTS else ranked.c[c.name]
         for c in _ENTRY_COLUMNS
     ]
     return (
@@ -304,4 +317,9 @@ _ENTRY_COLUMNS = (  # in the order _json_entry unpacks
     activities.c.step,
     activities.c.reason,
     activities.c.consent,
+    activities.c.channel,
+    activities.c.variant,
+    activities.c.outcome,
+    activities.c.outcome_date,
 )
+_MOMENTS = ("created_date", "outcome_date")

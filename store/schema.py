@@ -164,6 +164,13 @@ activities = Table(
     Column("step", Integer),
     Column("reason", String(200)),
     Column("consent", String(32)),
+    # `sms` on an SMS step's NOTIFICATION_SENT; NULL: the entry type's own channel.
+    Column("channel", String(16)),
+    # The A/B variant an email step used; NULL when the step has none.
+    Column("variant", String(64)),
+    # What the relay said later about a sent email: `bounced` or `complained`.
+    Column("outcome", String(16)),
+    Column("outcome_date", UtcDateTime()),
     # One entry per step of a flow, however often the step's activity is retried.
     UniqueConstraint("checkout_id", "key", name="uq_activities_checkout_key"),
     # A checkout's entries in their order: a page's newest 20 each come off it without a sort.
@@ -185,7 +192,7 @@ sent_log = Table(
     metadata,
     Column("key", String(300), primary_key=True),
     Column("checkout_id", String(64), nullable=False, index=True),
-    Column("message_id", String(300), nullable=False),
+    Column("message_id", String(300), nullable=False, index=True),
     # A row here claims the send of one step's email. The send is confirmed by the step's
     # EMAIL_SENT entry (same key) in `activities`; a claim without one is in doubt.
     Column("created_at", UtcDateTime(), nullable=False),
@@ -314,8 +321,29 @@ suppressions = Table(
     # hard bounce: an address that does not exist is not retried by each shop).
     shop_column(nullable=True),
     Column("address_key", String(64), nullable=False),
+    # unsubscribed, bounced, complained, sms_stop; NULL: an unsubscribe from before 0008.
     Column("created_date", UtcDateTime(), nullable=False),
+    Column("reason", String(32)),
     Index("ux_suppressions_shop_address", "shop_id", "address_key", unique=True),
+)
+
+email_feedback = Table(
+    "email_feedback",
+    metadata,
+    # Every bounce and complaint a relay reported (store.feedback). No address, only its key;
+    # checkout, step and shop when the Message-ID was one of ours.
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("provider", String(32), nullable=False),
+    # hard_bounce, soft_bounce or complaint (domain.feedback.FeedbackKind).
+    Column("kind", String(16), nullable=False),
+    Column("address_key", String(64), nullable=False),
+    Column("message_id", String(300)),
+    Column("checkout_id", String(64), index=True),
+    Column("step", Integer),
+    shop_column(nullable=True),
+    Column("occurred_date", UtcDateTime(), nullable=False),
+    Column("received_date", UtcDateTime(), nullable=False),
+    Index("ix_email_feedback_shop_kind", "shop_id", "kind", "step"),
 )
 
 email_sends = Table(

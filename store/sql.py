@@ -895,6 +895,8 @@ def _activity_row(checkout_id: str, key: str, entry: ActivityEntry) -> dict[str,
         "step": entry.step,
         "reason": entry.reason,
         "consent": entry.consent,
+        "channel": entry.channel,
+        "variant": entry.variant,
     }
 
 
