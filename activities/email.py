@@ -21,6 +21,7 @@ from domain.checkout import AbandonedCheckout
 from domain.coupons import CouponProvider
 from domain.links import LinkSigner
 from domain.steps import PERMANENT_EMAIL_FAILURE, SEND_EMAIL, EmailStepRequest, EmailStepResult
+from domain.variants import assign_variant
 from store.sql import SendClaim, SendStart, SqlStore
 from telemetry import metrics
 
@@ -77,7 +78,9 @@ class EmailActivities:
         # The checkout's shop's sender, name, links and templates (the deployment's by default).
         composer = await self._composer_of(seen.shop_id)
         message_id = message_id_for(request.key, composer.sender.id_domain)
-        message = await self._compose(request, checkout, email, message_id, composer)
+        message = await self._compose(
+            request, checkout, email, message_id, composer, shop_id=seen.shop_id
+        )
         claimed: SendStart | None = None
 
         async def claim() -> bool:
@@ -93,7 +96,9 @@ class EmailActivities:
             return claimed.claim is SendClaim.CLAIMED
 
         try:
-            sent = await self._pool.send(message, composer.sender.address, email, commit=claim)
+            sent = await self._pool.send(
+                message, composer.sender.address, email, commit=claim, dkim=composer.sender.dkim
+            )
         except DeliveryInDoubtError as err:
             # The relay may have the email: the claim stays, so it is never sent twice.
             logger.warning("Step %s of %s: %s", request.step_index + 1, request.checkout_id, err)
@@ -157,9 +162,13 @@ class EmailActivities:
         email: str,
         message_id: str,
         composer: EmailComposer | None = None,
+        *,
+        shop_id: str,
     ) -> Message:
         try:
-            return await (composer or self.composer).compose(request, checkout, email, message_id)
+            return await (composer or self.composer).compose(
+                request, checkout, email, message_id, shop_id=shop_id
+            )
         except ComposeError as err:
             raise _template_failure(str(err)) from err
 
@@ -185,12 +194,15 @@ class EmailActivities:
 def _entry(
     request: EmailStepRequest, kind: ActivityType, reason: str | None = None
 ) -> EmailStepResult:
+    # The variant the composer chose, by the same rule: what the stats count the send under.
+    variant = assign_variant(request.step, request.checkout_id, request.step_index)
     return EmailStepResult(
         type=kind,
         created_date=request.at,
         step=request.step_index + 1,
         reason=reason,
         consent=request.consent,
+        variant=variant.name if variant is not None else None,
     )
 
 
@@ -203,11 +215,19 @@ def _refusal(start: SendStart) -> NotSentReason | None:
         return halted
     if not checkout.buyer_info.email:
         return NotSentReason.NO_EMAIL
-    if start.suppressed:
-        return NotSentReason.UNSUBSCRIBED
+    if start.suppressed_because is not None:
+        return _suppression_reason(start.suppressed_because)
     if start.capped_until is not None:
         return NotSentReason.FREQUENCY_CAPPED
     return None
+
+
+def _suppression_reason(reason: str) -> NotSentReason:
+    """The entry's reason for a suppressed address: what the relay reported (store.feedback), else
+    an unsubscribe (also every suppression from before reasons were kept)."""
+    if reason in (NotSentReason.BOUNCED, NotSentReason.COMPLAINED):
+        return NotSentReason(reason)
+    return NotSentReason.UNSUBSCRIBED
 
 
 def _template_failure(message: str) -> ApplicationError:

@@ -10,13 +10,15 @@ from email.message import Message
 from urllib.parse import quote
 
 from activities.coupon_context import coupon_context
-from activities.email_message import Sender, Unsubscribe, build_message
+from activities.email_message import Sender, Unsubscribe, build_message, feedback_id
 from activities.message_context import checkout_context, formatting_locale
-from activities.rendering import TemplateRenderer, TemplateRenderError
+from activities.rendering import SubjectLine, TemplateRenderer, TemplateRenderError
 from domain.checkout import AbandonedCheckout
 from domain.coupons import CouponProvider
 from domain.links import LinkSigner
+from domain.shops import DEFAULT_SHOP
 from domain.steps import EmailStepRequest
+from domain.variants import assign_variant
 
 
 class ComposeError(Exception):
@@ -61,9 +63,18 @@ class EmailComposer:
         checkout: AbandonedCheckout,
         to_address: str,
         message_id: str,
+        *,
+        shop_id: str = DEFAULT_SHOP,
     ) -> Message:
-        """The step's email to `to_address`; raises ComposeError when its template fails."""
-        template = request.step.template
+        """The step's email to `to_address` from the checkout's shop `shop_id`; raises
+        ComposeError when its template fails."""
+        # An A/B step's variant replaces the template, the subject or both (domain.variants).
+        variant = assign_variant(request.step, request.checkout_id, request.step_index)
+        template = (variant and variant.template) or request.step.template
+        subject = None
+        if variant is not None and variant.subject is not None:
+            label = f"step {request.step_index + 1} variant {variant.name}: subject"
+            subject = SubjectLine(label, variant.subject)
         language = self.renderer.resolve_language("email", template, checkout.buyer_language)
         # A de-AT buyer reading the German template sees Austrian money ("€ 89,90").
         locale = formatting_locale(checkout.buyer_language, language)
@@ -93,7 +104,7 @@ class EmailComposer:
         # up at once and records template_error.
         try:
             # `language` is already the resolved folder: resolving it again would cost a stat.
-            rendered = self.renderer.render_email_in(template, language, context)
+            rendered = self.renderer.render_email_in(template, language, context, subject)
             return build_message(
                 rendered,
                 sender=self.sender,
@@ -102,6 +113,7 @@ class EmailComposer:
                 message_id=message_id,
                 sent_at=request.at,
                 unsubscribe=unsubscribe,
+                feedback=feedback_id(request.step_index + 1, template, shop_id),
             )
         except TemplateRenderError as err:
             raise ComposeError(f"template {err}") from err

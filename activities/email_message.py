@@ -13,6 +13,7 @@ from email.policy import Compat32
 from email.utils import format_datetime, formataddr, getaddresses
 from functools import cached_property
 
+from activities.dkim import DkimSigner
 from activities.rendering import RenderedEmail
 
 # What may not reach a header from buyer data: the C0 and C1 controls (Unicode category Cc: CR,
@@ -37,6 +38,8 @@ class Sender:
     """Where replies go, when not to `mail_from`."""
     message_id_domain: str | None = None
     """The domain of Message-IDs, when not `mail_from`'s."""
+    dkim: DkimSigner | None = None
+    """Who signs its emails (activities.dkim.signer_for); None: the relay signs, or nobody."""
 
     @cached_property
     def address(self) -> str:
@@ -73,6 +76,17 @@ def message_id_for(key: str, domain: str) -> str:
     return f"<{digest}.recovery@{domain}>"
 
 
+FEEDBACK_SENDER_ID = "checkout-recovery"
+"""The last field of every Feedback-ID: the sender's own id, the same on all its mail."""
+
+
+def feedback_id(step: int, template: str, shop_id: str) -> str:
+    """The Feedback-ID header (Gmail's feedback loop, `a:b:c:SenderId`): complaints are counted
+    per step, template and shop in Postmaster Tools. Slugs only, never anything of the buyer;
+    a template name and a shop id hold no colon (domain.policy, domain.shops)."""
+    return f"step-{step}:{template}:{shop_id}:{FEEDBACK_SENDER_ID}"
+
+
 def build_message(
     rendered: RenderedEmail,
     *,
@@ -82,6 +96,7 @@ def build_message(
     message_id: str,
     sent_at: datetime,
     unsubscribe: Unsubscribe | None = None,
+    feedback: str | None = None,
 ) -> Message:
     """A multipart/alternative message: plain text first, HTML as the richer alternative.
 
@@ -109,6 +124,8 @@ def build_message(
     message["Subject"] = subject if subject.isascii() else Header(subject, "utf-8").encode()
     message["Date"] = format_datetime(sent_at)
     message["Message-ID"] = message_id
+    if feedback is not None:
+        message["Feedback-ID"] = feedback
     if unsubscribe is not None:
         # RFC 2369 header plus RFC 8058's one-click marker: mail clients show an unsubscribe
         # button that POSTs "List-Unsubscribe=One-Click" to the https address.

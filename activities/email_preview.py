@@ -141,7 +141,8 @@ class EmailPreviews:
         # serves the dashboard has no pool to share.
         pool = SmtpPool(self._smtp)
         try:
-            await pool.send(message, sender.address, address)
+            # Signed as the step's email is, so the operator's mailbox shows what DKIM says.
+            await pool.send(message, sender.address, address, dkim=sender.dkim)
         except (aiosmtplib.SMTPException, OSError) as err:
             logger.warning("Test email of step %s not sent: %s", step, type(err).__name__)
             raise ConnectionError(f"the relay did not take the test email ({err})") from err
@@ -191,7 +192,9 @@ class EmailPreviews:
         to_address = checkout.buyer_info.email or "buyer@example.com"
         message_id = message_id_for(request.key, composer.sender.id_domain)
         try:
-            message = await composer.compose(request, checkout, to_address, message_id)
+            message = await composer.compose(
+                request, checkout, to_address, message_id, shop_id=shop_id
+            )
         except ComposeError as err:
             raise InvalidInputError(f"step {number}'s email", [str(err)]) from err
         return _Composed(message, checkout, composer)

@@ -27,7 +27,13 @@ TEMPLATES_DIR = Path(_templates_package.__file__).parent
 EMAIL_PARTS = ("subject.txt", "body.html", "body.txt")
 NOTIFICATION_PARTS = ("message.txt",)
 TASK_PARTS = ("title.txt",)
-PARTS_BY_KIND = {"email": EMAIL_PARTS, "notification": NOTIFICATION_PARTS, "task": TASK_PARTS}
+SMS_PART = "message.txt"
+PARTS_BY_KIND = {
+    "email": EMAIL_PARTS,
+    "notification": NOTIFICATION_PARTS,
+    "task": TASK_PARTS,
+    "sms": (SMS_PART,),
+}
 
 # Only ASCII whitespace: str.split() would also turn the no-break spaces French typography puts
 # before a colon ("Dernière chance : ...").
@@ -48,6 +54,15 @@ class TemplateRenderError(Exception):
         self.problem = problem
         where = template if line is None else f"{template} line {line}"
         super().__init__(f"{where}: {problem}")
+
+
+@dataclass(frozen=True)
+class SubjectLine:
+    """A subject given as text rather than as a subject.txt file (an A/B variant's), and how a
+    problem names it (`step 1 variant short`)."""
+
+    name: str
+    source: str
 
 
 @dataclass(frozen=True)
@@ -216,14 +231,38 @@ class TemplateRenderer:
         # Resolved once so that the three parts of one email share a language.
         return self.render_email_in(name, self.resolve_language("email", name, language), context)
 
-    def render_email_in(self, name: str, folder: str, context: dict[str, object]) -> RenderedEmail:
-        subject, html, text = (
-            self.render_in("email", name, part, folder, context) for part in EMAIL_PARTS
+    def render_email_in(
+        self,
+        name: str,
+        folder: str,
+        context: dict[str, object],
+        subject_line: SubjectLine | None = None,
+    ) -> RenderedEmail:
+        """`subject_line`: rendered, with the same context, instead of the template's subject."""
+        subject = (
+            self.render_in("email", name, EMAIL_PARTS[0], folder, context)
+            if subject_line is None
+            else self.render_subject_line(subject_line, context)
+        )
+        html, text = (
+            self.render_in("email", name, part, folder, context) for part in EMAIL_PARTS[1:]
         )
         # A subject is one line whatever the template's whitespace.
         return RenderedEmail(
             subject=_ASCII_WHITESPACE.sub(" ", subject).strip(" "), html=html, text=text
         )
+
+    def render_subject_line(self, line: SubjectLine, context: dict[str, object]) -> str:
+        """`line` rendered in the templates' sandbox, as a subject.txt would be (no escaping);
+        TemplateRenderError names `line.name`."""
+        try:
+            return self._env.from_string(line.source).render(context)
+        except JinjaSyntaxError as err:
+            raise TemplateRenderError(line.name, err.lineno, err.message or str(err)) from err
+        except TemplateError as err:
+            raise TemplateRenderError(line.name, None, str(err)) from err
+        except Exception as err:
+            raise TemplateRenderError(line.name, None, f"{type(err).__name__}: {err}") from err
 
     def render_line(self, kind: str, name: str, language: str, context: dict[str, object]) -> str:
         part = PARTS_BY_KIND[kind][0]

@@ -15,6 +15,7 @@ from email.message import Message
 import aiosmtplib
 from aiosmtplib.protocol import normalize_message_line_endings
 
+from activities.dkim import DkimSigner
 from activities.email_message import flatten_message
 from domain.smtp import SmtpConfig, SmtpSecurity
 from telemetry.tracing import smtp_send_failed, smtp_send_span
@@ -51,7 +52,13 @@ class SmtpPool:
         self._idle: list[_Idle] = []
 
     async def send(
-        self, message: Message, sender: str, recipient: str, *, commit: Commit | None = None
+        self,
+        message: Message,
+        sender: str,
+        recipient: str,
+        *,
+        commit: Commit | None = None,
+        dkim: DkimSigner | None = None,
     ) -> bool:
         """Send over a pooled connection; any SMTP or network error propagates to the caller.
 
@@ -59,7 +66,7 @@ class SmtpPool:
         accepts the message; `commit` decides then (the email step claims the send there, so a
         worker that dies holding a claim has almost certainly delivered). Returns False when
         `commit` abandoned the message; raises `DeliveryInDoubtError` when the answer to the
-        final dot never came.
+        final dot never came. With `dkim`, the bytes sent are signed (activities.dkim).
 
         The envelope is given rather than read back out of the headers, which costs a parse.
         The transaction (with the wait for a free connection) is a span of its own.
@@ -67,17 +74,22 @@ class SmtpPool:
         async with self._slots:
             with smtp_send_span(self._config.host, self._config.port) as span:
                 try:
-                    return await self._send_pooled(message, sender, recipient, commit)
+                    return await self._send_pooled(message, sender, recipient, commit, dkim)
                 except BaseException as err:
                     smtp_send_failed(span, err, _reply_code(err))
                     raise
 
     async def _send_pooled(
-        self, message: Message, sender: str, recipient: str, commit: Commit | None
+        self,
+        message: Message,
+        sender: str,
+        recipient: str,
+        commit: Commit | None,
+        dkim: DkimSigner | None,
     ) -> bool:
         client = await self._acquire()
         try:
-            sent = await _send_one(client, message, sender, recipient, commit)
+            sent = await _send_one(client, message, sender, recipient, commit, dkim=dkim)
         except BaseException:
             client.close()
             raise
@@ -145,12 +157,22 @@ def _reply_code(err: BaseException) -> int | None:
     return None
 
 
+def _wire_bytes(message: Message, cte_type: str, dkim: DkimSigner | None) -> bytes:
+    """The message as the relay receives it (before dot-stuffing, which the relay undoes),
+    signed when `dkim` is given: over exactly these bytes, as the connection's 8BITMIME decides
+    the flattening."""
+    data = normalize_message_line_endings(flatten_message(message, cte_type=cte_type))
+    return data if dkim is None else dkim.sign(data)
+
+
 async def _send_one(
     client: aiosmtplib.SMTP,
     message: Message,
     sender: str,
     recipient: str,
     commit: Commit | None,
+    *,
+    dkim: DkimSigner | None = None,
 ) -> bool:
     """One mail transaction, the bytes `client.send_message` would send, with `commit` awaited
     between the message's last line and the final dot (see `SmtpPool.send`).
@@ -175,7 +197,7 @@ async def _send_one(
         cte_type = "8bit"
     else:
         cte_type = "7bit"
-    data = normalize_message_line_endings(flatten_message(message, cte_type=cte_type))
+    data = _wire_bytes(message, cte_type, dkim)
     if client.supports_extension("size"):
         mail_options.insert(0, f"SIZE={len(data)}")
     encoding = "ascii" if ascii_only else "utf-8"

@@ -19,11 +19,13 @@ from typing import Any
 
 from activities.coupon_context import coupon_context
 from activities.message_context import checkout_context
-from activities.rendering import PARTS_BY_KIND, TemplateRenderer, TemplateRenderError
+from activities.rendering import PARTS_BY_KIND, SubjectLine, TemplateRenderer, TemplateRenderError
+from activities.sms import render_sms
 from activities.template_source import NotATemplateNameError, template_path
 from domain.checkout import AbandonedCheckout, ContactDetails, parse_checkout
 from domain.coupons import IssuedCoupon
-from domain.policy import Coupon, EmailStep, RecoveryPolicy, Step
+from domain.policy import Coupon, EmailStep, RecoveryPolicy, SmsStep, Step
+from domain.sms import MAX_SEGMENTS, SmsLength, sms_length
 
 SHOP_NAME = "Sample Shop"
 SAMPLE_AT = datetime(2026, 3, 28, 20, 30, tzinfo=UTC)
@@ -133,8 +135,79 @@ def template_problems(
                 f"{language}: {message} (with {_cases_named(labels, len(cases))})"
                 for message, labels in failures.items()
             )
+    problems += variant_problems(policy, renderer, cases)
+    problems += sms_length_problems(policy, renderer, cases[0].checkout)
     used = {(step.action, step.template) for step in policy.steps}
     return problems + override_problems(renderer, used, problems)
+
+
+def variant_problems(
+    policy: RecoveryPolicy, renderer: TemplateRenderer, cases: list[SampleCase]
+) -> list[str]:
+    """The A/B variants' templates and subject lines, checked as the steps' own are: each
+    variant is the email its checkouts get (another template, another subject, or both)."""
+    problems: list[str] = []
+    for index, step in enumerate(policy.steps):
+        if not isinstance(step, EmailStep):
+            continue
+        for variant in step.variants or ():
+            where = f"step {index + 1} (email), variant {variant.name}"
+            template = variant.template or step.template
+            missing = renderer.missing_parts("email", template)
+            if missing:
+                problems.append(f"{where}: template {template!r} lacks {', '.join(missing)}")
+                continue
+            version = step.model_copy(update={"template": template, "variants": None})
+            subject = None if variant.subject is None else SubjectLine("subject", variant.subject)
+            for language in renderer.languages("email", template):
+                failures: dict[str, list[str]] = {}
+                for case in cases:
+                    context = _context(version, language, case.checkout)
+                    try:
+                        if variant.template is None and subject is not None:
+                            # The rest is the step's own template, checked above.
+                            renderer.render_subject_line(subject, context)
+                        else:
+                            renderer.render_email_in(template, language, context, subject)
+                    except TemplateRenderError as err:
+                        failures.setdefault(str(err), []).append(case.label)
+                problems.extend(
+                    f"{where}: template {template!r}, language {language}: {message} "
+                    f"(with {_cases_named(labels, len(cases))})"
+                    for message, labels in failures.items()
+                )
+    return problems
+
+
+def sms_lengths(
+    policy: RecoveryPolicy, renderer: TemplateRenderer, sample: AbandonedCheckout
+) -> dict[int, SmsLength]:
+    """Step number -> the length of the text each SMS step sends `sample` (its language, as
+    the step renders it); steps whose template fails are left to template_problems."""
+    lengths: dict[int, SmsLength] = {}
+    for index, step in enumerate(policy.steps):
+        if not isinstance(step, SmsStep) or renderer.missing_parts("sms", step.template):
+            continue
+        zone = sample.buyer_time_zone or "UTC"
+        try:
+            text = render_sms(renderer, step.template, sample, SHOP_NAME, time_zone=zone)
+        except TemplateRenderError:
+            continue
+        lengths[index + 1] = sms_length(text)
+    return lengths
+
+
+def sms_length_problems(
+    policy: RecoveryPolicy, renderer: TemplateRenderer, sample: AbandonedCheckout
+) -> list[str]:
+    """A text longer than MAX_SEGMENTS for the sample checkout is an error: carriers drop
+    or cut long concatenated texts, and each segment is billed."""
+    return [
+        f"step {number} (sms): the text for the sample checkout is {length.characters} "
+        f"characters ({length.encoding}), {length.segments} segments; at most {MAX_SEGMENTS}"
+        for number, length in sms_lengths(policy, renderer, sample).items()
+        if length.too_long
+    ]
 
 
 def override_problems(

@@ -22,12 +22,15 @@ from api.coupon_routes import coupon_router
 from api.dashboard import DashboardConfig, dashboard_router
 from api.dashboard.session import SessionCookies
 from api.errors import BodySizeLimit, install_error_handlers
+from api.feedback.source import FeedbackSource
+from api.feedback_routes import feedback_router
 from api.rate_limit import AddressRateLimit, RateLimiter, RateLimits, signed_link_path
 from api.readiness_routes import readiness_router
 from api.request_metrics import RequestMetrics
 from api.revenue_routes import revenue_router
 from api.schemas import query_body_schema, report_body_schema
 from api.shop_routes import ShopCheck, shop_router
+from api.sms_routes import SmsInbound, sms_router
 from api.subscription_routes import subscription_router
 from api.unsubscribe_routes import unsubscribe_router
 from domain.coupon_link import CouponLink
@@ -39,8 +42,10 @@ from service.reporting_policy import CachedReportingPolicy
 from store.api_keys import ApiKeyStore
 from store.coupons import StoreCouponProvider
 from store.engine_policy import EnginePolicyStore
+from store.feedback import FeedbackStore
 from store.secret_box import SecretBox
 from store.shops import ShopStore
+from store.sms_sends import SmsStops
 from store.sql import SqlStore
 from store.subscriptions import SubscriptionStore
 from telemetry import tracing
@@ -73,6 +78,11 @@ class ApiParts:
     shop_check: ShopCheck | None = None
     """Renders a shop's policy with its templates before POST/PATCH /ecom/v1/shops store it;
     None: settings are only parsed."""
+    sms_inbound: SmsInbound | None = None
+    """The SMS provider's inbound webhook (STOP replies); None: no SMS settings, no route."""
+    feedback_sources: Mapping[str, FeedbackSource] = field(default_factory=dict)
+    """The relays' bounce and complaint webhooks configured, by provider name
+    (api.feedback.sources); none: /feedback/v1/* answers 404."""
 
 
 def create_app(parts: ApiParts) -> FastAPI:
@@ -115,7 +125,10 @@ def create_app(parts: ApiParts) -> FastAPI:
     )
     subscriptions = SubscriptionStore(parts.store.engine, parts.webhook_secrets)
     app.include_router(subscription_router(subscriptions, auth))
-    app.include_router(shop_router(shops, auth, parts.shop_check))
+    app.include_router(shop_router(shops, auth, parts.shop_check, parts.webhook_secrets))
+    if parts.sms_inbound is not None:
+        app.include_router(sms_router(parts.sms_inbound, SmsStops(parts.store)))
+    app.include_router(feedback_router(parts.feedback_sources, FeedbackStore(parts.store)))
     codec_origins = parse_origins(parts.codec_cors_origins)
     codec_paths = [CODEC_PATH]
     if parts.dashboard is None:

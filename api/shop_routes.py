@@ -14,16 +14,18 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, ValidationError
 
 from api.auth import Authenticator, Credentials
 from api.errors import ERROR_RESPONSES, ApiError, ErrorBody, FieldProblem, invalid_input
 from api.request_body import checked_path_ids
 from domain.access import ApiKey, Scope
 from domain.base import CamelModel
-from domain.errors import InvalidInputError
+from domain.dkim import DkimError, DkimSetting, read_private_key
+from domain.errors import InvalidInputError, describe_validation_error
 from domain.shops import SETTING_ALIASES, ShopSettings, check_shop_id, check_shop_name
-from store.shops import Shop, ShopExistsError, ShopStore
+from store.secret_box import SecretBox
+from store.shops import Shop, ShopExistsError, ShopStore, seal_dkim
 
 PREFIX = "/ecom/v1/shops"
 
@@ -39,7 +41,8 @@ class ShopChanges(CamelModel):
     name: str | None = Field(default=None, max_length=200)
     settings: dict[str, Any] = Field(default_factory=dict)
     """The settings to change, by their names in `ShopSettings`: a value sets one, null unsets
-    it (the deployment's applies again); settings not named stay as they are."""
+    it (the deployment's applies again); settings not named stay as they are. `dkim` is set as
+    {domain, selector, privateKey (PEM)}: the key is sealed, and answers show its fingerprint."""
 
 
 class ShopView(CamelModel):
@@ -64,7 +67,13 @@ ShopCheck = Callable[[str, ShopSettings], None]
 policy with the shop's templates); the API cannot render templates itself."""
 
 
-def shop_router(shops: ShopStore, auth: Authenticator, check: ShopCheck | None = None) -> APIRouter:
+def shop_router(
+    shops: ShopStore,
+    auth: Authenticator,
+    check: ShopCheck | None = None,
+    box: SecretBox | None = None,
+) -> APIRouter:
+    """`box` seals the DKIM keys shops set (the subscribers' secrets' keys); None: refused."""
     router = APIRouter(
         prefix=PREFIX,
         tags=["shops (platform)"],
@@ -88,6 +97,9 @@ def shop_router(shops: ShopStore, auth: Authenticator, check: ShopCheck | None =
     )
     async def add(body: ShopBody) -> JSONResponse:
         problems = _problems(body.id, body.name)
+        if body.settings.dkim is not None:
+            # A sealed key comes only from a PEM this deployment sealed (PATCH).
+            problems.append(_DKIM_BY_PATCH)
         if problems:
             raise ApiError(400, "invalid_request", "the shop is not valid", problems)
         await _rendered(check, body.id, body.settings)
@@ -119,14 +131,15 @@ def shop_router(shops: ShopStore, auth: Authenticator, check: ShopCheck | None =
         current = await shops.get(shop_id)
         if current is None:
             raise _not_found(shop_id)
+        changes = _with_sealed_dkim(body.settings, box)
         try:
-            candidate = current.settings.changed(body.settings)
+            candidate = current.settings.changed(changes)
         except InvalidInputError as err:
             raise invalid_input(err, "invalid_request") from None
-        if RENDERED_BY & {SETTING_ALIASES.get(name, name) for name in body.settings}:
+        if CHECKED_BY & {SETTING_ALIASES.get(name, name) for name in changes}:
             await _rendered(check, shop_id, candidate)
         try:
-            changed = await shops.set(shop_id, name=body.name, changes=body.settings)
+            changed = await shops.set(shop_id, name=body.name, changes=changes)
         except InvalidInputError as err:
             raise invalid_input(err, "invalid_request") from None
         if changed is None:
@@ -138,6 +151,46 @@ def shop_router(shops: ShopStore, auth: Authenticator, check: ShopCheck | None =
 
 RENDERED_BY = frozenset({"policy", "templatesDir", "defaultLanguage"})
 """The settings a shop's templates are rendered with: a change of one is checked by rendering."""
+CHECKED_BY = RENDERED_BY | {"dkim", "mailFrom"}
+"""The settings `check` looks at: the rendered ones, and the DKIM identity's alignment with the
+From address (which needs the deployment's From when the shop sets none)."""
+_DKIM_BY_PATCH = FieldProblem(
+    field="settings.dkim",
+    message="set a shop's DKIM key with PATCH, as {domain, selector, privateKey}",
+)
+_DKIM_FIELDS = {"domain", "selector", "privateKey"}
+
+
+def _with_sealed_dkim(changes: dict[str, Any], box: SecretBox | None) -> dict[str, Any]:
+    """`changes` with a `dkim` given as {domain, selector, privateKey} replaced by the sealed
+    setting the store keeps; a 400 naming the field for anything else."""
+    given = changes.get("dkim")
+    if given is None:
+        return changes
+    if not isinstance(given, dict) or set(given) != _DKIM_FIELDS:
+        raise _dkim_problem("give exactly domain, selector and privateKey (PEM)")
+    if box is None:
+        raise _dkim_problem("this API process has no key to seal a DKIM key with")
+    if not isinstance(given["privateKey"], str):
+        raise _dkim_problem("privateKey: a PEM text")
+    try:
+        key = read_private_key(given["privateKey"])
+    except DkimError as err:
+        raise _dkim_problem(f"privateKey: {err}") from None
+    try:
+        sealed: DkimSetting = seal_dkim(box, given["domain"], given["selector"], key)
+    except ValidationError as err:
+        raise _dkim_problem("; ".join(describe_validation_error(err))) from None
+    return {**changes, "dkim": sealed}
+
+
+def _dkim_problem(message: str) -> ApiError:
+    return ApiError(
+        400,
+        "invalid_request",
+        "the change is not valid",
+        [FieldProblem(field="settings.dkim", message=message)],
+    )
 
 
 async def _rendered(check: ShopCheck | None, shop_id: str, settings: ShopSettings) -> None:

@@ -46,6 +46,7 @@ from bench.throughput import _start_smtp_process
 from domain.checkout import AbandonedCheckout, parse_checkout
 from domain.flow import step_key, workflow_id_for
 from domain.policy import EmailStep
+from domain.shops import DEFAULT_SHOP
 from domain.steps import EmailStepRequest
 from store.sql import SqlStore
 from tests.ports import free_port
@@ -245,7 +246,9 @@ class _Engine:
             return
         address = item.checkout.buyer_info.email
         assert address is not None
-        message = await self._email._compose(item.request, item.checkout, address, item.message_id)
+        message = await self._email._compose(
+            item.request, item.checkout, address, item.message_id, shop_id=DEFAULT_SHOP
+        )
         await self._pool.send(message, self._sender, address)
 
     async def close(self) -> None:
@@ -267,7 +270,9 @@ async def _prebuilt(settings: Settings, store: SqlStore, emails: list[Email]) ->
     for item in emails:
         address = item.checkout.buyer_info.email
         assert address is not None
-        message = await composing._compose(item.request, item.checkout, address, item.message_id)
+        message = await composing._compose(
+            item.request, item.checkout, address, item.message_id, shop_id=DEFAULT_SHOP
+        )
         raw.append((flatten_message(message), sender, address))
     return raw
 

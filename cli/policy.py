@@ -14,14 +14,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from activities.template_check import sms_lengths
 from cli.shops import checked_shop_policy
 from cli.support import BadInputError, checked_policy, print_json, read_json, settings_or_fail
 from domain.checkout import AbandonedCheckout
 from domain.durations import format_duration
 from domain.errors import InvalidInputError
-from domain.policy import RecoveryPolicy
+from domain.policy import EmailStep, RecoveryPolicy
 from domain.report import parse_report
 from domain.schedule import PlannedStep, buyer_zone, in_holdout, is_stale, plan
+from domain.sms import MAX_SEGMENTS, SmsLength
+from domain.variants import assign_variant
 from service.checkouts import derive_checkout_id
 from workers.policy_files import load_policy
 from workers.worker import template_renderer_for
@@ -89,10 +92,42 @@ def check(
         "templateOverrides": str(overrides) if overrides else None,
         "overriddenTemplates": renderer.source.override_files(),
     }
+    variants = _variants(policy, sample)
+    texts = sms_lengths(policy, renderer, sample)
     if as_json:
-        print_json(_as_json(facts, steps))
+        print_json(_as_json(facts, steps, variants) | {"smsLengths": _sms_json(texts)})
     else:
-        _print_table(policy, facts, steps)
+        _print_table(policy, facts, steps, variants)
+        _print_sms_lengths(texts)
+
+
+def _sms_json(texts: dict[int, SmsLength]) -> list[dict[str, Any]]:
+    """Each SMS step's text for the sample: characters as its encoding counts them, segments."""
+    return [
+        {"step": n, "characters": t.characters, "segments": t.segments, "encoding": t.encoding}
+        for n, t in texts.items()
+    ]
+
+
+def _print_sms_lengths(texts: dict[int, SmsLength]) -> None:
+    # Policy check refuses more than MAX_SEGMENTS; the count shows how close a text comes.
+    for number, text in texts.items():
+        Console().print(
+            f"  step {number} (sms): {text.characters} characters, {text.segments} "
+            f"segment{'s' if text.segments != 1 else ''} ({text.encoding}, at most {MAX_SEGMENTS})",
+            highlight=False,
+        )
+
+
+def _variants(policy: RecoveryPolicy, sample: AbandonedCheckout) -> dict[int, str]:
+    """Step number -> the A/B variant the sample gets, for the steps that have variants."""
+    chosen: dict[int, str] = {}
+    for index, step in enumerate(policy.steps):
+        if isinstance(step, EmailStep):
+            variant = assign_variant(step, sample.id or "", index)
+            if variant is not None:
+                chosen[index + 1] = variant.name
+    return chosen
 
 
 def _sample(path: Path | None) -> AbandonedCheckout:
@@ -134,7 +169,9 @@ def _facts(policy: RecoveryPolicy, sample: AbandonedCheckout, now: datetime) -> 
     }
 
 
-def _as_json(facts: dict[str, Any], steps: list[PlannedStep]) -> dict[str, Any]:
+def _as_json(
+    facts: dict[str, Any], steps: list[PlannedStep], variants: dict[int, str]
+) -> dict[str, Any]:
     return {
         **facts,
         "steps": [
@@ -142,6 +179,8 @@ def _as_json(facts: dict[str, Any], steps: list[PlannedStep]) -> dict[str, Any]:
                 "step": s.number,
                 "action": s.action,
                 "template": s.template,
+                # Only on steps with variants: the one this sample checkout gets.
+                **({"variant": variants[s.number]} if s.number in variants else {}),
                 "dueUtc": s.due.astimezone(UTC).isoformat(),
                 "dueLocal": s.local_due.isoformat(),
                 "movedIntoSendWindow": s.shifted_by_send_window,
@@ -155,7 +194,12 @@ def _as_json(facts: dict[str, Any], steps: list[PlannedStep]) -> dict[str, Any]:
     }
 
 
-def _print_table(policy: RecoveryPolicy, facts: dict[str, Any], steps: list[PlannedStep]) -> None:
+def _print_table(
+    policy: RecoveryPolicy,
+    facts: dict[str, Any],
+    steps: list[PlannedStep],
+    variants: dict[int, str],
+) -> None:
     console = Console()
     console.print(f"[green]Policy {policy.name!r} is valid.[/green]")
     for name, value in facts.items():
@@ -174,7 +218,8 @@ def _print_table(policy: RecoveryPolicy, facts: dict[str, Any], steps: list[Plan
         moved = " (moved into send window)" if s.shifted_by_send_window else ""
         table.add_row(
             str(s.number),
-            f"{s.action} {s.template}",
+            f"{s.action} {s.template}"
+            + (f" (variant {variants[s.number]})" if s.number in variants else ""),
             f"{s.due.astimezone(UTC):%Y-%m-%d %H:%M}",
             f"{s.local_due:%Y-%m-%d %H:%M %Z}{moved}",
             "failed: " + ", ".join(s.failed_conditions) if s.failed_conditions else "hold",

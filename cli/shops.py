@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.table import Column, Table
 
 from activities.rendering import TemplateRenderer
@@ -24,7 +25,8 @@ from cli.support import (
     settings_or_fail,
 )
 from domain.checkout import AbandonedCheckout
-from domain.errors import InvalidInputError
+from domain.dkim import DkimError, DkimSetting, read_private_key
+from domain.errors import InvalidInputError, describe_validation_error
 from domain.policy import RecoveryPolicy
 from domain.shops import (
     SETTING_ALIASES,
@@ -32,9 +34,11 @@ from domain.shops import (
     ShopSettings,
     check_shop_id,
     check_shop_name,
+    dkim_problems,
     effective_settings,
 )
-from store.shops import Shop, ShopExistsError, ShopStore
+from store.shops import Shop, ShopExistsError, ShopStore, open_dkim, seal_dkim
+from workers.link_secret import webhook_secret_box
 from workers.policy_files import load_policy, resolve
 from workers.resources import open_store
 from workers.settings import Settings
@@ -72,6 +76,17 @@ TemplatesDir = Annotated[
 ]
 UnsubscribeMailbox = Annotated[
     str | None, typer.Option("--unsubscribe-mailbox", help="The mailto unsubscribe address.")
+]
+DkimDomain = Annotated[
+    str | None,
+    typer.Option("--dkim-domain", help="DKIM d=: the From domain or a parent of it."),
+]
+DkimSelector = Annotated[
+    str | None, typer.Option("--dkim-selector", help="DKIM s=: the TXT record's first label.")
+]
+DkimKeyFile = Annotated[
+    Path | None,
+    typer.Option("--dkim-key-file", help="The RSA private key (PEM); kept sealed, never shown."),
 ]
 
 
@@ -131,6 +146,9 @@ def set_settings(  # noqa: PLR0917 - typer takes each option as a parameter
     time_zone: TimeZone = None,
     templates_dir: TemplatesDir = None,
     unsubscribe_mailbox: UnsubscribeMailbox = None,
+    dkim_domain: DkimDomain = None,
+    dkim_selector: DkimSelector = None,
+    dkim_key_file: DkimKeyFile = None,
     clear: Annotated[
         list[str] | None,
         typer.Option(
@@ -146,10 +164,13 @@ def set_settings(  # noqa: PLR0917 - typer takes each option as a parameter
     _check_id(shop_id)
     if name is not None:
         _check_name(name)
+    settings = settings_or_fail()
+    dkim = _sealed_dkim(dkim_domain, dkim_selector, dkim_key_file, settings)
+    if dkim is not None:
+        changes["dkim"] = dkim
     changes |= dict.fromkeys(_cleared(clear or [], changes, policy), None)
     if not changes and policy is None and name is None:
         raise BadInputError("nothing to change: give a setting, --name or --clear")
-    settings = settings_or_fail()
 
     async def run() -> Shop:
         async with open_store(settings) as store:
@@ -164,6 +185,9 @@ def set_settings(  # noqa: PLR0917 - typer takes each option as a parameter
             return changed
 
     _print_shop(run_command(run()), settings, as_json, "changed")
+    if dkim is not None and not as_json:
+        # The one thing the operator does next: publish the public key.
+        console().print(f"publish the TXT record {dkim.record_name}: {_txt_record(dkim, settings)}")
 
 
 @shops_app.command("list")
@@ -226,7 +250,17 @@ def checked_shop_policy(
 
 # --- helpers -------------------------------------------------------------------------------
 
-_NOT_SETTINGS = {"shop_id", "name", "policy", "clear", "as_json", "settings"}
+_NOT_SETTINGS = {
+    "shop_id",
+    "name",
+    "policy",
+    "clear",
+    "as_json",
+    "settings",
+    "dkim_domain",
+    "dkim_selector",
+    "dkim_key_file",
+}
 
 
 def _changes(options: dict[str, Any]) -> dict[str, object]:
@@ -253,6 +287,37 @@ def _cleared(names: list[str], changes: dict[str, object], policy: str | None) -
             raise BadInputError(f"--clear {name}: the same command sets it too")
         fields.append(field)
     return fields
+
+
+def _sealed_dkim(
+    domain: str | None, selector: str | None, key_file: Path | None, settings: Settings
+) -> DkimSetting | None:
+    """The shop's DKIM identity from --dkim-domain, --dkim-selector and --dkim-key-file (all
+    three or none), its key read, checked and sealed with the subscribers' secrets' keys."""
+    given = {"--dkim-domain": domain, "--dkim-selector": selector, "--dkim-key-file": key_file}
+    missing = [option for option, value in given.items() if value is None]
+    if len(missing) == len(given):
+        return None
+    if missing:
+        raise BadInputError(f"{', '.join(given)} go together; missing: {', '.join(missing)}")
+    assert domain is not None and selector is not None and key_file is not None
+    try:
+        text = key_file.read_bytes()
+    except OSError as err:
+        raise BadInputError(f"--dkim-key-file {key_file}: {err.strerror}") from None
+    try:
+        key = read_private_key(text)
+    except DkimError as err:
+        raise BadInputError(f"--dkim-key-file {key_file}: {err}") from None
+    try:
+        return seal_dkim(webhook_secret_box(settings), domain, selector, key)
+    except ValidationError as err:
+        problems = "; ".join(describe_validation_error(err, lambda loc: f"--dkim-{loc[0]}"))
+        raise BadInputError(problems) from None
+
+
+def _txt_record(dkim: DkimSetting, settings: Settings) -> str:
+    return open_dkim(webhook_secret_box(settings), dkim).txt_record
 
 
 def _check_id(shop_id: str) -> None:
@@ -288,6 +353,10 @@ def _checked(
     except InvalidInputError as err:
         problems = _as_options(err.problems)
         raise InvalidInputError(f"settings of the shop {shop_id}", problems) from None
+    # The DKIM identity must align with the From address the shop's emails will carry.
+    misaligned = dkim_problems(effective_settings(changed, settings))
+    if misaligned:
+        raise InvalidInputError(f"settings of the shop {shop_id}", _as_options(misaligned))
     if policy is None and not {"templates_dir", "default_language"} & changes.keys():
         return changed  # nothing the policy's templates depend on has changed
     renderer = _renderer(effective_settings(changed, settings), settings)
@@ -337,6 +406,8 @@ def _effective_json(effective: EffectiveShopSettings) -> dict[str, Any]:
         value = getattr(effective, field)
         if isinstance(value, RecoveryPolicy):
             value = value.name
+        elif isinstance(value, DkimSetting):
+            value = value.to_json_dict()  # without its key
         elif isinstance(value, Path):
             value = str(value)
         values[info.alias or field] = {"value": value, "from": effective.sources[field]}
@@ -369,4 +440,5 @@ def _deployment_default(name: str) -> str:
         "timeZone": "the policy's time_zone",
         "templatesDir": "none: the shipped templates",
         "unsubscribeMailbox": "unsubscribe@ the From address's domain",
+        "dkim": "the deployment's (CHECKOUT_RECOVERY_DKIM_...) if it aligns with From, else none",
     }.get(name, "-")

@@ -17,7 +17,8 @@ from cli.support import (
 )
 from domain.durations import parse_moment
 from domain.shops import DEFAULT_SHOP
-from store.stats import Stats, checkout_stats
+from store.stats import Stats, StepStats, checkout_stats
+from store.variant_stats import VariantStats
 from workers.resources import open_store
 
 _BOUND_HELP = "a duration back from now (7d, 12h), an ISO date (UTC) or an ISO date-time"
@@ -110,6 +111,71 @@ def _print_tables(figures: Stats) -> None:
             ", ".join(f"{amount} {cur}" for cur, amount in step.recovered_revenue.items()) or "-",
         )
     console.print(steps)
+    if any(step.emails_sent for step in figures.steps):
+        console.print(_deliverability_table(figures.steps))
+    if figures.variants:
+        console.print(_variants_table(figures.variants))
+
+
+def _variants_table(variants: list[VariantStats]) -> Table:
+    """The A/B variants: rates with their 95% intervals, and each variant after a step's first
+    against that first (store.variant_stats)."""
+    table = Table(title="Variants (recovery rate with its 95% interval)")
+    headings = ("step", "variant", "sends", "clicks", "recovered", "revenue", "recovery rate")
+    for heading in (*headings, "vs first"):
+        table.add_column(heading, justify="right" if heading in headings[2:5] else "left")
+    for found in variants:
+        revenue = ", ".join(f"{amount} {cur}" for cur, amount in found.recovered_revenue.items())
+        versus = "-"
+        if found.difference is not None:
+            assert found.difference_low is not None and found.difference_high is not None
+            versus = (
+                f"{found.difference * 100:+.1f} points "
+                f"({found.difference_low * 100:+.1f} to {found.difference_high * 100:+.1f}) "
+                f"vs {found.compared_with}"
+            )
+        table.add_row(
+            str(found.step),
+            found.variant,
+            str(found.sends),
+            str(found.clicks),
+            str(found.recoveries),
+            revenue or "-",
+            f"{_percent(found.recovery_rate)} "
+            f"({_percent(found.recovery_rate_low)}-{_percent(found.recovery_rate_high)})",
+            versus,
+        )
+    return table
+
+
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{share:.1%}"
+
+
+def _deliverability_table(steps: list[StepStats]) -> Table:
+    """What the relays reported later about each step's emails (store.feedback)."""
+    table = Table(title="Deliverability per step (bounces and complaints the relays reported)")
+    headings = ("step", "sent", "hard bounces", "bounce rate", "complaints", "complaint rate")
+    for heading in (*headings, "soft bounces"):
+        table.add_column(heading, justify="right")
+    for step in steps:
+        if not step.emails_sent:
+            continue
+        table.add_row(
+            str(step.step),
+            str(step.emails_sent),
+            str(step.hard_bounces),
+            _rate(step.bounce_rate),
+            str(step.complaints),
+            _rate(step.complaint_rate),
+            str(step.soft_bounces),
+        )
+    return table
+
+
+def _rate(share: float | None) -> str:
+    # Two places: complaint rates that matter to a mailbox provider are tenths of a percent.
+    return "-" if share is None else f"{share:.2%}"
 
 
 def _moment(value: datetime | None, open_end: str) -> str:

@@ -43,6 +43,10 @@ class NotSentReason(StrEnum):
     TEMPLATE_ERROR = "template_error"
     DELIVERY_UNCONFIRMED = "delivery_unconfirmed"
     UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    """The relay reported a hard bounce of the address (in any shop): suppressed everywhere."""
+    COMPLAINED = "complained"
+    """The buyer marked an email of this shop as spam: suppressed in the shop."""
     FREQUENCY_CAPPED = "frequency_capped"
     NO_CONSENT = "no_consent"
     HOLDOUT = "holdout"
@@ -50,6 +54,20 @@ class NotSentReason(StrEnum):
     OVERDUE = "overdue"
     CONDITION_FAILED = "condition_failed"
     """Written as `condition_failed:min_total,languages`, naming the conditions that failed."""
+    # SMS steps (domain.sms), recorded as NOTIFICATION_NOT_SENT with channel `sms`.
+    NO_SMS_CONSENT = "no_sms_consent"
+    """The checkout does not say `smsConsent: true` (absent means no)."""
+    NO_PHONE = "no_phone"
+    INVALID_PHONE = "invalid_phone"
+    """contactDetails.phone is not in E.164 (+ and 8 to 15 digits)."""
+    SMS_STOP = "sms_stop"
+    """The number replied STOP (or UNSUBSCRIBE, CANCEL, ...) to one of our texts."""
+    SMS_REJECTED = "sms_rejected"
+    """The SMS provider refused the message for good (4xx: a bad number, a blocked sender)."""
+    SMS_UNAVAILABLE = "sms_unavailable"
+    """The SMS provider answered 5xx or could not be reached on every attempt."""
+    SMS_NOT_CONFIGURED = "sms_not_configured"
+    """The worker has no SMS provider settings (CHECKOUT_RECOVERY_SMS_*)."""
 
 
 class ActivityEntry(CamelModel):

@@ -317,6 +317,9 @@ class AbandonedCheckout(CamelModel):
     """Our extension: the buyer's IANA zone, for send windows; the policy's zone when absent."""
     marketing_consent: bool | None = None
     """Our extension: whether the buyer agreed to marketing email (absent: not known, so no)."""
+    sms_consent: bool | None = None
+    """Our extension: whether the buyer agreed to recovery texts at contactDetails.phone
+    (absent: no SMS step texts them). Apart from marketingConsent: SMS consent is its own."""
     recovery_attribution: RecoveryAttribution | None = None
     stop_reason: StopReason | None = None
     """Engine-owned, our extension: why a checkout still ABANDONED takes no further step."""

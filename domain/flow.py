@@ -6,6 +6,7 @@ from enum import StrEnum
 from pydantic import AwareDatetime, BaseModel
 from temporalio.common import SearchAttributeKey
 
+from domain.activity import NotSentReason
 from domain.base import Contract
 from domain.checkout import AbandonedCheckout
 from domain.flow_state import CarriedState
@@ -18,6 +19,9 @@ WORKFLOW_NAME = "AbandonedCheckoutWorkflow"
 RECOVERED_SIGNAL = "recovered"
 CHECKOUT_UPDATED_SIGNAL = "checkout_updated"
 UNSUBSCRIBED_SIGNAL = "unsubscribed"
+EMAIL_SUPPRESSED_SIGNAL = "email_suppressed"
+"""The relay reported a hard bounce or a complaint for the buyer's address (store.feedback): the
+flow's next email steps record EMAIL_NOT_SENT with the signal's reason."""
 CANCEL_SIGNAL = "cancel"
 BUYER_PURCHASED_SIGNAL = "buyer_purchased"
 """Another checkout of the same buyer was recovered (or the shop reported the buyer's order):
@@ -78,10 +82,16 @@ class RecoveredSignal(Contract):
     """When the buyer completed the purchase; the flow's own clock when not given."""
 
 
+class EmailSuppressedSignal(Contract):
+    reason: NotSentReason
+    """`bounced` or `complained`: what the flow's next email steps record."""
+
+
 SIGNAL_ARGUMENTS: dict[str, type[BaseModel] | None] = {
     RECOVERED_SIGNAL: RecoveredSignal,
     CHECKOUT_UPDATED_SIGNAL: AbandonedCheckout,
     UNSUBSCRIBED_SIGNAL: None,
+    EMAIL_SUPPRESSED_SIGNAL: EmailSuppressedSignal,
     CANCEL_SIGNAL: None,
     BUYER_PURCHASED_SIGNAL: None,
 }

@@ -24,7 +24,8 @@ class CarriedState(Contract):
     steps_run: int
     """The steps that ran, for the flow's result."""
     progress: FlowProgress
-    """What the steps so far and the unsubscribed signal leave for the next step decision."""
+    """What the steps so far and the unsubscribed and email_suppressed signals leave for the next
+    step decision."""
     anchor: AwareDatetime
     """Steps are due at anchor + delay: the abandonment, or the last cart update under
     on_cart_update = "reset". The new run waits for the same due time, not a fresh delay."""

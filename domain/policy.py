@@ -117,10 +117,42 @@ class _Step(_PolicyPart):
     conditions: StepConditions = StepConditions()
 
 
+class Variant(_PolicyPart):
+    """One version of an email step in an A/B test: another template, another subject, or both.
+
+    Which checkout gets which variant is domain.variants' rule."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_-]+$")
+    """Recorded on the step's entry (`variant`) and in the stats."""
+    weight: int = Field(default=1, ge=1)
+    """Its share of the checkouts is weight / the sum of the step's weights."""
+    template: TemplateName | None = None
+    """Another email template; absent: the step's own."""
+    subject: str | None = Field(default=None, min_length=1, max_length=500)
+    """A subject line (Jinja, the context of the template's subject.txt) instead of the
+    template's."""
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> Self:
+        if self.template is None and self.subject is None:
+            raise ValueError("give a template, a subject, or both")
+        return self
+
+
 class EmailStep(_Step):
     action: Literal["email"]
     template: TemplateName
     coupon: Coupon | None = None
+    variants: list[Variant] | None = Field(default=None, min_length=2, max_length=10)
+    """An A/B test of the step; None: the step sends its template to everyone."""
+
+    @model_validator(mode="after")
+    def _distinct_variants(self) -> Self:
+        names = [variant.name for variant in self.variants or ()]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"variant names must be unique in the step: {', '.join(twice)}")
+        return self
 
 
 class NotificationStep(_Step):
@@ -138,7 +170,14 @@ class TaskStep(_Step):
     """How long staff have for the task once it is created."""
 
 
-Step = Annotated[EmailStep | NotificationStep | TaskStep, Field(discriminator="action")]
+class SmsStep(_Step):
+    """A recovery text to the buyer's phone (domain.sms: consent, number, length)."""
+
+    action: Literal["sms"]
+    template: TemplateName = "reminder"
+
+
+Step = Annotated[EmailStep | NotificationStep | TaskStep | SmsStep, Field(discriminator="action")]
 
 
 class SendWindow(_PolicyPart):
@@ -153,6 +192,9 @@ class SendWindow(_PolicyPart):
         if self.start == self.end:
             raise ValueError("start and end are equal: the window would be empty")
         return self
+
+
+DEFAULT_SMS_WINDOW = SendWindow(start=time(9), end=time(20))
 
 
 class FrequencyCap(_PolicyPart):
@@ -174,6 +216,9 @@ class RecoveryPolicy(_PolicyPart):
     time_zone: TimeZoneName = "UTC"
     """The shop's zone, for buyers whose checkout names none."""
     send_window: SendWindow | None = None
+    sms_window: SendWindow = DEFAULT_SMS_WINDOW
+    """The daily hours, in the buyer's zone, in which SMS steps may text: a step due outside
+    them waits for the next opening (always on: nobody wants a shop's text at night)."""
     frequency_cap: FrequencyCap = FrequencyCap()
     consent: ConsentMode = "all"
     on_cart_update: Literal["keep", "reset"] = "keep"
@@ -204,12 +249,18 @@ class RecoveryPolicy(_PolicyPart):
         return self
 
 
+_STEP_ACTIONS = ("email", "notification", "task", "sms")
+
+
 def _locate_policy_field(loc: tuple[int | str, ...]) -> str:
     if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
         rest = [str(p) for p in loc[2:]]
         # The discriminator tag ("email", ...) sits between the index and the field.
-        action = rest.pop(0) if rest and rest[0] in ("email", "notification", "task") else None
+        action = rest.pop(0) if rest and rest[0] in _STEP_ACTIONS else None
         where = f"step {loc[1] + 1}" + (f" ({action})" if action else "")
+        if rest[:1] == ["variants"] and len(rest) >= 2 and rest[1].isdigit():
+            where += f", variant {int(rest[1]) + 1}"
+            rest = rest[2:]
         return f"{where}: {'.'.join(rest)}" if rest else where
     return ".".join(str(p) for p in loc) or "policy"
 

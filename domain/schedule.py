@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from domain.activity import NotSentReason
 from domain.checkout import AbandonedCheckout
 from domain.policy import ConsentMode, RecoveryPolicy, SendWindow, Step, StepConditions
+from domain.sms import sms_refusal
 
 
 def buyer_zone(checkout: AbandonedCheckout, policy: RecoveryPolicy) -> ZoneInfo:
@@ -98,6 +99,13 @@ def consent_decision(mode: ConsentMode, subscribed: bool | None, email_number: i
     return Consent.REFUSED
 
 
+def stable_bucket(seed: str, buckets: int) -> int:
+    """A bucket in [0, buckets) that depends on `seed` alone: the same in every process, on
+    every retry and replay (Python's own hash() is salted per process). SHA-256 spreads seeds
+    evenly; the holdout and the A/B variants (domain.variants) both split checkouts with it."""
+    return int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big") % buckets
+
+
 def in_holdout(checkout_id: str, percent: float) -> bool:
     """Whether this checkout belongs to the group that gets nothing, to measure the lift.
 
@@ -106,8 +114,7 @@ def in_holdout(checkout_id: str, percent: float) -> bool:
     """
     if percent <= 0:
         return False
-    bucket = int.from_bytes(hashlib.sha256(checkout_id.encode()).digest()[:8], "big") % 10_000
-    return bucket < round(percent * 100)
+    return stable_bucket(checkout_id, 10_000) < round(percent * 100)
 
 
 def is_stale(policy: RecoveryPolicy, abandoned_at: datetime, reported_at: datetime) -> bool:
@@ -124,11 +131,21 @@ def send_time(
     policy: RecoveryPolicy, step: Step, checkout: AbandonedCheckout, due: datetime, now: datetime
 ) -> datetime:
     """When a step due at `due` may run, `now` at the earliest: emails wait for the buyer's
-    send window, staff steps do not."""
+    send window, texts for the SMS window, staff steps for nothing."""
     earliest = max(due, now)
-    if step.action != "email":
+    window = buyer_window(policy, step)
+    if window is None:
         return earliest
-    return next_send_time(earliest, policy.send_window, buyer_zone(checkout, policy))
+    return next_send_time(earliest, window, buyer_zone(checkout, policy))
+
+
+def buyer_window(policy: RecoveryPolicy, step: Step) -> SendWindow | None:
+    """The daily hours a step that reaches the buyer keeps to (None: any time)."""
+    if step.action == "email":
+        return policy.send_window
+    if step.action == "sms":
+        return policy.sms_window
+    return None
 
 
 @dataclass(frozen=True)
@@ -140,6 +157,17 @@ class FlowProgress:
     (an email step ruled out before, for its conditions, holdout, ..., is no first email)."""
     unsubscribed: bool = False
     """The buyer's address unsubscribed (the flow's signal; `plan` assumes it does not)."""
+    suppressed: NotSentReason | None = None
+    """`bounced` or `complained`: the relay reported the buyer's address (the flow's
+    email_suppressed signal, store.feedback); a default, so states carried before it read."""
+
+    @property
+    def address_refusal(self) -> NotSentReason | None:
+        """Why the buyer's address may get no further email from this flow (None: it may): the
+        one rule for a step's decision and for a frequency-cap wait that the signals end."""
+        if self.unsubscribed:
+            return NotSentReason.UNSUBSCRIBED
+        return self.suppressed
 
 
 @dataclass(frozen=True)
@@ -182,7 +210,8 @@ def decide_step(
     The one copy of the rule: the workflow calls it for each step after the step's wait, and
     `plan` for each step of the timeline it prints. The rules apply in this order: holdout, a
     stale report, an overdue step the policy skips, failed conditions; then, for an email step
-    that gets this far, the consent decision and an unsubscribe.
+    that gets this far, the consent decision and an unsubscribe, bounce or complaint; for an SMS
+    step, its consent and phone number (domain.sms.sms_refusal).
     """
     step = policy.steps[index]
     failed = tuple(failed_conditions(step.conditions, checkout))
@@ -195,16 +224,17 @@ def decide_step(
         ruled_out = NotSentReason.OVERDUE
     elif failed:
         ruled_out = NotSentReason.CONDITION_FAILED
+    if ruled_out is None and step.action == "sms":
+        # Consent and number are SMS's own; a STOP is found by the step's look at the store.
+        ruled_out = sms_refusal(checkout)
     if ruled_out is not None or step.action != "email":
         return StepDecision(
             reason=ruled_out, failed_conditions=failed, consent=None, progress=progress
         )
     offered = replace(progress, emails_offered=progress.emails_offered + 1)
     consent = consent_decision(policy.consent, checkout.marketing_consent, offered.emails_offered)
-    refusal = None
-    if progress.unsubscribed:
-        refusal = NotSentReason.UNSUBSCRIBED
-    elif consent is Consent.REFUSED:
+    refusal = progress.address_refusal
+    if refusal is None and consent is Consent.REFUSED:
         refusal = NotSentReason.NO_CONSENT
     return StepDecision(reason=refusal, failed_conditions=failed, consent=consent, progress=offered)
 
@@ -221,8 +251,8 @@ class PlannedStep:
     step before it), moved into the send window."""
     local_due: datetime
     shifted_by_send_window: bool
-    """An email step that waits for the send window (outside it when due, or behind an earlier
-    step that waits for it)."""
+    """An email (SMS) step that waits for the send window (SMS window): outside it when due, or
+    behind an earlier step that waits for one."""
     overdue_at_report: bool
     failed_conditions: list[str]
     consent: Consent | None
@@ -263,7 +293,7 @@ def plan(
             own_due = max(abandoned_at + step.delay, reported_at)
             due = earliest = send_time(policy, step, checkout, own_due, earliest)
         if decision.runs:
-            outcome = "send" if step.action == "email" else "run"
+            outcome = "send" if step.action in ("email", "sms") else "run"
         else:
             outcome = f"skip: {decision.not_sent_reason}"
         planned.append(
@@ -273,7 +303,7 @@ def plan(
                 template=step.template,
                 due=due,
                 local_due=due.astimezone(zone),
-                shifted_by_send_window=step.action == "email" and due != own_due,
+                shifted_by_send_window=buyer_window(policy, step) is not None and due != own_due,
                 overdue_at_report=is_overdue(step, abandoned_at, reported_at),
                 failed_conditions=list(decision.failed_conditions),
                 consent=decision.consent,

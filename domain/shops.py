@@ -25,6 +25,7 @@ from domain.checkout import (
     WebUrl,
     control_character_problem,
 )
+from domain.dkim import KEEP_SEALED, DkimSetting, alignment_problem
 from domain.errors import InvalidInputError, describe_validation_error
 from domain.policy import RecoveryPolicy, parse_policy
 
@@ -146,6 +147,9 @@ class ShopSettings(CamelModel):
     """The shop's template overrides folder (CHECKOUT_RECOVERY_TEMPLATES_DIR)."""
     unsubscribe_mailbox: BareAddress | None = None
     """The mailto unsubscribe address (CHECKOUT_RECOVERY_UNSUBSCRIBE_MAILBOX)."""
+    dkim: DkimSetting | None = None
+    """The shop's own DKIM identity, its key sealed (CHECKOUT_RECOVERY_DKIM_...); unset: the
+    deployment's, for a From domain it aligns with."""
 
     def recovery_policy(self) -> RecoveryPolicy | None:
         return None if self.policy is None else parse_policy_text(self.policy, "of the shop")
@@ -154,7 +158,10 @@ class ShopSettings(CamelModel):
         """These settings with `changes` (by field name, snake_case or camelCase) applied: a
         value replaces the field's, None unsets it. InvalidInputError names each bad field (in
         camelCase, as the API spells them)."""
-        merged: dict[str, object] = self.model_dump(by_alias=True, exclude_none=True)
+        # The sealed DKIM key kept: it is the stored settings' own, only not shown.
+        merged: dict[str, object] = self.model_dump(
+            by_alias=True, exclude_none=True, context=KEEP_SEALED
+        )
         for name, value in changes.items():
             field = SETTING_ALIASES.get(name, name)
             if value is None:
@@ -221,6 +228,8 @@ class EffectiveShopSettings:
     templates_dir: Path | None
     unsubscribe_mailbox: str | None
     """None: unsubscribe@<the From address's domain>."""
+    dkim: DkimSetting | None
+    """None: the deployment's DKIM identity, when it aligns with the From domain."""
     sources: Mapping[str, SettingSource]
     """For each field above: "shop" when the shop sets it, else "deployment"."""
 
@@ -242,5 +251,15 @@ def effective_settings(shop: ShopSettings, deployment: DeploymentSettings) -> Ef
         time_zone=shop.time_zone,
         templates_dir=Path(shop.templates_dir) if shop.templates_dir else deployment.templates_dir,
         unsubscribe_mailbox=shop.unsubscribe_mailbox or deployment.unsubscribe_mailbox,
+        dkim=shop.dkim,
         sources=sources,
     )
+
+
+def dkim_problems(effective: EffectiveShopSettings) -> list[str]:
+    """Why the shop's DKIM identity may not sign its mail: its d= must align with the From
+    address the shop's emails carry (its own or the deployment's), for DMARC."""
+    if effective.dkim is None:
+        return []
+    problem = alignment_problem(effective.dkim.domain, effective.mail_from)
+    return [] if problem is None else [f"dkim: {problem}"]

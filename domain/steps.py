@@ -10,7 +10,7 @@ from pydantic import AwareDatetime
 
 from domain.activity import ActivityEntry
 from domain.base import Contract
-from domain.policy import EmailStep, FrequencyCap, NotificationStep, TaskStep
+from domain.policy import EmailStep, FrequencyCap, NotificationStep, SmsStep, TaskStep
 
 SEND_EMAIL = "send_recovery_email"
 SEND_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
@@ -18,12 +18,15 @@ SEND_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 retries it elsewhere: the attempt's own timeout is a minute. The activity beats well within it."""
 SEND_NOTIFICATION = "send_staff_notification"
 CREATE_TASK = "create_staff_task"
+SEND_SMS = "send_recovery_sms"
 RECORD_ACTIVITY = "record_activity"
 RECORD_RECOVERY = "record_recovery"
 
 # Failure types an email activity raises as non-retryable; the workflow turns them into an
 # EMAIL_NOT_SENT entry carrying the reason given in the error's details.
 PERMANENT_EMAIL_FAILURE = "PermanentEmailFailure"
+# The same for an SMS step: NOTIFICATION_NOT_SENT (channel sms) with the reason in the details.
+PERMANENT_SMS_FAILURE = "PermanentSmsFailure"
 
 
 class StepRequest(Contract):
@@ -58,6 +61,15 @@ class NotificationStepRequest(StepRequest):
 
 class TaskStepRequest(StepRequest):
     step: TaskStep
+
+
+class SmsStepRequest(StepRequest):
+    step: SmsStep
+    frequency_cap: FrequencyCap = FrequencyCap(window=timedelta(0))
+    """The cap across channels: a text counts as a recovery message to the buyer's email
+    address, and a capped text is not sent (no deferral: a late text is worse than none)."""
+    time_zone: str = "UTC"
+    """The buyer's zone, for the dates the text shows."""
 
 
 class RecordActivityRequest(Contract):

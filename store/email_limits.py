@@ -25,10 +25,15 @@ def address_key(email: str) -> str:
     return hashlib.sha256(email.strip().lower().encode()).hexdigest()
 
 
+UNSUBSCRIBED = "unsubscribed"
+"""The reason of an unsubscribe's suppression, and of every row from before reasons were kept."""
+
+
 @dataclass(frozen=True)
 class AddressState:
-    suppressed: bool
-    """The address unsubscribed."""
+    suppressed_because: str | None
+    """Why the address is suppressed (`unsubscribed`, `bounced`, `complained`), the first
+    suppression that holds in the shop; None: it is not."""
     capped_until: datetime | None
     """When the frequency cap lets this checkout mail the address again; None: it may now."""
 
@@ -36,11 +41,14 @@ class AddressState:
 _ADDRESS: BindParameter[str] = bindparam("address")
 _SHOP: BindParameter[str] = bindparam("shop_id")
 _STATE = select(
-    select(suppressions.c.address_key)
+    # The first suppression that holds keeps its reason (a later bounce of an address that
+    # unsubscribed says nothing new to this shop).
+    select(func.coalesce(suppressions.c.reason, UNSUBSCRIBED))
     .where(
         suppressions.c.address_key == _ADDRESS,
         or_(suppressions.c.shop_id == _SHOP, suppressions.c.shop_id.is_(None)),
     )
+    .order_by(suppressions.c.seq)
     .limit(1)
     .scalar_subquery()
     .label("suppressed"),
@@ -83,7 +91,7 @@ async def address_state(
     row = (await conn.execute(_STATE, values)).one()
     latest = row.latest if window > timedelta(0) else None
     return AddressState(
-        suppressed=row.suppressed is not None,
+        suppressed_because=row.suppressed,
         capped_until=max(latest + window, at) if latest is not None else None,
     )
 

@@ -14,8 +14,10 @@ from sqlalchemy import Row, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from domain.dkim import KEEP_SEALED, DkimKey, DkimSetting, read_private_key, record_name
 from domain.shops import ShopSettings, check_shop_id, check_shop_name
 from store.schema import shops
+from store.secret_box import SecretBox, open_secret
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,29 @@ class ShopStore:
 
 
 def _as_json(settings: ShopSettings) -> str:
-    return settings.model_dump_json(by_alias=True, exclude_none=True)
+    # The one dump that keeps a DKIM key (sealed): every other leaves it out (domain.dkim).
+    return settings.model_dump_json(by_alias=True, exclude_none=True, context=KEEP_SEALED)
+
+
+def seal_dkim(box: SecretBox, domain: str, selector: str, key: DkimKey) -> DkimSetting:
+    """A shop's DKIM identity with its key sealed for the store, as subscribers' secrets are.
+    Bound to the identity's DNS name rather than to the shop: the sealed key opens only as the
+    d= and s= it was set for. Raises ValueError for a bad domain or selector."""
+    setting = DkimSetting(
+        domain=domain, selector=selector, fingerprint=key.fingerprint, sealed_key="sealed1."
+    )
+    sealed = box.seal(key.pem, _dkim_row(setting))
+    return setting.model_copy(update={"sealed_key": sealed})
+
+
+def open_dkim(box: SecretBox | None, setting: DkimSetting) -> DkimKey:
+    """The private key a sealed DKIM setting holds; SecretUnreadableError when no key of the
+    box opens it (or it was copied to another identity), DkimError when it is no key."""
+    return read_private_key(open_secret(setting.sealed_key, _dkim_row(setting), box))
+
+
+def _dkim_row(setting: DkimSetting) -> str:
+    return f"dkim/{record_name(setting.selector, setting.domain)}"
 
 
 def _shop(row: Row[Any]) -> Shop:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, event, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -57,7 +57,7 @@ from store.flow_commands import (
     discard_commands,
     signal_command,
 )
-from store.group_commit import GroupCommitter
+from store.group_commit import GroupCommitter, WriteOp
 from store.migrate import upgrade_to_head
 from store.outbox import append_event, append_events, erase_event_bodies
 from store.rows import (
@@ -79,6 +79,7 @@ from store.schema import (
 from store.sent_emails import copies_by_step, erase_copies, keep_copy, steps_with_copies
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SCHEDULED_KEY = "scheduled"
 STOP_CHECKOUT = "stop_checkout"
@@ -133,12 +134,17 @@ class SendStart:
     claim: SendClaim | None
     """None when the checkout is missing, no longer abandoned, has no email address, or when
     one of the two fields below says why not."""
-    suppressed: bool = False
-    """The address unsubscribed."""
+    suppressed_because: str | None = None
+    """Why the address is suppressed in the checkout's shop (`unsubscribed`, `bounced`,
+    `complained`); None: it is not."""
     capped_until: datetime | None = None
     """The frequency cap blocks the send until then (another checkout mailed the address)."""
     shop_id: str = DEFAULT_SHOP
     """The checkout's shop: whose sender, wording and links the email takes."""
+
+    @property
+    def suppressed(self) -> bool:
+        return self.suppressed_because is not None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -519,6 +525,29 @@ class SqlStore:
 
         return await self._writes.run(write)
 
+    async def run_write(self, op: WriteOp[T]) -> T:
+        """A companion's write (store.feedback) in this store's write path: it shares the group
+        commit and the retry-alone-on-failure of the store's own writes."""
+        return await self._writes.run(op)
+
+    async def suppress(
+        self, conn: AsyncConnection, address: str, at: datetime, *, shop_id: str | None, reason: str
+    ) -> bool:
+        """Suppress an address key in `shop_id` (None: every shop) with `reason`, inside the
+        caller's transaction; False when it was suppressed there already, which keeps its first
+        reason. The unique index treats NULL shops as distinct, so every-shop rows are looked
+        for first (the caller holds the address's lock, store.email_limits.lock_address)."""
+        if shop_id is None:
+            found = await conn.scalar(
+                select(suppressions.c.seq).where(
+                    suppressions.c.address_key == address, suppressions.c.shop_id.is_(None)
+                )
+            )
+            if found is not None:
+                return False
+        row = {"shop_id": shop_id, "address_key": address, "created_date": at, "reason": reason}
+        return bool((await conn.execute(self._insert_suppression, row)).rowcount == 1)
+
     async def erase(self, checkout_id: str, at: datetime) -> bool:
         """Erase the buyer's personal data, keeping an anonymised row for the statistics.
 
@@ -728,8 +757,9 @@ class SqlStore:
         if claim is not None:
             await lock_address(conn, address)
         state = await address_state(conn, address, checkout_id, at, cap_window, shop_id=shop_id)
-        if state.suppressed:
-            return SendStart(checkout, None, suppressed=True, shop_id=shop_id)
+        if state.suppressed_because is not None:
+            suppressed = state.suppressed_because
+            return SendStart(checkout, None, suppressed_because=suppressed, shop_id=shop_id)
         if state.capped_until is not None:
             return SendStart(checkout, None, capped_until=state.capped_until, shop_id=shop_id)
         if claim is not None:
@@ -825,6 +855,11 @@ class SqlStore:
         ]
 
     # --- helpers -------------------------------------------------------------------------------
+
+    def insert_ignore(self, table: Any) -> Insert:
+        """An insert that skips a row whose unique key exists, for the store's companions that
+        write its tables (store.sms_sends claims texts in the sent log)."""
+        return self._insert_ignore(table)
 
     def _insert_ignore(self, table: Any) -> Insert:
         dialect = self._engine.dialect.name

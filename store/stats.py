@@ -20,9 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from domain.activity import ActivityType
 from domain.base import CamelModel
 from domain.checkout import CheckoutStatus
+from domain.feedback import FeedbackKind
 from domain.shops import DEFAULT_SHOP
-from store.schema import activities, checkouts
+from store.schema import activities, checkouts, email_feedback
 from store.sql import SqlStore
+from store.variant_stats import VariantStats, variant_stats
 
 
 class StepStats(CamelModel):
@@ -38,6 +40,16 @@ class StepStats(CamelModel):
     """Recoveries this step touched last, by attribution (`link`, `assisted`)."""
     recovered_revenue: dict[str, Decimal] = Field(default_factory=dict)
     """Their totals per currency."""
+    # What the relays reported later about this step's emails (store.feedback), each email
+    # counted once per kind however many reports (providers) told of it.
+    hard_bounces: int = 0
+    soft_bounces: int = 0
+    complaints: int = 0
+    bounce_rate: float | None = None
+    """Hard bounces per email sent, rounded to 4 places (soft bounces are not in it); None
+    without a send."""
+    complaint_rate: float | None = None
+    """Complaints per email sent, rounded to 4 places."""
 
 
 class GroupStats(CamelModel):
@@ -78,6 +90,8 @@ class Stats(CamelModel):
     """Checkouts in the policy's holdout group: they got no message."""
     daily: list[DayStats]
     """Every day from the first to the last of the window (or of the data), gaps as zeros."""
+    variants: list[VariantStats] = Field(default_factory=list)
+    """The A/B variants of email steps (store.variant_stats); empty when no step has any."""
 
     @property
     def recovery_rate(self) -> float | None:
@@ -115,9 +129,11 @@ async def checkout_stats(
         daily = await _daily(conn, cohort)
         revenue = await _revenue(conn, cohort)
         steps = await _steps(conn, cohort)
+        await _add_feedback(conn, cohort, steps)
         organic = await _attribute_to_steps(conn, cohort, steps)
         groups = await _groups(conn, cohort)
         stopped = await _stopped(conn, cohort)
+        variants = await variant_stats(conn, cohort)
     not_sent: Counter[str] = Counter()
     for step in steps:
         not_sent.update(step.emails_not_sent)
@@ -135,6 +151,7 @@ async def checkout_stats(
         treated=groups.get(False, GroupStats()),
         holdout=groups.get(True, GroupStats()),
         daily=_continuous(daily, since, until),
+        variants=variants,
     )
 
 
@@ -218,6 +235,39 @@ async def _steps(conn: AsyncConnection, cohort: ColumnElement[bool]) -> list[Ste
     for figures in steps.values():
         figures.emails_not_sent = dict(sorted(figures.emails_not_sent.items()))
     return [steps[n] for n in sorted(steps)]
+
+
+_FEEDBACK_COUNTS = {
+    FeedbackKind.HARD_BOUNCE: "hard_bounces",
+    FeedbackKind.SOFT_BOUNCE: "soft_bounces",
+    FeedbackKind.COMPLAINT: "complaints",
+}
+
+
+async def _add_feedback(
+    conn: AsyncConnection, cohort: ColumnElement[bool], steps: list[StepStats]
+) -> None:
+    """Each step's bounces and complaints, and their rates per email sent."""
+    rows = await conn.execute(
+        select(
+            email_feedback.c.step,
+            email_feedback.c.kind,
+            func.count(func.distinct(email_feedback.c.checkout_id)),
+        )
+        .join(checkouts, checkouts.c.id == email_feedback.c.checkout_id)
+        .where(cohort, email_feedback.c.step.is_not(None))
+        .group_by(email_feedback.c.step, email_feedback.c.kind)
+    )
+    by_number = {figures.step: figures for figures in steps}
+    for step, kind, count in rows:
+        figures = by_number.get(step)
+        counted = _FEEDBACK_COUNTS.get(kind)
+        if figures is not None and counted is not None:
+            setattr(figures, counted, int(count))
+    for figures in steps:
+        if figures.emails_sent:
+            figures.bounce_rate = round(figures.hard_bounces / figures.emails_sent, 4)
+            figures.complaint_rate = round(figures.complaints / figures.emails_sent, 4)
 
 
 async def _attribute_to_steps(

@@ -16,7 +16,9 @@ from activities.email_message import Sender
 from activities.email_preview import EmailPreviews, SampleCoupons
 from api.app import ApiParts, create_app
 from api.dashboard import DashboardConfig
+from api.feedback.sources import feedback_sources
 from api.rate_limit import RateLimits
+from api.sms_routes import SmsInbound
 from devstack.mailbox import read_mailbox
 from domain.access import Scope
 from domain.links import LinkSigner
@@ -32,7 +34,7 @@ from workers.link_secret import dashboard_secret, link_signer_for, webhook_secre
 from workers.settings import Settings
 from workers.shop_checks import check_shop_rendering
 from workers.temporal_client import codec_from_settings
-from workers.worker import shop_composers_for, template_renderer_for
+from workers.worker import deployment_dkim, shop_composers_for, template_renderer_for
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +75,8 @@ def build_app(
             readiness_checks=readiness_checks(settings, service),
             coupon_link=settings.coupon_link(),
             shop_check=partial(check_shop_rendering, deployment=settings),
+            sms_inbound=sms_inbound_for(settings),
+            feedback_sources=feedback_sources(settings),
         )
     )
 
@@ -85,7 +89,7 @@ def email_previews(
     one) and the worker's relay."""
     composer = EmailComposer(
         template_renderer_for(settings),
-        Sender(settings.mail_from),
+        Sender(settings.mail_from, dkim=deployment_dkim(settings)),
         settings.shop_name,
         links=links,
         unsubscribe_mailbox=settings.unsubscribe_mailbox,
@@ -110,6 +114,14 @@ def email_previews(
         settings.smtp_config(),
         composers=shop_composers_for(settings, store, SampleCoupons()),
     )
+
+
+def sms_inbound_for(settings: Settings) -> SmsInbound | None:
+    """The SMS provider's inbound webhook, when its auth token (which signs it) is set."""
+    token = settings.sms_auth_token
+    if token is None:
+        return None
+    return SmsInbound(token.get_secret_value(), settings.public_url)
 
 
 def readiness_checks(settings: Settings, service: CheckoutService) -> dict[str, Check]:

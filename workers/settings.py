@@ -8,11 +8,27 @@ Cloud.
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.service import TLSConfig
 
 from domain.coupon_link import CouponLink, coupon_link
+from domain.dkim import (
+    DkimError,
+    DkimKey,
+    alignment_problem,
+    check_domain,
+    check_selector,
+    read_private_key,
+)
+from domain.sms import SmsProviderConfig
 from domain.smtp import SmtpConfig, SmtpSecurity
 from telemetry.logs import LogFormat
 from telemetry.tracing import DEFAULT_SERVICE_NAME, TracingConfig
@@ -80,6 +96,13 @@ class Settings(BaseSettings):
     unsubscribe_mailbox: str | None = None
     """The address of the mailto unsubscribe link; unsubscribe@<the sender's domain> when unset.
     Mail to it must reach whoever handles unsubscribes at the shop."""
+    dkim_domain: str | None = None
+    """The d= of the DKIM signature the worker adds, for a relay that does not sign: the From
+    domain or a parent of it. With dkim_selector and dkim_private_key_file, or none of them."""
+    dkim_selector: str | None = None
+    """The s=: the public key is the TXT record <selector>._domainkey.<domain>."""
+    dkim_private_key_file: Path | None = None
+    """The RSA private key (PEM, unencrypted), read at worker start."""
     keep_sent_emails: bool = True
     """Keep a copy of each recovery email as sent (subject, text, HTML), shown on the dashboard
     and erased with its checkout; false: none is kept (copies kept before stay until erased)."""
@@ -112,6 +135,30 @@ class Settings(BaseSettings):
     codec_cors_origins: str = "http://localhost:8233"
     """Comma-separated origins (the Temporal Web UI) allowed to call the codec endpoint."""
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    # The relays' bounce and complaint webhooks (api.feedback): a relay without its settings has
+    # no route.
+    ses_topic_arns: str | None = None
+    """Comma-separated ARNs of the SNS topics SES publishes bounces and complaints to; only
+    these are read (any AWS account's topic is signed by SNS too). Unset: no SES route."""
+    sendgrid_verification_key: str | None = None
+    """The base64 public key SendGrid shows for its signed Event Webhook. Unset: no route."""
+    postmark_webhook_user: str | None = None
+    """The basic-auth user (and the password below) in Postmark's webhook URL. Unset: no route."""
+    postmark_webhook_password: SecretStr | None = None
+    feedback_signing_secret: SecretStr | None = None
+    """`whsec_...`: signs the generic feedback form as our event webhooks are signed. Unset: no
+    generic route."""
+
+    # SMS steps through a Twilio-compatible API (activities.sms_provider): without the SID, token
+    # and sender, SMS steps record sms_not_configured.
+    sms_api_url: str = "https://api.twilio.com"
+    """The provider's base URL (Twilio's, or a compatible provider's)."""
+    sms_account_sid: str | None = None
+    sms_auth_token: SecretStr | None = None
+    """Authenticates the API calls and signs the inbound webhook (POST /sms/v1/inbound)."""
+    sms_from: str | None = None
+    """The sending number (E.164) or sender id texts come from."""
 
     max_concurrent_activities: int = Field(default=200, ge=1)
     max_concurrent_workflow_tasks: int = Field(default=200, ge=1)
@@ -162,6 +209,53 @@ class Settings(BaseSettings):
         coupon_link(info.data.get("coupon_link_param"), value)
         return value
 
+    @model_validator(mode="after")
+    def _dkim_all_or_none(self) -> "Settings":
+        given = {
+            "CHECKOUT_RECOVERY_DKIM_DOMAIN": self.dkim_domain,
+            "CHECKOUT_RECOVERY_DKIM_SELECTOR": self.dkim_selector,
+            "CHECKOUT_RECOVERY_DKIM_PRIVATE_KEY_FILE": self.dkim_private_key_file,
+        }
+        missing = [name for name, value in given.items() if not value]
+        if len(missing) == len(given):
+            return self
+        if missing:
+            raise ValueError(
+                f"DKIM signing needs all three of {', '.join(given)}; missing: {', '.join(missing)}"
+            )
+        assert self.dkim_domain and self.dkim_selector  # none missing
+        for name, check, value in (
+            ("DOMAIN", check_domain, self.dkim_domain),
+            ("SELECTOR", check_selector, self.dkim_selector),
+        ):
+            try:
+                check(value)
+            except DkimError as err:
+                raise ValueError(f"CHECKOUT_RECOVERY_DKIM_{name}: {err}") from None
+        problem = alignment_problem(self.dkim_domain, self.mail_from)
+        if problem is not None:
+            raise ValueError(
+                f"CHECKOUT_RECOVERY_DKIM_DOMAIN: {problem} (CHECKOUT_RECOVERY_MAIL_FROM)"
+            )
+        return self
+
+    def dkim_key(self) -> DkimKey | None:
+        """The deployment's DKIM key, read from its file; None when DKIM is not configured.
+        Raises DkimError naming the variable when the file is missing or holds no usable key."""
+        path = self.dkim_private_key_file
+        if path is None:
+            return None
+        try:
+            text = path.read_bytes()
+        except OSError as err:
+            raise DkimError(
+                f"CHECKOUT_RECOVERY_DKIM_PRIVATE_KEY_FILE {path}: {err.strerror}"
+            ) from None
+        try:
+            return read_private_key(text)
+        except DkimError as err:
+            raise DkimError(f"CHECKOUT_RECOVERY_DKIM_PRIVATE_KEY_FILE {path}: {err}") from None
+
     def coupon_link(self) -> CouponLink | None:
         return coupon_link(self.coupon_link_param, self.coupon_link_template)
 
@@ -189,6 +283,17 @@ class Settings(BaseSettings):
         session's path (api.codec_routes.SESSION_CODEC_PATH), so that a UI including
         cross-origin credentials sends the operator's session cookie along."""
         return f"{self.public_url.rstrip('/')}/dashboard/codec"
+
+    def sms_config(self) -> SmsProviderConfig | None:
+        """The SMS provider's settings; None unless the SID, token and sender are all set."""
+        if not (self.sms_account_sid and self.sms_auth_token and self.sms_from):
+            return None
+        return SmsProviderConfig(
+            base_url=self.sms_api_url,
+            account_sid=self.sms_account_sid,
+            auth_token=self.sms_auth_token,
+            from_number=self.sms_from,
+        )
 
     def smtp_config(self) -> SmtpConfig:
         return SmtpConfig(

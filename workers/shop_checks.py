@@ -12,7 +12,7 @@ from activities.rendering import TemplateRenderer
 from domain.checkout import AbandonedCheckout
 from domain.errors import InvalidInputError
 from domain.policy import RecoveryPolicy
-from domain.shops import ShopSettings, effective_settings
+from domain.shops import ShopSettings, dkim_problems, effective_settings
 from workers.policy_files import load_policy
 from workers.settings import Settings
 from workers.worker import template_renderer_for
@@ -33,8 +33,12 @@ def checked_stored_policy(
 
 def check_shop_rendering(shop_id: str, settings: ShopSettings, deployment: Settings) -> None:
     """Raises InvalidInputError naming what would fail: a templates folder that is not there, a
-    template of the shop's policy that does not render with the shop's templates."""
+    template of the shop's policy that does not render with the shop's templates, a DKIM domain
+    that does not align with the shop's From address."""
     effective = effective_settings(settings, deployment)
+    misaligned = dkim_problems(effective)
+    if misaligned:
+        raise InvalidInputError(f"settings of the shop {shop_id}", misaligned)
     try:
         renderer = template_renderer_for(effective)
     except NotADirectoryError:

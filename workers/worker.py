@@ -12,6 +12,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.dkim import DkimSigner, signer_for
 from activities.email import EmailActivities
 from activities.email_compose import EmailComposer
 from activities.email_message import Sender
@@ -19,18 +20,22 @@ from activities.notification import NotificationActivities
 from activities.records import RecordActivities
 from activities.rendering import TEMPLATES_DIR, TemplateRenderer
 from activities.shop_composers import ShopComposers
+from activities.sms import SmsActivities
+from activities.sms_provider import TwilioSms
 from activities.smtp_pool import SmtpPool
 from activities.tasks import TaskActivities
 from activities.template_source import TemplateSource
 from activities.webhooks import WebhookActivities
 from domain.coupons import CouponProvider
+from domain.dkim import DkimError
+from domain.errors import InvalidInputError
 from domain.policy import RecoveryPolicy
 from domain.shops import EffectiveShopSettings
 from service.handoff import Handoff
 from service.reconciler import Reconciler
 from store.engine_policy import EnginePolicyStore
 from store.outbox import Outbox
-from store.shops import ShopStore
+from store.shops import ShopStore, open_dkim
 from store.sql import SqlStore
 from store.subscriptions import SubscriptionStore
 from telemetry.log_context import LogContextInterceptor
@@ -77,11 +82,14 @@ def shop_composers_for(
     sender, name, links (its public URL, signed with the deployment's secret), language and
     templates; a shop's values were checked when they were set (`shops set`)."""
     signer = link_signer_for(settings)
+    deployment = deployment_dkim(settings)
+    box = webhook_secret_box(settings)
 
     def build(shop: EffectiveShopSettings) -> EmailComposer:
+        dkim = signer_for(shop.dkim, shop.mail_from, deployment, lambda key: open_dkim(box, key))
         return EmailComposer(
             template_renderer_for(shop),
-            Sender(shop.mail_from, shop.reply_to, shop.message_id_domain),
+            Sender(shop.mail_from, shop.reply_to, shop.message_id_domain, dkim),
             shop.shop_name,
             links=signer.for_public_url(shop.public_url),
             coupons=coupons,
@@ -89,6 +97,19 @@ def shop_composers_for(
         )
 
     return ShopComposers(ShopStore(store.engine), settings, build)
+
+
+def deployment_dkim(settings: Settings) -> DkimSigner | None:
+    """The deployment's DKIM signer (CHECKOUT_RECOVERY_DKIM_...); None when not configured.
+    Raises InvalidInputError naming the variable for a key file that does not sign, as a bad
+    policy is refused: before the worker polls."""
+    try:
+        key = settings.dkim_key()
+    except DkimError as err:
+        raise InvalidInputError("DKIM settings", [str(err)]) from None
+    if key is None or settings.dkim_domain is None or settings.dkim_selector is None:
+        return None
+    return DkimSigner(settings.dkim_domain, settings.dkim_selector, key)
 
 
 def check_policy(settings: Settings, renderer: TemplateRenderer | None = None) -> RecoveryPolicy:
@@ -102,6 +123,7 @@ def check_policy(settings: Settings, renderer: TemplateRenderer | None = None) -
 async def open_worker(client: Client, settings: Settings, store: SqlStore) -> AsyncIterator[Worker]:
     """A worker with every activity wired in; its connections close when the block ends."""
     renderer = template_renderer_for(settings)
+    dkim = deployment_dkim(settings)
     # Fails here, before polling, when the policy or one of its templates is wrong (the check
     # renders with the worker's own renderer, which keeps the compiled templates).
     policy = check_policy(settings, renderer)
@@ -121,7 +143,7 @@ async def open_worker(client: Client, settings: Settings, store: SqlStore) -> As
             store,
             pool,
             renderer,
-            Sender(settings.mail_from),
+            Sender(settings.mail_from, dkim=dkim),
             settings.shop_name,
             links=link_signer_for(settings),
             coupons=coupons,
@@ -136,6 +158,22 @@ async def open_worker(client: Client, settings: Settings, store: SqlStore) -> As
             secret.get_secret_value() if secret else None,
         )
         tasks = TaskActivities(store, renderer, settings.shop_name, settings.workflow_link)
+        sms_config = settings.sms_config()
+        if sms_config is None:
+            # Loud only when the policy has SMS steps; a shop's own policy may have some too.
+            texts = any(step.action == "sms" for step in policy.steps)
+            logger.log(
+                logging.WARNING if texts else logging.INFO,
+                "No SMS provider configured (CHECKOUT_RECOVERY_SMS_ACCOUNT_SID, _SMS_AUTH_TOKEN, "
+                "_SMS_FROM): SMS steps record sms_not_configured",
+            )
+        sms = SmsActivities(
+            store,
+            TwilioSms(http, sms_config) if sms_config is not None else None,
+            renderer,
+            settings.shop_name,
+            links=link_signer_for(settings),
+        )
         records = RecordActivities(store)
         outbox = Outbox(store.engine)
         subscriptions = SubscriptionStore(store.engine, webhook_secret_box(settings))
@@ -148,6 +186,7 @@ async def open_worker(client: Client, settings: Settings, store: SqlStore) -> As
                 email.send_recovery_email,
                 notification.send_staff_notification,
                 tasks.create_staff_task,
+                sms.send_recovery_sms,
                 records.record_activity,
                 records.record_recovery,
                 webhooks.list_event_subscribers,

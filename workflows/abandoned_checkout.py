@@ -26,19 +26,21 @@ with workflow.unsafe.imports_passed_through():
         CANCEL_SIGNAL,
         CHECKOUT_UPDATED_SIGNAL,
         CLOSED_STATUS,
+        EMAIL_SUPPRESSED_SIGNAL,
         RECOVERED_SIGNAL,
         STATUS_ATTRIBUTE,
         STEP_ATTRIBUTE,
         UNSUBSCRIBED_SIGNAL,
         WORKFLOW_NAME,
         ClosedBecause,
+        EmailSuppressedSignal,
         RecoveredSignal,
         RecoveryInput,
         RecoveryResult,
         step_key,
     )
     from domain.flow_state import CarriedState
-    from domain.policy import EmailStep, NotificationStep, RecoveryPolicy, Step
+    from domain.policy import EmailStep, NotificationStep, RecoveryPolicy, SmsStep, Step
     from domain.schedule import (
         FlowProgress,
         StepDecision,
@@ -50,16 +52,19 @@ with workflow.unsafe.imports_passed_through():
     from domain.steps import (
         CREATE_TASK,
         PERMANENT_EMAIL_FAILURE,
+        PERMANENT_SMS_FAILURE,
         RECORD_ACTIVITY,
         RECORD_RECOVERY,
         SEND_EMAIL,
         SEND_HEARTBEAT_TIMEOUT,
         SEND_NOTIFICATION,
+        SEND_SMS,
         EmailStepRequest,
         EmailStepResult,
         NotificationStepRequest,
         RecordActivityRequest,
         RecordRecoveryRequest,
+        SmsStepRequest,
         StepRequest,
         TaskStepRequest,
     )
@@ -79,6 +84,15 @@ WEBHOOK_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=5),
     maximum_attempts=8,
+)
+# A provider answering 5xx or unreachable: some 20 minutes of attempts, then NOTIFICATION_NOT_SENT
+# (sms_unavailable). A text hours late would arrive out of place, so it does not retry for long.
+SMS_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=5),
+    maximum_attempts=8,
+    non_retryable_error_types=[PERMANENT_SMS_FAILURE],
 )
 # Unbounded: a database outage delays a flow, never fails it. Once the store is back, the next
 # attempt comes within a minute.
@@ -246,6 +260,14 @@ class AbandonedCheckoutWorkflow:
     def unsubscribed(self) -> None:
         """The buyer's address unsubscribed (from any of their checkouts' emails)."""
         self._progress = replace(self._progress, unsubscribed=True)
+
+    @workflow.signal(name=EMAIL_SUPPRESSED_SIGNAL)
+    def email_suppressed(self, signal: EmailSuppressedSignal) -> None:
+        """The relay reported the buyer's address (a hard bounce, a complaint): the next email
+        steps are refused with that reason. The first report stays, as the store keeps the
+        suppression's first reason."""
+        if self._progress.suppressed is None:
+            self._progress = replace(self._progress, suppressed=signal.reason)
 
     @workflow.signal(name=BUYER_PURCHASED_SIGNAL)
     def buyer_purchased(self) -> None:
@@ -452,6 +474,10 @@ class AbandonedCheckoutWorkflow:
         assert reason is not None
         if isinstance(step, EmailStep):
             await self._refuse_email(index, reason, decision.consent)
+        elif isinstance(step, SmsStep):
+            # A text reaches the buyer as an email does: its refusals are recorded too.
+            workflow.logger.info("Step %s skipped: %s", index + 1, reason)
+            self._append(await self._record_sms_not_sent(index, reason, workflow.now()))
         else:
             workflow.logger.info("Step %s skipped: %s", index + 1, reason)
 
@@ -470,6 +496,11 @@ class AbandonedCheckoutWorkflow:
             reason=reason,
             consent=consent,
         )
+        return await self._record_entry(index, entry)
+
+    async def _record_entry(self, index: int, entry: ActivityEntry) -> ActivityEntry:
+        """Record the entry of step `index` that its own activity did not (it never ran, or
+        gave up)."""
         await workflow.execute_activity(
             RECORD_ACTIVITY,
             RecordActivityRequest(
@@ -501,6 +532,9 @@ class AbandonedCheckoutWorkflow:
         entry: ActivityEntry | _Interrupted | None
         if isinstance(step, EmailStep):
             return await self._email_step(index, step, decision, common)
+        if isinstance(step, SmsStep):
+            self._append(await self._sms_step(step, common))
+            return True
         if isinstance(step, NotificationStep):
             entry = await self._best_effort(
                 SEND_NOTIFICATION, NotificationStepRequest(step=step, **common), WEBHOOK_RETRY
@@ -543,16 +577,18 @@ class AbandonedCheckoutWorkflow:
                 if not await self._sleep_until(deferred_due):
                     return False
                 continue
-            # An unsubscribe meanwhile ends the wait: the step is refused as it would have
-            # been at its decision, with the consent it had, and the flow goes on.
-            if not await self._sleep_until(deferred_due, or_until=self._unsubscribed):
+            # An unsubscribe (or a bounce, a complaint) meanwhile ends the wait: the step is
+            # refused as it would have been at its decision, with the consent it had, and the
+            # flow goes on.
+            if not await self._sleep_until(deferred_due, or_until=self._address_refused):
                 return False
-            if self._unsubscribed():
-                await self._refuse_email(index, NotSentReason.UNSUBSCRIBED, decision.consent)
+            refusal = self._progress.address_refusal
+            if refusal is not None:
+                await self._refuse_email(index, refusal, decision.consent)
                 return True
 
-    def _unsubscribed(self) -> bool:
-        return self._progress.unsubscribed
+    def _address_refused(self) -> bool:
+        return self._progress.address_refusal is not None
 
     async def _send_email(self, request: EmailStepRequest) -> EmailStepResult:
         try:
@@ -576,6 +612,42 @@ class AbandonedCheckoutWorkflow:
                 request.step_index, reason, request.at, request.consent
             )
             return EmailStepResult.model_validate(entry.model_dump())
+
+    async def _sms_step(self, step: SmsStep, common: dict[str, object]) -> ActivityEntry:
+        """The step's single activity texts and records the entry it returns; when it gives up
+        (sms_rejected, template_error, the provider down throughout), the flow records why."""
+        request = SmsStepRequest.model_validate(
+            {
+                **common,
+                "step": step,
+                "frequency_cap": self._policy.frequency_cap,
+                "time_zone": buyer_zone(self._checkout, self._policy).key,
+            }
+        )
+        try:
+            entry: ActivityEntry = await workflow.execute_activity(
+                SEND_SMS,
+                request,
+                result_type=ActivityEntry,
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=SMS_RETRY,
+            )
+            return entry
+        except ActivityError as err:
+            rejected, gave_up = NotSentReason.SMS_REJECTED, NotSentReason.SMS_UNAVAILABLE
+            reason = _failure_reason(err, PERMANENT_SMS_FAILURE, rejected, gave_up)
+            workflow.logger.warning("Step %s SMS not sent: %s", request.step_index + 1, reason)
+            return await self._record_sms_not_sent(request.step_index, reason, request.at)
+
+    async def _record_sms_not_sent(self, index: int, reason: str, at: datetime) -> ActivityEntry:
+        entry = ActivityEntry(
+            type=ActivityType.NOTIFICATION_NOT_SENT,
+            created_date=at,
+            step=index + 1,
+            reason=reason,
+            channel="sms",
+        )
+        return await self._record_entry(index, entry)
 
     async def _best_effort(
         self, activity_name: str, request: StepRequest, retry: RetryPolicy
@@ -682,11 +754,19 @@ class AbandonedCheckoutWorkflow:
 
 
 def _not_sent_reason(err: ActivityError) -> str:
+    # Else the send retry window ran out (SMTP down or refusing with 4xx all along).
+    return _failure_reason(
+        err, PERMANENT_EMAIL_FAILURE, NotSentReason.SMTP_REJECTED, NotSentReason.SMTP_UNAVAILABLE
+    )
+
+
+def _failure_reason(err: ActivityError, permanent_type: str, rejected: str, gave_up: str) -> str:
+    """The reason a failed send step records: a permanent failure's own (in its details, else
+    `rejected`), or `gave_up` when the retries ran out."""
     cause = err.cause
-    if isinstance(cause, ApplicationError) and cause.type == PERMANENT_EMAIL_FAILURE:
+    if isinstance(cause, ApplicationError) and cause.type == permanent_type:
         details = cause.details
         if details and isinstance(details[0], str):
             return details[0]
-        return NotSentReason.SMTP_REJECTED
-    # The send retry window ran out (SMTP down or refusing with 4xx all along).
-    return NotSentReason.SMTP_UNAVAILABLE
+        return rejected
+    return gave_up

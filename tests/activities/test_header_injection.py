@@ -32,6 +32,7 @@ HEADERS = {
     "Message-ID",
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
+    "Feedback-ID",
 }
 
 

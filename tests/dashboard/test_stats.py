@@ -195,6 +195,12 @@ def test_the_stats_command_prints_one_json_document(
         "tasksCreated": 0,
         "recoveriesAttributed": {"assisted": 1},
         "recoveredRevenue": {"EUR": "89.90"},
+        # No relay reported on these emails (tests/feedback_effects/test_feedback_stats.py).
+        "hardBounces": 0,
+        "softBounces": 0,
+        "complaints": 0,
+        "bounceRate": 0.0,
+        "complaintRate": 0.0,
     }
     assert document["lift"] == 1.0 and document["holdout"] == {"abandoned": 1, "recovered": 0}
     assert document["daily"][0] == {"day": "2025-03-01", "abandoned": 2, "recovered": 2}
