@@ -13,6 +13,10 @@ PUBLIC = {
     ("GET", "/ecom/v1/abandoned-checkout/{checkout_id}/redirect-to-checkout"),
     ("GET", "/ecom/v1/abandoned-checkout/unsubscribe"),
     ("POST", "/ecom/v1/abandoned-checkout/unsubscribe"),
+    # A relay's bounces and complaints, and the SMS provider's inbound texts: each is verified by
+    # its provider's signature instead of a key (tests/feedback, tests/feedback_effects, tests/sms).
+    ("POST", "/feedback/v1/{provider}"),
+    ("POST", "/sms/v1/inbound"),
     # The OpenAPI document and its viewers describe the API; they hold no data.
     ("GET", "/openapi.json"),
     ("GET", "/docs"),
@@ -110,6 +114,9 @@ async def test_public_routes_need_no_key(stack: Stack):
     assert (await stack.http.get("/openapi.json")).status_code == 200
     refused = await stack.http.get("/ecom/v1/abandoned-checkout/x/redirect-to-checkout?token=1.2.3")
     assert refused.status_code == 403  # a forged link, not a missing key
+    # No provider is configured in this stack: the route answers that, not 401.
+    feedback = await stack.http.post("/feedback/v1/generic", content=b"{}")
+    assert feedback.status_code == 404 and feedback.json()["code"] == "feedback_not_configured"
 
 
 async def test_error_bodies_are_json_with_a_code(stack: Stack):

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from domain.dkim import DkimSetting
 from domain.errors import InvalidInputError
 from domain.shops import ShopSettings, effective_settings, parse_shop_settings
 from workers.settings import Settings
@@ -48,6 +49,15 @@ def test_a_shop_with_no_settings_runs_exactly_as_the_deployment_does() -> None:
     assert set(effective.sources) == set(ShopSettings.model_fields)
 
 
+# A sealed key's shape only: effective_settings passes it on and never opens it.
+DKIM = DkimSetting(
+    domain="acme.example",
+    selector="recovery1",
+    fingerprint="sha256:0123456789abcdef",
+    sealed_key="sealed1.not-a-real-key",
+)
+
+
 def test_a_value_the_shop_sets_wins_and_says_so() -> None:
     shop = ShopSettings(
         policy=POLICY,
@@ -60,6 +70,7 @@ def test_a_value_the_shop_sets_wins_and_says_so() -> None:
         time_zone="Europe/Paris",
         templates_dir="/srv/acme-templates",
         unsubscribe_mailbox="stop@acme.example",
+        dkim=DKIM,
     )
     effective = effective_settings(shop, DEPLOYMENT)
     assert effective.policy is not None and effective.policy.name == "acme"
@@ -73,6 +84,7 @@ def test_a_value_the_shop_sets_wins_and_says_so() -> None:
     assert (effective.default_language, effective.time_zone) == ("fr", "Europe/Paris")
     assert effective.templates_dir == Path("/srv/acme-templates")
     assert effective.unsubscribe_mailbox == "stop@acme.example"
+    assert effective.dkim == DKIM
     assert set(effective.sources.values()) == {"shop"}
 
 
