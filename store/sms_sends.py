@@ -23,7 +23,7 @@ from domain.shops import DEFAULT_SHOP
 from domain.sms import e164, sms_refusal
 from store.email_limits import address_key, address_state, lock_address, record_send
 from store.rows import checkout_from_row
-from store.schema import activities, checkouts, sent_log, suppressions
+from store.schema import checkouts, suppressions
 from store.sql import SendClaim, SqlStore
 
 SMS_STOP = str(NotSentReason.SMS_STOP)
@@ -99,26 +99,12 @@ class SmsSends:
         if isinstance(refused, SmsStart):
             return refused
         checkout, shop_id, email_key = refused
-        if claim is not None:
-            inserted = await conn.execute(
-                self._store.insert_ignore(sent_log),
-                {"key": key, "checkout_id": checkout_id, "message_id": claim, "created_at": at},
-            )
-            if inserted.rowcount == 1:
-                if email_key is not None:
-                    await record_send(conn, key, email_key, checkout_id, at, shop_id=shop_id)
-                return SmsStart(checkout, SendClaim.CLAIMED, shop_id=shop_id)
-        elif await conn.scalar(select(sent_log.c.key).where(sent_log.c.key == key)) is None:
-            return SmsStart(checkout, SendClaim.UNCLAIMED, shop_id=shop_id)
-        confirmed = await conn.scalar(
-            select(activities.c.type).where(
-                activities.c.checkout_id == checkout_id, activities.c.key == key
-            )
+        found = await self._store.step_claim(
+            conn, checkout_id, key, at, claim=claim, confirmed_by=ActivityType.NOTIFICATION_SENT
         )
-        sent = confirmed == ActivityType.NOTIFICATION_SENT
-        return SmsStart(
-            checkout, SendClaim.ALREADY_SENT if sent else SendClaim.IN_DOUBT, shop_id=shop_id
-        )
+        if found is SendClaim.CLAIMED and email_key is not None:
+            await record_send(conn, key, email_key, checkout_id, at, shop_id=shop_id)
+        return SmsStart(checkout, found, shop_id=shop_id)
 
     async def _refusal(
         self,

@@ -762,24 +762,42 @@ class SqlStore:
             return SendStart(checkout, None, suppressed_because=suppressed, shop_id=shop_id)
         if state.capped_until is not None:
             return SendStart(checkout, None, capped_until=state.capped_until, shop_id=shop_id)
+        found = await self.step_claim(
+            conn, checkout_id, key, at, claim=claim, confirmed_by=ActivityType.EMAIL_SENT
+        )
+        if found is SendClaim.CLAIMED:
+            await record_send(conn, key, address, checkout_id, at, shop_id=shop_id)
+        return SendStart(checkout, found, shop_id=shop_id)
+
+    async def step_claim(
+        self,
+        conn: AsyncConnection,
+        checkout_id: str,
+        key: str,
+        at: datetime,
+        *,
+        claim: str | None,
+        confirmed_by: ActivityType,
+    ) -> SendClaim:
+        """The one rule for a step's claim in the sent log, for every channel: with `claim` (the
+        message's id) the step is claimed, CLAIMED when this call did; without, it is looked at,
+        UNCLAIMED when nobody has. A claim found is ALREADY_SENT once its `confirmed_by` entry
+        exists, else IN_DOUBT (its sender died between the claim and the confirmation)."""
         if claim is not None:
             inserted = await conn.execute(
                 self._insert_claim,
                 {"key": key, "checkout_id": checkout_id, "message_id": claim, "created_at": at},
             )
             if inserted.rowcount == 1:
-                await record_send(conn, key, address, checkout_id, at, shop_id=shop_id)
-                return SendStart(checkout, SendClaim.CLAIMED, shop_id=shop_id)
+                return SendClaim.CLAIMED
         elif await conn.scalar(select(sent_log.c.key).where(sent_log.c.key == key)) is None:
-            return SendStart(checkout, SendClaim.UNCLAIMED, shop_id=shop_id)
+            return SendClaim.UNCLAIMED
         confirmed = await conn.scalar(
             select(activities.c.type).where(
                 activities.c.checkout_id == checkout_id, activities.c.key == key
             )
         )
-        sent = confirmed == ActivityType.EMAIL_SENT
-        found = SendClaim.ALREADY_SENT if sent else SendClaim.IN_DOUBT
-        return SendStart(checkout, found, shop_id=shop_id)
+        return SendClaim.ALREADY_SENT if confirmed == confirmed_by else SendClaim.IN_DOUBT
 
     async def release_send(self, key: str) -> None:
         """Give a claim back after a send that certainly did not happen, so a retry may send."""
@@ -855,11 +873,6 @@ class SqlStore:
         ]
 
     # --- helpers -------------------------------------------------------------------------------
-
-    def insert_ignore(self, table: Any) -> Insert:
-        """An insert that skips a row whose unique key exists, for the store's companions that
-        write its tables (store.sms_sends claims texts in the sent log)."""
-        return self._insert_ignore(table)
 
     def _insert_ignore(self, table: Any) -> Insert:
         dialect = self._engine.dialect.name
