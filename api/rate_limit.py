@@ -149,9 +149,14 @@ _CHECKOUTS = "/ecom/v1/abandoned-checkout/"
 _REDIRECT = "/redirect-to-checkout"
 
 
+_PROVIDER_SIGNED = ("/feedback/v1/", "/sms/v1/inbound")
+
+
 def signed_link_path(path: str) -> bool:
-    """The routes open to anyone with a signed link: the recovery redirect and unsubscribe."""
-    if path == UNSUBSCRIBE_PATH:
+    """The routes open without a key: the recovery redirect and unsubscribe (a signed link), and
+    the relays' and the SMS provider's webhooks (their signature). Each checks a signature, which
+    costs CPU to refuse, so a client address gets a budget there."""
+    if path == UNSUBSCRIBE_PATH or path.startswith(_PROVIDER_SIGNED):
         return True
     if not (path.startswith(_CHECKOUTS) and path.endswith(_REDIRECT)):
         return False

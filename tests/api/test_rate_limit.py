@@ -91,6 +91,10 @@ def test_the_public_routes_are_the_signed_link_ones() -> None:
     assert not signed_link_path(f"{BASE}//redirect-to-checkout")
     assert not signed_link_path(f"{BASE}/a/b/redirect-to-checkout")
     assert not signed_link_path(QUERY)
+    # The provider-signed webhooks take no key either.
+    assert signed_link_path("/feedback/v1/ses")
+    assert signed_link_path("/sms/v1/inbound")
+    assert not signed_link_path("/feedback")
 
 
 @pytest.fixture

@@ -40,8 +40,10 @@ from domain.checkout import AbandonedCheckout
 from domain.flow import (
     CANCEL_SIGNAL,
     CHECKOUT_UPDATED_SIGNAL,
+    EMAIL_SUPPRESSED_SIGNAL,
     RECOVERED_SIGNAL,
     UNSUBSCRIBED_SIGNAL,
+    EmailSuppressedSignal,
     RecoveredSignal,
     RecoveryInput,
     workflow_id_for,
@@ -342,6 +344,81 @@ async def _record_unsubscribed_during_deferral(
     assert (last.type, last.reason) == (ActivityType.EMAIL_NOT_SENT, NotSentReason.UNSUBSCRIBED)
 
 
+# --- the paths of issue 18: a new signal and a new step kind, seen only by flows started on them --
+
+
+def _sms(delay: str) -> dict[str, Any]:
+    return {"delay": delay, "action": "sms", "template": "reminder"}
+
+
+async def _last_entry(store: SqlStore, checkout_id: str) -> tuple[ActivityType, str | None, str]:
+    stored = await store.get(checkout_id)
+    assert stored is not None
+    last = stored.activities[-1]
+    return last.type, last.reason, last.channel or ""
+
+
+async def _record_email_suppressed(
+    env: WorkflowEnvironment, service: CheckoutService, store: SqlStore
+) -> None:
+    """The relay reports a hard bounce after the first email (the `email_suppressed` signal,
+    sent straight to Temporal): step 2 records EMAIL_NOT_SENT (bounced) without its activity."""
+    name = "email_suppressed_before_step"
+    checkout_id, _ = await _report(env, service, name, _policy(*TWO_EMAILS))
+    await _after_first_email(env, store, checkout_id)
+    handle = _handle(env, checkout_id)
+    await handle.signal(
+        EMAIL_SUPPRESSED_SIGNAL, EmailSuppressedSignal(reason=NotSentReason.BOUNCED)
+    )
+    await _save_when_done(env, handle, name)
+    assert await _last_entry(store, checkout_id) == (
+        ActivityType.EMAIL_NOT_SENT,
+        NotSentReason.BOUNCED,
+        "",
+    )
+
+
+async def _record_sms_refused(
+    env: WorkflowEnvironment, service: CheckoutService, store: SqlStore
+) -> None:
+    """An SMS step for a buyer who gave no SMS consent: the decision refuses it and the flow
+    records NOTIFICATION_NOT_SENT (channel sms, no_sms_consent)."""
+    name = "sms_step_refused_no_consent"
+    checkout_id, _ = await _report(env, service, name, _policy(_sms("1h")))
+    await _save_when_done(env, _handle(env, checkout_id), name)
+    assert await _last_entry(store, checkout_id) == (
+        ActivityType.NOTIFICATION_NOT_SENT,
+        NotSentReason.NO_SMS_CONSENT,
+        "sms",
+    )
+
+
+async def _record_sms_step(
+    env: WorkflowEnvironment, service: CheckoutService, store: SqlStore
+) -> None:
+    """An SMS step due outside the policy's sms_window: the flow waits for the window, then runs
+    the SMS activity (the recorder's engine has no provider, so its entry is
+    sms_not_configured; the history holds the activity either way)."""
+    name = "sms_step_waits_for_window"
+    due = await env.get_current_time() + timedelta(hours=1)
+    opens = (due.hour + 3) % 24
+    window = {"start": f"{opens:02d}:00", "end": f"{(opens + 2) % 24:02d}:00"}
+    checkout_id, _ = await _report(
+        env,
+        service,
+        name,
+        _policy(_sms("1h"), sms_window=window),
+        smsConsent=True,
+        contactDetails={"firstName": "Ada", "phone": "+44 20 7946 0958"},
+    )
+    await _save_when_done(env, _handle(env, checkout_id), name)
+    assert await _last_entry(store, checkout_id) == (
+        ActivityType.NOTIFICATION_NOT_SENT,
+        NotSentReason.SMS_NOT_CONFIGURED,
+        "sms",
+    )
+
+
 async def _record_retry_window_to_next_send(
     env: WorkflowEnvironment, service: CheckoutService
 ) -> None:
@@ -566,6 +643,9 @@ async def _record_current(
             "email_step_with_heartbeat_timeout",
             lambda: _record_send_heartbeat(env, service, store),
         ),
+        ("email_suppressed_before_step", lambda: _record_email_suppressed(env, service, store)),
+        ("sms_step_refused_no_consent", lambda: _record_sms_refused(env, service, store)),
+        ("sms_step_waits_for_window", lambda: _record_sms_step(env, service, store)),
     ]
     for name, record in recordings:
         if _wanted(name):

@@ -9,7 +9,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-from domain.flow import WORKFLOW_NAME, RecoveryInput, RecoveryResult
+from domain.flow import (
+    EMAIL_SUPPRESSED_SIGNAL,
+    WORKFLOW_NAME,
+    EmailSuppressedSignal,
+    RecoveryInput,
+    RecoveryResult,
+)
 from domain.policy import Step
 from workers.worker import SANDBOX_RUNNER, WORKFLOWS
 from workflows.abandoned_checkout import AbandonedCheckoutWorkflow
@@ -42,6 +48,10 @@ RECORDED = {
     "task_step_cancelled_while_failing",  # stop-cancels-staff-step
     "continued_as_new_first_run",  # continue-as-new: the run that continues
     "continued_as_new_second_run",  # continue-as-new: the run that takes the carried state
+    # New paths with no patch (a new signal, a new step kind: only flows started on them).
+    "email_suppressed_before_step",
+    "sms_step_refused_no_consent",
+    "sms_step_waits_for_window",
 }
 
 
@@ -121,3 +131,63 @@ async def test_the_replay_check_catches_a_timer_inserted_before_an_activity(name
     message = str(result.replay_failure)
     assert "Timer machine does not handle" in message and "ActivityTaskScheduled" in message
     assert not {_Unchanged, _TimerBeforeStep} & set(WORKFLOWS)
+
+
+@workflow.defn(name=WORKFLOW_NAME, sandboxed=False)
+class _IgnoresSuppression(_Unchanged):
+    """The current workflow deaf to the relay's reports: its next email step would send."""
+
+    @workflow.init
+    def __init__(self, flow: RecoveryInput) -> None:
+        super().__init__(flow)
+
+    @workflow.run
+    async def run(self, flow: RecoveryInput) -> RecoveryResult:
+        return await super().run(flow)
+
+    @workflow.signal(name=EMAIL_SUPPRESSED_SIGNAL)
+    def email_suppressed(self, signal: EmailSuppressedSignal) -> None:
+        del signal
+
+
+def _activities_scheduled(path: Path) -> list[str]:
+    history = _history(path)
+    return [
+        event.activity_task_scheduled_event_attributes.activity_type.name
+        for event in history.events
+        if event.HasField("activity_task_scheduled_event_attributes")
+    ]
+
+
+async def test_the_suppression_history_holds_the_step_it_refused():
+    # The signal came after step 1's email; step 2 is only recorded, never sent.
+    path = HISTORY_DIR / "email_suppressed_before_step.json"
+    assert _activities_scheduled(path) == ["send_recovery_email", "record_activity"]
+    signals = [
+        event.workflow_execution_signaled_event_attributes.signal_name
+        for event in _history(path).events
+        if event.HasField("workflow_execution_signaled_event_attributes")
+    ]
+    assert signals == [EMAIL_SUPPRESSED_SIGNAL]
+    unchanged = await _replayer([_Unchanged]).replay_workflow(
+        _history(path), raise_on_replay_failure=False
+    )
+    assert unchanged.replay_failure is None, unchanged.replay_failure
+    result = await _replayer([_IgnoresSuppression]).replay_workflow(
+        _history(path), raise_on_replay_failure=False
+    )
+    assert isinstance(result.replay_failure, NondeterminismError), result.replay_failure
+
+
+def test_the_sms_histories_hold_their_paths():
+    refused = _activities_scheduled(HISTORY_DIR / "sms_step_refused_no_consent.json")
+    assert refused == ["record_activity"]  # refused by the decision, no SMS activity
+    waited = HISTORY_DIR / "sms_step_waits_for_window.json"
+    assert _activities_scheduled(waited) == ["send_recovery_sms"]
+    timers = [
+        event.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
+        for event in _history(waited).events
+        if event.HasField("timer_started_event_attributes")
+    ]
+    # Due 1 h after the report, the window opens 3 h later: one timer to the opening.
+    assert timers[0].total_seconds() > 3 * 3600, timers
