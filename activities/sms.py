@@ -17,8 +17,10 @@ import logging
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.email_compose import EmailComposer
 from activities.message_context import checkout_context, formatting_locale
 from activities.rendering import SMS_PART, TemplateRenderer, TemplateRenderError
+from activities.shop_composers import ShopComposers
 from activities.sms_provider import (
     SmsInDoubtError,
     SmsProvider,
@@ -68,15 +70,18 @@ class SmsActivities:
         shop_name: str,
         *,
         links: LinkSigner | None = None,
+        composers: ShopComposers | None = None,
     ) -> None:
         """`provider` None: the worker has no SMS settings, and SMS steps record
-        sms_not_configured."""
+        sms_not_configured. `composers`: the shops' own templates, names and links (the email
+        step's cache); a shop that sets none texts with the deployment's (the arguments)."""
         self._store = store
         self._sends = SmsSends(store)
         self._provider = provider
         self._renderer = renderer
         self._shop_name = shop_name
         self._links = links
+        self._composers = composers
 
     @activity.defn(name=SEND_SMS)
     async def send_recovery_sms(self, request: SmsStepRequest) -> ActivityEntry:
@@ -91,7 +96,8 @@ class SmsActivities:
         assert checkout is not None  # _answer covers a missing one
         number = e164(checkout.contact_details.phone or "")
         assert number is not None  # and one without a number
-        body = self._render(request, checkout)
+        shop = None if self._composers is None else await self._composers.for_shop(seen.shop_id)
+        body = self._render(request, checkout, shop)
         claimed = await self._sends.claim(request.checkout_id, request.key, request.at, window)
         answer = await self._answer(request, claimed)
         if answer is not None:
@@ -139,17 +145,24 @@ class SmsActivities:
             return await self._not_sent(request, NotSentReason.DELIVERY_UNCONFIRMED)
         return None
 
-    def _render(self, request: SmsStepRequest, checkout: AbandonedCheckout) -> str:
+    def _render(
+        self, request: SmsStepRequest, checkout: AbandonedCheckout, shop: EmailComposer | None
+    ) -> str:
+        renderer, shop_name, links = (
+            (self._renderer, self._shop_name, self._links)
+            if shop is None
+            else (shop.renderer, shop.shop_name, shop.links)
+        )
         link = None
-        if self._links is not None:
+        if links is not None:
             # The same link for every retry: it depends on the step and its time only.
-            link = self._links.url(request.checkout_id, request.step_index + 1, request.at)
+            link = links.url(request.checkout_id, request.step_index + 1, request.at)
         try:
             return render_sms(
-                self._renderer,
+                renderer,
                 request.step.template,
                 checkout,
-                self._shop_name,
+                shop_name,
                 time_zone=request.time_zone,
                 checkout_url=link,
             )

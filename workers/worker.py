@@ -139,6 +139,8 @@ async def open_worker(client: Client, settings: Settings, store: SqlStore) -> As
         ) as webhook_http,
     ):
         coupons = coupon_provider_for(settings, store)
+        # One per-shop cache for both channels: a text renders as its shop's email would.
+        composers = shop_composers_for(settings, store, coupons)
         email = EmailActivities(
             store,
             pool,
@@ -148,7 +150,7 @@ async def open_worker(client: Client, settings: Settings, store: SqlStore) -> As
             links=link_signer_for(settings),
             coupons=coupons,
             unsubscribe_mailbox=settings.unsubscribe_mailbox,
-            composers=shop_composers_for(settings, store, coupons),
+            composers=composers,
         )
         notification = NotificationActivities(
             store,
@@ -173,6 +175,7 @@ async def open_worker(client: Client, settings: Settings, store: SqlStore) -> As
             renderer,
             settings.shop_name,
             links=link_signer_for(settings),
+            composers=composers,
         )
         records = RecordActivities(store)
         outbox = Outbox(store.engine)

@@ -8,7 +8,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
-import pytest
 from fastapi import FastAPI
 from temporalio.testing import WorkflowEnvironment
 
@@ -21,7 +20,7 @@ from service.checkouts import CheckoutService
 from store.schema import sent_log
 from store.sms_sends import SmsStops, sms_message_id
 from store.sql import SqlStore
-from tests.sms.twilio_server import FROM, SID, TOKEN, TwilioServer, twilio_server
+from tests.sms.twilio_server import FROM, SID, TOKEN, TwilioServer
 from tests.support import SmtpServer, engine_settings, eventually, running_engine, sample_checkout
 from tests.workflows.scenarios import entries, flow_result, has_entry, report_now
 
@@ -42,12 +41,6 @@ def _policy(*steps: dict[str, Any], **keys: Any) -> RecoveryPolicy:
 
 def _sms(delay: str) -> dict[str, Any]:
     return {"action": "sms", "delay": delay}
-
-
-@pytest.fixture
-def twilio() -> Any:
-    with twilio_server() as server:
-        yield server
 
 
 @contextlib.asynccontextmanager
